@@ -1,0 +1,101 @@
+"""The tumour-annotation MONAI Label app: ``monailabel start_server --app apps/tumor --studies <folder>``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from fastapi import HTTPException
+from monailabel.config import settings
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.datastore import Datastore
+from monailabel.interfaces.tasks.infer_v2 import InferTask
+from monailabel.interfaces.tasks.scoring import ScoringMethod
+from monailabel.interfaces.tasks.strategy import Strategy
+from monailabel.interfaces.tasks.train import TrainTask
+
+from lib.activelearning import strategies
+from lib.checkpoint import CheckpointError
+from lib.config import TumorConfig, parse_config
+from lib.datastore import TumorDatastore
+from lib.infers import ModelNotTrainedError, SegmentationInfer
+from lib.scoring import EpistemicScoring
+from lib.trainers import SegmentationTrainer
+from lib.transforms.volume_io import VolumeReadError
+
+logger = logging.getLogger(__name__)
+
+VOLUME_EXTENSIONS = ["*.nii.gz", "*.nii", "*.nrrd", "*.mha"]
+
+
+class TumorApp(MONAILabelApp):
+    """Pre-segments tumours, learns from submitted corrections and picks the next case.
+
+    Args:
+        app_dir: this folder.
+        studies: the studies folder (images, and ``labels/final`` for submitted labels).
+        conf: ``--conf`` key/values, parsed once into :class:`lib.config.TumorConfig`.
+    """
+
+    def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
+        self.config: TumorConfig = parse_config(conf or {}, app_dir)
+        logger.info("Tumour app configuration: %s", self.config)
+        super().__init__(
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name="Tumour annotation",
+            description="Tumour pre-segmentation that learns from annotators' corrections",
+            version="0.1.0",
+            labels=list(self.config.labels),
+        )
+
+    def init_datastore(self) -> Datastore:
+        if self.studies.startswith(("http://", "https://")):
+            return super().init_datastore()
+        return TumorDatastore(
+            self.studies,
+            self.config,
+            extensions=VOLUME_EXTENSIONS,
+            auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
+            read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
+        )
+
+    def init_infers(self) -> dict[str, InferTask]:
+        return {"segmentation": SegmentationInfer(self.config)}
+
+    def init_trainers(self) -> dict[str, TrainTask]:
+        return {"segmentation": SegmentationTrainer(self.config)}
+
+    def init_strategies(self) -> dict[str, Strategy]:
+        return strategies()
+
+    def init_scoring_methods(self) -> dict[str, ScoringMethod]:
+        return {"epistemic": EpistemicScoring(self.config)}
+
+    def infer(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:
+        """Run a model; errors an annotator can act on come back as 4xx with the reason."""
+        model = request.get("model")
+        if model not in self._infers:
+            raise HTTPException(404, f"unknown model {model!r}; available: {', '.join(self._infers)}")
+        image = request.get("image")
+        if isinstance(image, str) and not os.path.exists(image):
+            store = datastore or self.datastore()
+            if image not in store.list_images():
+                raise HTTPException(404, f"image {image!r} is not in the datastore")
+        try:
+            return super().infer(request, datastore)
+        except ModelNotTrainedError as e:
+            raise HTTPException(409, str(e)) from e
+        except CheckpointError as e:
+            raise HTTPException(409, f"the model's weights cannot be used: {e}") from e
+        except VolumeReadError as e:
+            raise HTTPException(422, f"image refused: {e}") from e
+
+    def next_sample(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Next image to label; an empty reply (no ``id``) means every image is labelled."""
+        strategy = request.get("strategy") or next(iter(self._strategies))
+        if strategy not in self._strategies:
+            raise HTTPException(404, f"unknown strategy {strategy!r}; available: {', '.join(self._strategies)}")
+        return super().next_sample({**request, "strategy": strategy})

@@ -1,0 +1,1 @@
+"""Library of the tumour-annotation MONAI Label app: configuration, data pipeline, networks and tasks."""

@@ -1,0 +1,256 @@
+"""Typed configuration of the tumour app, parsed once from ``monailabel start_server --conf KEY VALUE``.
+
+Every task (inference, training, scoring) reads the same frozen :class:`TumorConfig`, so nothing about the
+model (labels, channels, spacing, patch, normalisation, network) is declared twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Callable, TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+MODALITIES = ("ct", "mr")
+NETWORKS = {"segresnet": 8, "unet": 16}  # name -> the factor every patch dimension must divide by
+TRACKING = ("none", "mlflow")
+# Keys that monailabel itself understands in --conf; accepted and left to monailabel.
+MONAILABEL_KEYS = ("server_mode",)
+
+
+class ConfigError(ValueError):
+    """A ``--conf`` key is unknown or its value is not accepted."""
+
+
+@dataclass(frozen=True)
+class TumorConfig:
+    """Everything that defines the tumour model and how it is trained and served.
+
+    Attributes:
+        labels: label names; the network outputs value ``i + 1`` for ``labels[i]`` (0 is background).
+        modality: ``"ct"`` (clip to ``ct_window`` in HU, scale to [0, 1]) or ``"mr"`` (per-channel z-score over
+            non-zero voxels).
+        ct_window: lower and upper HU bound used by the ``ct`` preset.
+        spacing: target voxel spacing in mm along the image's i, j, k axes.
+        patch_size: network window in voxels (training crops and sliding-window inference).
+        channels: number of image channels (sequences) the network takes.
+        network: ``"segresnet"`` (default) or ``"unet"``.
+        features: feature maps of the first network level (network width).
+        dropout: dropout probability used only by the Monte-Carlo uncertainty network.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        checkpoint: starting checkpoint used until the first training run publishes weights ("" for none).
+        model_dir: folder holding published weights and training runs.
+        epochs: default number of epochs of one training run.
+        learning_rate: AdamW learning rate.
+        val_split: fraction of labelled cases held out for validation (at least one case is kept for training).
+        samples_per_case: random patches drawn from a case per training iteration.
+        cache_cases: preprocessed training cases kept in memory (the rest are loaded on demand).
+        mc_samples: Monte-Carlo dropout passes per image for epistemic scoring.
+        tracking: ``"none"`` or ``"mlflow"`` (an sqlite store inside ``model_dir`` unless a URI is given).
+        tracking_uri: MLflow tracking URI when ``tracking`` is ``"mlflow"``.
+    """
+
+    labels: tuple[str, ...] = ("tumor",)
+    modality: str = "ct"
+    ct_window: tuple[float, float] = (-200.0, 400.0)
+    spacing: tuple[float, float, float] = (1.5, 1.5, 3.0)
+    patch_size: tuple[int, int, int] = (96, 96, 32)
+    channels: int = 1
+    network: str = "segresnet"
+    features: int = 16
+    dropout: float = 0.2
+    device: str = "auto"
+    checkpoint: str = ""
+    model_dir: str = ""
+    epochs: int = 50
+    learning_rate: float = 3e-4
+    val_split: float = 0.2
+    samples_per_case: int = 4
+    cache_cases: int = 16
+    mc_samples: int = 5
+    tracking: str = "none"
+    tracking_uri: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        """Network output channels: background plus one per label."""
+        return len(self.labels) + 1
+
+    @property
+    def label_values(self) -> dict[str, int]:
+        """Label name -> output value, 1..K in configuration order (the order 3D Slicer imports)."""
+        return {name: i + 1 for i, name in enumerate(self.labels)}
+
+    def torch_device(self) -> torch.device:
+        """The device to run on; ``auto`` picks CUDA when available."""
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def published_path(self) -> str:
+        """Where finished training runs publish the served weights."""
+        return os.path.join(self.model_dir, "segmentation.pt")
+
+    def architecture(self) -> dict[str, object]:
+        """The settings that must match for a checkpoint to load into the network."""
+        return {
+            "network": self.network,
+            "features": self.features,
+            "channels": self.channels,
+            "labels": list(self.labels),
+        }
+
+
+def _fail(key: str, value: str, accepted: str) -> ConfigError:
+    return ConfigError(f"--conf {key} {value!r} is not accepted: expected {accepted}")
+
+
+def _numbers(key: str, value: str, count: int, cast: Callable[[str], T], accepted: str) -> tuple[T, ...]:
+    parts = [p.strip() for p in value.replace("x", ",").split(",") if p.strip()]
+    if len(parts) == 1:
+        parts = parts * count
+    try:
+        numbers = tuple(cast(p) for p in parts)
+    except ValueError:
+        raise _fail(key, value, accepted) from None
+    if len(numbers) != count:
+        raise _fail(key, value, accepted)
+    return numbers
+
+
+def _positive_float(text: str) -> float:
+    number = float(text)
+    if not number > 0:
+        raise ValueError(text)
+    return number
+
+
+def _positive_int(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise ValueError(text)
+    return number
+
+
+def _labels(value: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    accepted = "comma-separated unique label names, e.g. 'tumor' or 'tumor,edema' (not 'background')"
+    reserved = [n for n in names if n.lower() == "background" or n.endswith("_scribbles")]
+    if not names or len(set(names)) != len(names) or reserved:
+        raise _fail("labels", value, accepted)
+    return names
+
+
+def _choice(key: str, value: str, choices: tuple[str, ...]) -> str:
+    if value.lower() not in choices:
+        raise _fail(key, value, "one of " + ", ".join(choices))
+    return value.lower()
+
+
+def _device(value: str) -> str:
+    accepted = "auto, cpu, cuda or cuda:N"
+    value = value.lower()
+    if value in ("auto", "cpu", "cuda"):
+        return value
+    if value.startswith("cuda:") and value[5:].isdigit():
+        return value
+    raise _fail("device", value, accepted)
+
+
+def _scalar(key: str, value: str, cast: Callable[[str], T], accepted: str) -> T:
+    try:
+        return cast(value)
+    except ValueError:
+        raise _fail(key, value, accepted) from None
+
+
+def _fraction(text: str) -> float:
+    number = float(text)
+    if not 0.0 <= number < 1.0:
+        raise ValueError(text)
+    return number
+
+
+def _dropout(text: str) -> float:
+    number = float(text)
+    if not 0.0 < number < 1.0:
+        raise ValueError(text)
+    return number
+
+
+def _window(value: str) -> tuple[float, float]:
+    low, high = _numbers("ct_window", value, 2, float, "two HU values 'low,high' with low < high")
+    if not low < high:
+        raise _fail("ct_window", value, "two HU values 'low,high' with low < high")
+    return low, high
+
+
+PARSERS: dict[str, Callable[[str], object]] = {
+    "labels": _labels,
+    "modality": lambda v: _choice("modality", v, MODALITIES),
+    "ct_window": _window,
+    "spacing": lambda v: _numbers("spacing", v, 3, _positive_float, "three positive mm values 'i,j,k' or one"),
+    "patch_size": lambda v: _numbers("patch_size", v, 3, _positive_int, "three positive voxel counts 'i,j,k'"),
+    "channels": lambda v: _scalar("channels", v, _positive_int, "a positive integer"),
+    "network": lambda v: _choice("network", v, tuple(NETWORKS)),
+    "features": lambda v: _scalar("features", v, _positive_int, "a positive integer"),
+    "dropout": lambda v: _scalar("dropout", v, _dropout, "a probability strictly between 0 and 1"),
+    "device": _device,
+    "checkpoint": str,
+    "model_dir": str,
+    "epochs": lambda v: _scalar("epochs", v, _positive_int, "a positive integer"),
+    "learning_rate": lambda v: _scalar("learning_rate", v, _positive_float, "a positive number"),
+    "val_split": lambda v: _scalar("val_split", v, _fraction, "a fraction in [0, 1)"),
+    "samples_per_case": lambda v: _scalar("samples_per_case", v, _positive_int, "a positive integer"),
+    "cache_cases": lambda v: _scalar("cache_cases", v, lambda t: max(0, int(t)) if int(t) >= 0 else int("x"),
+                                     "a non-negative integer"),
+    "mc_samples": lambda v: _scalar("mc_samples", v, lambda t: int(t) if int(t) >= 2 else int("x"),
+                                    "an integer >= 2"),
+    "tracking": lambda v: _choice("tracking", v, TRACKING),
+    "tracking_uri": str,
+}
+
+
+def parse_config(conf: Mapping[str, str], app_dir: str) -> TumorConfig:
+    """Parse ``--conf`` key/value strings into a :class:`TumorConfig`.
+
+    Args:
+        conf: the raw ``--conf`` mapping given to the app.
+        app_dir: the app folder; ``model_dir`` defaults to ``<app_dir>/model``.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: for an unknown key or a value that is not accepted; the message names the key and what
+            is accepted.
+    """
+    values: dict[str, object] = {}
+    for key, raw in conf.items():
+        if key in MONAILABEL_KEYS:
+            continue
+        parser = PARSERS.get(key)
+        if parser is None:
+            raise ConfigError(f"--conf {key} is not a known key; accepted keys: {', '.join(sorted(PARSERS))}")
+        values[key] = parser(str(raw).strip())
+
+    config = TumorConfig(**values)  # type: ignore[arg-type]
+    if not config.model_dir:
+        config = dataclasses.replace(config, model_dir=os.path.join(app_dir, "model"))
+    factor = NETWORKS[config.network]
+    if any(p % factor for p in config.patch_size):
+        raise _fail(
+            "patch_size",
+            ",".join(map(str, config.patch_size)),
+            f"sizes divisible by {factor} for network {config.network}",
+        )
+    if config.checkpoint and not os.path.isfile(config.checkpoint):
+        raise _fail("checkpoint", config.checkpoint, "the path of an existing checkpoint file")
+    if config.device.startswith("cuda") and not torch.cuda.is_available():
+        raise _fail("device", config.device, "auto or cpu: this machine has no CUDA device")
+    return config

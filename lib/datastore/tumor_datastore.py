@@ -1,0 +1,72 @@
+"""Local datastore that refuses unusable uploads with a 4xx before anything is written."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from typing import Any
+
+from fastapi import HTTPException
+from monailabel.datastore.local import LocalDatastore
+from monailabel.interfaces.datastore import DefaultLabelTag
+
+from lib.config import TumorConfig
+from lib.datastore.validation import InvalidUploadError, check_image, check_label, image_geometry, remap_label
+from lib.transforms.volume_io import write_label
+
+logger = logging.getLogger(__name__)
+
+IMAGE_ID = re.compile(r"^[^/\\.][^/\\]*$")
+
+
+class TumorDatastore(LocalDatastore):
+    """:class:`LocalDatastore` with checks on every upload.
+
+    * ``add_image``: the file must be a readable volume with the model's channel count, and the id a plain name.
+    * ``save_label`` (``final`` tag): the label must lie on its image's grid with values 0..K; when the client sends
+      ``label_info`` (3D Slicer does), segment values are mapped to the app's label values by name.
+
+    A refused upload raises ``HTTPException(422)`` naming the problem; the datastore is left unchanged.
+
+    Args:
+        studies: the studies folder.
+        config: the app configuration.
+        kwargs: passed to :class:`LocalDatastore`.
+    """
+
+    def __init__(self, studies: str, config: TumorConfig, **kwargs: Any) -> None:
+        self.tumor = config
+        super().__init__(studies, **kwargs)
+
+    def add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
+        if image_id and not IMAGE_ID.match(image_id):
+            raise HTTPException(422, f"image id {image_id!r} must be a plain name (no path separators, no leading dot)")
+        try:
+            check_image(image_filename, self.tumor.channels)
+        except InvalidUploadError as e:
+            raise HTTPException(422, f"image refused: {e}") from e
+        return super().add_image(image_id, image_filename, image_info)
+
+    def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
+        if image_id not in self._datastore.objects:
+            raise HTTPException(404, f"image {image_id!r} is not in the datastore")
+        if label_tag != DefaultLabelTag.FINAL:
+            return super().save_label(image_id, label_filename, label_tag, label_info)
+        image_path = self.get_image_uri(image_id)
+        try:
+            array = check_label(label_filename, image_path, num_labels=255)
+            if label_info and label_info.get("label_info"):
+                array = remap_label(array, label_info["label_info"], self.tumor.labels)
+            elif array.max() > len(self.tumor.labels):
+                raise InvalidUploadError(
+                    f"label holds value {int(array.max())}; accepted values are 0..{len(self.tumor.labels)}"
+                )
+        except InvalidUploadError as e:
+            raise HTTPException(422, f"label refused: {e}") from e
+        geometry = image_geometry(image_path)
+        with tempfile.TemporaryDirectory() as folder:
+            path = write_label(array, geometry, os.path.join(folder, f"{image_id}.nii.gz"))
+            return super().save_label(image_id, path, label_tag, label_info)
+

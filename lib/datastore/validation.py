@@ -1,0 +1,109 @@
+"""Checks on uploaded images and labels, so nothing unusable enters the datastore or a training run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from lib.transforms.geometry import Geometry
+from lib.transforms.volume_io import VolumeReadError, read_volume
+
+
+class InvalidUploadError(ValueError):
+    """An uploaded image or label cannot be used; the message says why."""
+
+
+def image_geometry(path: str) -> Geometry:
+    """The grid of an image file, read from its header only."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as e:
+        raise InvalidUploadError(f"cannot read {os.path.basename(path)}: {str(e).strip()[:300]}") from e
+    dim = reader.GetDimension()
+    if dim not in (3, 4):
+        raise InvalidUploadError(f"{os.path.basename(path)} has {dim} dimensions; a 3D volume is needed")
+    direction = np.asarray(reader.GetDirection(), dtype=float).reshape(dim, dim)[:3, :3]
+    return Geometry(
+        size=tuple(int(s) for s in reader.GetSize()[:3]),  # type: ignore[arg-type]
+        spacing=tuple(float(s) for s in reader.GetSpacing()[:3]),  # type: ignore[arg-type]
+        origin=tuple(float(o) for o in reader.GetOrigin()[:3]),  # type: ignore[arg-type]
+        direction=tuple(direction.ravel().tolist()),
+    )
+
+
+def check_image(path: str, channels: int) -> Geometry:
+    """Check that ``path`` is a readable volume with ``channels`` channels and at least 2 voxels per axis."""
+    try:
+        array, geometry = read_volume(path)
+    except VolumeReadError as e:
+        raise InvalidUploadError(str(e)) from e
+    if array.shape[0] != channels:
+        raise InvalidUploadError(f"image has {array.shape[0]} channel(s); this app's model takes {channels}")
+    if min(geometry.size) < 2:
+        raise InvalidUploadError(f"image size {geometry.size} is not a 3D volume")
+    if not np.isfinite(array).all():
+        raise InvalidUploadError("image holds NaN or infinite values")
+    return geometry
+
+
+def check_label(label_path: str, image_path: str, num_labels: int) -> np.ndarray:
+    """Check a label against its image: same grid, one channel, integer values in 0..num_labels.
+
+    Returns:
+        The label as an (I, J, K) uint8 array.
+    """
+    try:
+        array, geometry = read_volume(label_path)
+    except VolumeReadError as e:
+        raise InvalidUploadError(f"label: {e}") from e
+    if array.shape[0] != 1:
+        raise InvalidUploadError(f"label has {array.shape[0]} channels; a single-channel labelmap is needed")
+    problem = image_geometry(image_path).mismatch(geometry)
+    if problem is not None:
+        raise InvalidUploadError(f"label does not lie on its image's grid: {problem}")
+    values = np.unique(array)
+    bad = [v for v in values.tolist() if v != int(v) or not 0 <= v <= num_labels]
+    if bad:
+        raise InvalidUploadError(
+            f"label holds values {bad[:10]}; accepted values are 0 (background) to {num_labels}"
+        )
+    return array[0].astype(np.uint8)
+
+
+def remap_label(array: np.ndarray, label_info: Sequence[dict[str, Any]], labels: Sequence[str]) -> np.ndarray:
+    """Map segment values to the app's label values by name.
+
+    3D Slicer numbers the exported segments 1..N in the order they appear in the segmentation; ``label_info``
+    (``[{"name", "idx"}]``) says which name each value has. The app's value for ``labels[i]`` is ``i + 1``.
+
+    Raises:
+        InvalidUploadError: for a segment name the app does not know, or a value that ``label_info`` leaves out.
+    """
+    wanted = {name.lower(): i + 1 for i, name in enumerate(labels)}
+    mapping = np.zeros(256, dtype=np.uint8)
+    described = {0}
+    for entry in label_info:
+        name, idx = str(entry.get("name", "")), entry.get("idx", entry.get("id"))
+        if name.lower() == "background" or idx is None:
+            continue
+        if name.lower() not in wanted:
+            raise InvalidUploadError(
+                f"segment {name!r} is not a label of this app; accepted: {', '.join(labels)} "
+                "(rename the segment or remove it before submitting)"
+            )
+        idx = int(idx)
+        if not 0 < idx < 256:
+            raise InvalidUploadError(f"segment {name!r} has value {idx}; values 1..255 are accepted")
+        mapping[idx] = wanted[name.lower()]
+        described.add(idx)
+    present = set(np.unique(array).tolist())
+    unknown = sorted(present - described)
+    if unknown:
+        raise InvalidUploadError(f"label values {unknown} have no entry in label_info")
+    return mapping[array]

@@ -1,0 +1,5 @@
+"""Inference tasks served by the app."""
+
+from lib.infers.segmentation import ModelNotTrainedError, SegmentationInfer
+
+__all__ = ["ModelNotTrainedError", "SegmentationInfer"]

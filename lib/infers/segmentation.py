@@ -1,0 +1,131 @@
+"""Auto segmentation: the whole volume by sliding window, written on exactly the input image's grid."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from typing import Any
+
+import torch
+from monailabel.interfaces.tasks.infer_v2 import InferType
+from monailabel.tasks.infer.basic_infer import BasicInferTask
+from torch import nn
+
+from lib.checkpoint import load_weights, serving_checkpoint
+from lib.config import TumorConfig
+from lib.networks import build_network
+from lib.transforms.pipeline import (
+    IMAGE,
+    PRED,
+    inference_postprocessing,
+    inference_transforms,
+    sliding_window,
+)
+from lib.transforms.volume_io import write_label
+
+logger = logging.getLogger(__name__)
+
+RESULT_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha")
+
+
+class ModelNotTrainedError(RuntimeError):
+    """No trained weights exist yet, so there is nothing honest to serve."""
+
+
+class SegmentationInfer(BasicInferTask):
+    """Auto segmentation of the configured labels (values 1..K in label order).
+
+    Serves the latest published weights, else the starting checkpoint. With neither it refuses with
+    :class:`ModelNotTrainedError` instead of answering with an untrained network. Newly published weights are
+    picked up at the next request (the cache is keyed on the checkpoint's path and modification time).
+
+    Args:
+        config: the app configuration.
+    """
+
+    def __init__(self, config: TumorConfig) -> None:
+        super().__init__(
+            path=None,
+            network=None,
+            type=InferType.SEGMENTATION,
+            labels=config.label_values,
+            dimension=3,
+            description=f"Tumour auto segmentation ({config.modality.upper()}, {', '.join(config.labels)})",
+            config={"device": [str(config.torch_device())], "result_extension": list(RESULT_EXTENSIONS)},
+        )
+        self.tumor = config
+        self._loaded: dict[str, tuple[nn.Module, str, int, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def is_valid(self) -> bool:
+        """Always listed, so annotators see the model; requests get a clear error until weights exist."""
+        return True
+
+    def get_path(self, validate: bool = True) -> str | None:
+        return serving_checkpoint(self.tumor)
+
+    def pre_transforms(self, data: Any = None) -> list:
+        return inference_transforms(self.tumor)
+
+    def inferer(self, data: Any = None):
+        return sliding_window(self.tumor)
+
+    def post_transforms(self, data: Any = None) -> list:
+        return inference_postprocessing()
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._loaded.clear()
+
+    def __call__(self, request: dict[str, Any], callbacks: Any = None) -> tuple[str | None, dict[str, Any]]:
+        if self.get_path() is None:
+            raise ModelNotTrainedError(
+                "The segmentation model has no trained weights yet. Submit at least one corrected label and press "
+                "Train (or start the server with --conf checkpoint <file> to load a starting model)."
+            )
+        extension = request.get("result_extension") or RESULT_EXTENSIONS[0]
+        extension = extension[0] if isinstance(extension, list) else extension
+        if extension not in RESULT_EXTENSIONS:
+            raise ValueError(f"result_extension {extension!r} is not supported; use one of {RESULT_EXTENSIONS}")
+        return super().__call__({**request, "result_extension": extension}, callbacks)
+
+    def network_for(self, device: str) -> tuple[nn.Module, dict[str, Any]]:
+        """The served network on ``device`` and its checkpoint metadata, reloaded when new weights are published."""
+        path = self.get_path()
+        if path is None:
+            raise ModelNotTrainedError("no trained weights")
+        mtime = os.stat(path).st_mtime_ns
+        with self._lock:
+            cached = self._loaded.get(device)
+            if cached and cached[1] == path and cached[2] == mtime:
+                return cached[0], cached[3]
+            network = build_network(self.tumor)
+            meta = load_weights(network, path, self.tumor)
+            network = network.to(torch.device(device)).eval()
+            meta = {**meta, "checkpoint": os.path.basename(path)}
+            self._loaded[device] = (network, path, mtime, meta)
+            logger.info("Loaded weights %s on %s", path, device)
+            return network, meta
+
+    def _get_network(self, device: str, data: Any) -> nn.Module:
+        return self.network_for(device)[0]
+
+    def run_inferer(self, data: dict[str, Any], convert_to_batch: bool = True, device: str = "cuda") -> dict:
+        network, meta = self.network_for(device)
+        image = torch.as_tensor(data[IMAGE])[None].to(torch.device(device))
+        amp = torch.device(device).type == "cuda"
+        with torch.inference_mode(), torch.autocast("cuda", enabled=amp):
+            logits = self.inferer(data)(image, network)
+        data[PRED] = logits[0].float().cpu()
+        data["model_meta"] = meta
+        return data
+
+    def writer(self, data: dict[str, Any], extension: str | None = None, dtype: Any = None) -> tuple[str, dict]:
+        fd, path = tempfile.mkstemp(suffix=data["result_extension"], prefix="segmentation-")
+        os.close(fd)
+        write_label(torch.as_tensor(data[PRED])[0].numpy(), data[f"{IMAGE}_geometry"], path)
+        meta = data.get("model_meta", {})
+        model = {k: meta[k] for k in ("checkpoint", "run_id", "published", "val_dice") if k in meta}
+        return path, {"model": model}

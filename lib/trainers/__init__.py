@@ -1,0 +1,5 @@
+"""Training tasks of the app."""
+
+from lib.trainers.segmentation import SegmentationTrainer
+
+__all__ = ["SegmentationTrainer"]

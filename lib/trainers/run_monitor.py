@@ -1,0 +1,142 @@
+"""Progress reporting and publishing for one training run.
+
+3D Slicer polls ``/info`` while a run is going and draws ``epoch / total_epochs`` and ``best_metric``; it shows
+~0% whenever ``total_time`` is present, so that key is written only when the run has finished. The best weights
+are kept in memory and published (atomically) only when the run completes: a stopped, crashed or killed run
+leaves the previously served weights untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from ignite.engine import Engine, Events
+from torch import nn
+
+from lib.checkpoint import publish_checkpoint
+from lib.config import TumorConfig
+
+logger = logging.getLogger(__name__)
+
+VAL_DICE = "val_mean_dice"
+VAL_DICE_PER_LABEL = "val_dice_per_label"
+TRAIN_DICE = "train_mean_dice"
+
+
+def write_json(path: str, content: dict[str, Any]) -> None:
+    """Atomically replace ``path`` with ``content`` as JSON (the server reads it while the run writes it)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".stats-", suffix=".json", dir=os.path.dirname(os.path.abspath(path)))
+    with os.fdopen(fd, "w") as f:
+        json.dump(content, f, indent=2)
+    os.replace(tmp, path)
+
+
+def _number(value: Any) -> float | None:
+    value = float(torch.as_tensor(value).float().mean()) if value is not None else None
+    return None if value is None or math.isnan(value) else value
+
+
+class RunMonitor:
+    """Writes live training stats and publishes the best weights when the run completes.
+
+    Args:
+        config: the app configuration.
+        network: the network being trained.
+        stats_path: the stats file read by ``/info``.
+        run_id: identifier of this run.
+        cases: number of training and validation cases.
+    """
+
+    def __init__(
+        self, config: TumorConfig, network: nn.Module, stats_path: str, run_id: str, cases: dict[str, int]
+    ) -> None:
+        self.config = config
+        self.network = network
+        self.stats_path = stats_path
+        self.run_id = run_id
+        self.cases = cases
+        self.start = time.time()
+        self.best_metric: float | None = None
+        self.best_epoch = 0
+        self.best_per_label: dict[str, float | None] = {}
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.trainer: Engine | None = None
+
+    def attach(self, trainer: Engine, evaluator: Engine | None) -> None:
+        """Register on the engines (after the validation handler, so each epoch sees its validation)."""
+        self.trainer = trainer
+        trainer.add_event_handler(Events.STARTED, self._write, "RUNNING")
+        if evaluator is not None:
+            evaluator.add_event_handler(Events.EPOCH_COMPLETED, self._validated)
+        else:
+            trainer.add_event_handler(Events.EPOCH_COMPLETED, self._trained_without_validation)
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, self._write, "RUNNING")
+        trainer.add_event_handler(Events.COMPLETED, self._completed)
+
+    def _keep_if_best(self, metric: float | None, per_label: dict[str, float | None]) -> None:
+        epoch = self.trainer.state.epoch if self.trainer else 0
+        if self.best_state is None or (metric is not None and (self.best_metric is None or metric > self.best_metric)):
+            self.best_metric, self.best_epoch, self.best_per_label = metric, epoch, per_label
+            self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.network.state_dict().items()})
+
+    def _validated(self, evaluator: Engine) -> None:
+        metrics = evaluator.state.metrics
+        per_label = metrics.get(VAL_DICE_PER_LABEL)
+        values: Sequence[Any] = torch.as_tensor(per_label).flatten().tolist() if per_label is not None else []
+        named = {name: _number(v) for name, v in zip(self.config.labels, values)}
+        self._keep_if_best(_number(metrics.get(VAL_DICE)), named)
+
+    def _trained_without_validation(self, trainer: Engine) -> None:
+        # One labelled case: nothing to validate on, so the latest weights are the ones to publish.
+        self.best_state = None
+        self._keep_if_best(_number(trainer.state.metrics.get(TRAIN_DICE)), {})
+
+    def stats(self, status: str) -> dict[str, Any]:
+        """The stats document for ``/info`` (``train_stats``)."""
+        state = self.trainer.state if self.trainer else None
+        elapsed = str(datetime.timedelta(seconds=int(time.time() - self.start)))
+        stats: dict[str, Any] = {
+            "status": status,
+            "run_id": self.run_id,
+            "pid": os.getpid(),
+            "start_ts": int(self.start),
+            "epoch": state.epoch if state else 0,
+            "total_epochs": state.max_epochs if state else 0,
+            "best_metric": self.best_metric or 0.0,
+            "best_metric_epoch": self.best_epoch,
+            "validated": VAL_DICE if self.cases.get("val") else TRAIN_DICE,
+            "dice_per_label": self.best_per_label,
+            "cases": self.cases,
+            "train_loss": _number(state.output[0]["loss"]) if state and isinstance(state.output, list) else None,
+        }
+        stats["total_time" if status == "DONE" else "current_time"] = elapsed
+        return stats
+
+    def _write(self, engine: Engine, status: str) -> None:
+        write_json(self.stats_path, self.stats(status))
+
+    def _completed(self, trainer: Engine) -> None:
+        if self.best_state is None:
+            logger.warning("Run %s finished without weights to publish", self.run_id)
+            return
+        meta = {
+            "run_id": self.run_id,
+            "published": datetime.datetime.now().isoformat(timespec="seconds"),
+            "val_dice": self.best_metric,
+            "dice_per_label": self.best_per_label,
+            "epoch": self.best_epoch,
+            "cases": self.cases,
+        }
+        publish_checkpoint(self.best_state, meta, self.config.published_path(), self.config)
+        write_json(self.stats_path, self.stats("DONE"))

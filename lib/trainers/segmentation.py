@@ -1,0 +1,183 @@
+"""Fine-tune the segmentation network on every image with a ``final`` label."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import psutil
+import torch
+from monai.data import CacheDataset
+from monai.handlers import MeanDice, from_engine
+from monai.losses import DiceCELoss
+from monai.transforms import Activationsd, AsDiscreted, Compose
+from monailabel.interfaces.datastore import Datastore
+from monailabel.tasks.train.basic_train import BasicTrainTask, Context
+
+from lib.checkpoint import CheckpointError, load_weights, serving_checkpoint
+from lib.config import TumorConfig
+from lib.datastore.validation import InvalidUploadError, check_image, check_label
+from lib.networks import build_network
+from lib.trainers.run_monitor import VAL_DICE, VAL_DICE_PER_LABEL, RunMonitor
+from lib.transforms.pipeline import LABEL, PRED, sliding_window, training_transforms, validation_transforms
+
+logger = logging.getLogger(__name__)
+
+
+def _coerce(request: dict[str, Any], key: str, cast: type) -> None:
+    value = request[key][0] if isinstance(request[key], list) else request[key]
+    try:
+        request[key] = cast(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"training option {key}={value!r} is not a valid {cast.__name__}") from None
+
+
+class SegmentationTrainer(BasicTrainTask):
+    """Patch-based training of the served network from annotators' corrections.
+
+    Starts from the latest published weights, else the starting checkpoint, else from scratch; holds out
+    ``val_split`` of the cases for validation (per-label Dice); keeps at most ``cache_cases`` preprocessed cases in
+    memory; uses AMP on CUDA. Weights are published only when the run completes (see :class:`RunMonitor`).
+
+    Args:
+        config: the app configuration.
+    """
+
+    def __init__(self, config: TumorConfig) -> None:
+        mlflow = config.tracking == "mlflow"
+        tracking_uri = config.tracking_uri or f"sqlite:///{os.path.abspath(config.model_dir)}/mlflow.db"
+        super().__init__(
+            model_dir=config.model_dir,
+            description=f"Fine-tune the tumour model on submitted labels ({', '.join(config.labels)})",
+            config={
+                "max_epochs": config.epochs,
+                "val_split": config.val_split,
+                "learning_rate": config.learning_rate,
+                "device": [str(config.torch_device())],
+                "multi_gpu": False,
+                "dataset": ["CacheDataset"],
+                "dataloader": ["ThreadDataLoader"],
+                "tracking": ["mlflow", "None"] if mlflow else ["None", "mlflow"],
+                "tracking_uri": tracking_uri,
+            },
+            amp=config.torch_device().type == "cuda",
+            publish_path=config.published_path(),
+            stats_path=os.path.join(config.model_dir, "train_stats.json"),
+            labels=list(config.labels),
+            disable_meta_tracking=True,
+            tracking="mlflow" if mlflow else None,
+            tracking_uri=tracking_uri,
+        )
+        self.tumor = config
+        for key in ("early_stop_patience", "gpus"):
+            self._config.pop(key, None)
+
+    def stats(self) -> dict[str, Any]:
+        """Live stats of the current or last run; a run that died or was stopped is reported as STOPPED."""
+        stats = super().stats()
+        if stats.get("status") == "RUNNING" and not psutil.pid_exists(int(stats.get("pid", -1))):
+            stats["status"] = "STOPPED"
+        return stats
+
+    def __call__(self, request: dict[str, Any], datastore: Datastore) -> dict[str, Any]:
+        request = {**self._config, **request}
+        for key, cast in (("max_epochs", int), ("val_split", float), ("learning_rate", float)):
+            _coerce(request, key, cast)
+        if request["max_epochs"] < 1 or not 0 <= request["val_split"] < 1 or request["learning_rate"] <= 0:
+            raise ValueError("training options need max_epochs >= 1, 0 <= val_split < 1 and learning_rate > 0")
+        request["multi_gpu"] = False
+        return super().__call__(request, datastore)
+
+    def pre_process(self, request: dict[str, Any], datastore: Datastore) -> list[dict[str, str]]:
+        """Every labelled case that can be used; the others are skipped with the reason logged."""
+        usable = []
+        for item in sorted(datastore.datalist(), key=lambda d: d["image"]):
+            try:
+                check_image(item["image"], self.tumor.channels)
+                check_label(item["label"], item["image"], len(self.tumor.labels))
+            except InvalidUploadError as e:
+                logger.warning("Skipping %s from training: %s", os.path.basename(item["image"]), e)
+                continue
+            usable.append({"image": item["image"], "label": item["label"]})
+        if not usable:
+            raise ValueError("no usable labelled images: submit at least one label before training")
+        logger.info("Training on %d labelled case(s)", len(usable))
+        return usable
+
+    def partition_datalist(self, context: Context, shuffle: bool = False) -> tuple[list, list]:
+        """The last ``val_split`` of the cases (at least one, never all) are held out for validation."""
+        datalist = context.datalist
+        n_val = round(len(datalist) * float(context.request["val_split"]))
+        n_val = min(max(n_val, 1 if context.request["val_split"] > 0 else 0), len(datalist) - 1)
+        train, val = datalist[: len(datalist) - n_val], datalist[len(datalist) - n_val :]
+        logger.info("Cases: %d for training, %d for validation", len(train), len(val))
+        return train, val
+
+    def _dataset(self, context: Context, datalist: list, is_train: bool, replace_rate: float = 0.25):
+        transforms = training_transforms(self.tumor) if is_train else validation_transforms(self.tumor)
+        cache = min(self.tumor.cache_cases, len(datalist))
+        return CacheDataset(datalist, Compose(transforms), cache_num=cache, progress=False), datalist
+
+    def network(self, context: Context) -> torch.nn.Module:
+        return build_network(self.tumor)
+
+    def optimizer(self, context: Context) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(context.network.parameters(), lr=float(context.request["learning_rate"]))
+
+    def loss_function(self, context: Context) -> torch.nn.Module:
+        return DiceCELoss(to_onehot_y=True, softmax=True, squared_pred=True)
+
+    def lr_scheduler_handler(self, context: Context) -> None:
+        return None
+
+    def train_pre_transforms(self, context: Context) -> list:
+        return training_transforms(self.tumor)
+
+    def val_pre_transforms(self, context: Context) -> list:
+        return validation_transforms(self.tumor)
+
+    def train_post_transforms(self, context: Context) -> list:
+        n = self.tumor.num_classes
+        return [
+            Activationsd(PRED, softmax=True),
+            AsDiscreted([PRED, LABEL], argmax=(True, False), to_onehot=(n, n)),
+        ]
+
+    def val_inferer(self, context: Context):
+        return sliding_window(self.tumor, batch_size=2)
+
+    def val_key_metric(self, context: Context) -> dict[str, MeanDice]:
+        return {VAL_DICE: MeanDice(output_transform=from_engine([PRED, LABEL]), include_background=False)}
+
+    def val_additional_metrics(self, context: Context) -> dict[str, MeanDice]:
+        return {
+            VAL_DICE_PER_LABEL: MeanDice(
+                output_transform=from_engine([PRED, LABEL]), include_background=False, reduction="mean_batch"
+            )
+        }
+
+    def load_path(self, output_dir: str, pretrained: bool = True) -> str | None:
+        return serving_checkpoint(self.tumor) if pretrained else None
+
+    def _load_checkpoint(self, context: Context, train_handlers: list) -> None:
+        path = self.load_path(context.output_dir, bool(context.pretrained))
+        if path is None:
+            logger.info("No published weights or starting checkpoint: training from scratch")
+            return
+        try:
+            load_weights(context.network, path, self.tumor)
+            logger.info("Fine-tuning from %s", path)
+        except CheckpointError as e:
+            logger.warning("Training from scratch: %s", e)
+
+    def finalize(self, context: Context) -> None:
+        cases = {"train": len(context.train_datalist), "val": len(context.val_datalist)}
+        monitor = RunMonitor(self.tumor, context.network, self._stats_path, context.run_id, cases)
+        monitor.attach(context.trainer, context.evaluator)
+
+    def train(self, rank: int, world_size: int, request: dict[str, Any], datalist: list) -> dict[str, Any]:
+        super().train(rank, world_size, request, datalist)
+        with open(self._stats_path) as f:
+            return json.load(f)

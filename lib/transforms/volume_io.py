@@ -1,0 +1,112 @@
+"""Read images and labels into channel-first arrays in voxel (i, j, k) order, and write labels back.
+
+Arrays keep the file's own voxel order (no reorientation), so a result written with :func:`write_label` on the
+image's :class:`Geometry` lies on exactly the image's grid: same size, spacing, origin and direction.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable, Mapping, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+from monai.transforms import MapTransform, Transform
+
+from lib.transforms.geometry import Geometry
+
+LABEL_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".seg.nrrd", ".mha", ".mhd")
+
+
+class VolumeReadError(ValueError):
+    """A file is not a readable 3D (or 3D multi-channel) volume."""
+
+
+def read_volume(path: str) -> tuple[np.ndarray, Geometry]:
+    """Read a 3D scalar, 3D vector or 4D (last axis = channels) volume.
+
+    Args:
+        path: an image file SimpleITK can read (NIfTI, NRRD, MHA, ...).
+
+    Returns:
+        ``(array, geometry)`` with ``array`` shaped (C, I, J, K).
+
+    Raises:
+        VolumeReadError: when the file cannot be read or is not a volume.
+    """
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as e:
+        raise VolumeReadError(f"cannot read {os.path.basename(str(path))} as an image: {str(e).strip()[:300]}") from e
+    dim = image.GetDimension()
+    if dim not in (3, 4):
+        raise VolumeReadError(f"{os.path.basename(str(path))} has {dim} dimensions; a 3D volume is needed")
+    if dim == 4 and image.GetNumberOfComponentsPerPixel() > 1:
+        raise VolumeReadError(f"{os.path.basename(str(path))} is a 4D vector image; not supported")
+    geometry = Geometry.of(image)
+    array = sitk.GetArrayViewFromImage(image)
+    if dim == 4:  # (C, K, J, I)
+        array = np.transpose(array, (0, 3, 2, 1))
+    elif image.GetNumberOfComponentsPerPixel() > 1:  # (K, J, I, C)
+        array = np.transpose(array, (3, 2, 1, 0))
+    else:  # (K, J, I)
+        array = np.transpose(array, (2, 1, 0))[None]
+    return np.ascontiguousarray(array), geometry
+
+
+def write_label(label: np.ndarray, geometry: Geometry, path: str) -> str:
+    """Write an (I, J, K) uint8 label on ``geometry`` to ``path`` (format from the extension)."""
+    label = np.asarray(label)
+    if tuple(label.shape) != geometry.size:
+        raise ValueError(f"label shape {label.shape} does not match the image size {geometry.size}")
+    image = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(label.astype(np.uint8), (2, 1, 0))))
+    sitk.WriteImage(geometry.apply_to(image), path, useCompression=True)
+    return path
+
+
+class LoadVolume(Transform):
+    """Read a volume as a float32 (C, I, J, K) array and its :class:`Geometry`.
+
+    Args:
+        channels: expected number of channels; None accepts any.
+    """
+
+    def __init__(self, channels: int | None = None) -> None:
+        self.channels = channels
+
+    def __call__(self, path: str) -> tuple[np.ndarray, Geometry]:
+        array, geometry = read_volume(path)
+        if self.channels is not None and array.shape[0] != self.channels:
+            raise VolumeReadError(
+                f"{os.path.basename(str(path))} has {array.shape[0]} channel(s); the model takes {self.channels}"
+            )
+        return array.astype(np.float32, copy=False), geometry
+
+
+class LoadVolumed(MapTransform):
+    """Dictionary wrapper of :class:`LoadVolume`: ``d[key]`` path -> array, geometry in ``d[f"{key}_geometry"]``.
+
+    Keys after the first (labels) must lie on the first key's grid and have one channel.
+
+    Args:
+        keys: image key first, then label keys.
+        channels: expected channels of the first key.
+    """
+
+    def __init__(self, keys: Sequence[Hashable], channels: int | None = None) -> None:
+        super().__init__(keys)
+        self.image_loader = LoadVolume(channels)
+        self.label_loader = LoadVolume(1)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        reference: Geometry | None = None
+        for key in self.key_iterator(d):
+            loader = self.image_loader if reference is None else self.label_loader
+            d[key], geometry = loader(str(d[key]))
+            if reference is None:
+                reference = geometry
+            elif (problem := reference.mismatch(geometry)) is not None:
+                raise VolumeReadError(f"{key} does not lie on the image grid: {problem}")
+            d[f"{key}_geometry"] = geometry
+        return d
