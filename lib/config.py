@@ -190,6 +190,13 @@ def _window(value: str) -> tuple[float, float]:
     return low, high
 
 
+def _tracking_uri(value: str) -> str:
+    # MLflow 3 refuses its file store, so a path or file: URI would turn every training run into an ERROR.
+    if value and not value.startswith(("sqlite:", "http://", "https://", "postgresql", "mysql", "databricks")):
+        raise _fail("tracking_uri", value, "a database or server URI such as sqlite:////path/mlflow.db or http://host")
+    return value
+
+
 PARSERS: dict[str, Callable[[str], object]] = {
     "labels": _labels,
     "modality": lambda v: _choice("modality", v, MODALITIES),
@@ -212,7 +219,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "mc_samples": lambda v: _scalar("mc_samples", v, lambda t: int(t) if int(t) >= 2 else int("x"),
                                     "an integer >= 2"),
     "tracking": lambda v: _choice("tracking", v, TRACKING),
-    "tracking_uri": str,
+    "tracking_uri": lambda v: _tracking_uri(v),
 }
 
 
@@ -249,6 +256,9 @@ def parse_config(conf: Mapping[str, str], app_dir: str) -> TumorConfig:
             ",".join(map(str, config.patch_size)),
             f"sizes divisible by {factor} for network {config.network}",
         )
+    if config.network == "segresnet" and config.features % 8:
+        # SegResNet normalises with 8 groups, so every level's width must divide by 8.
+        raise _fail("features", str(config.features), "a multiple of 8 for network segresnet")
     if config.checkpoint and not os.path.isfile(config.checkpoint):
         raise _fail("checkpoint", config.checkpoint, "the path of an existing checkpoint file")
     if config.device.startswith("cuda") and not torch.cuda.is_available():

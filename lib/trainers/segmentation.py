@@ -34,6 +34,14 @@ def _coerce(request: dict[str, Any], key: str, cast: type) -> None:
         raise ValueError(f"training option {key}={value!r} is not a valid {cast.__name__}") from None
 
 
+def _alive(pid: int) -> bool:
+    # A killed run stays a zombie until the server reaps it; it is no longer training.
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 class SegmentationTrainer(BasicTrainTask):
     """Patch-based training of the served network from annotators' corrections.
 
@@ -77,7 +85,7 @@ class SegmentationTrainer(BasicTrainTask):
     def stats(self) -> dict[str, Any]:
         """Live stats of the current or last run; a run that died or was stopped is reported as STOPPED."""
         stats = super().stats()
-        if stats.get("status") == "RUNNING" and not psutil.pid_exists(int(stats.get("pid", -1))):
+        if stats.get("status") == "RUNNING" and not _alive(int(stats.get("pid", -1))):
             stats["status"] = "STOPPED"
         return stats
 

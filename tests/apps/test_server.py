@@ -1,0 +1,196 @@
+"""The whole annotation loop through the real server, over the same HTTP protocol as 3D Slicer's module."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from monailabel.client.client import MONAILabelClientException
+
+from tests.apps.conftest import TINY, Server, free_port, start_server, stop_server
+
+pytestmark = pytest.mark.integration
+
+TERMINAL = ("DONE", "ERROR", "STOPPED")
+LABEL_INFO = {"label_info": [{"name": "tumor", "idx": 1}]}
+
+
+def poll(condition, what: str, deadline_s: float = 300, every_s: float = 1.0) -> Any:
+    """Return ``condition()`` once truthy; fail after ``deadline_s``."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(every_s)
+    pytest.fail(f"timed out after {deadline_s} s waiting for {what}")
+
+
+def train(server: Server, params: dict[str, Any]) -> dict[str, Any]:
+    """Start a training run and wait for it to end; returns the final task status."""
+    started = server.client.train_start("segmentation", params)
+    return poll(
+        lambda: (s := server.client.train_status()) and s.get("id") == started["id"] and s["status"] in TERMINAL and s,
+        "training to end",
+    )
+
+
+def objects(server: Server) -> dict[str, Any]:
+    return server.client.datastore()["objects"]
+
+
+def sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def read(path: str) -> tuple[np.ndarray, sitk.Image]:
+    image = sitk.ReadImage(path)
+    return sitk.GetArrayFromImage(image), image
+
+
+def assert_same_grid(result: sitk.Image, reference_path: str) -> None:
+    reference = sitk.ReadImage(reference_path)
+    assert result.GetSize() == reference.GetSize()
+    np.testing.assert_allclose(result.GetSpacing(), reference.GetSpacing(), atol=1e-6)
+    np.testing.assert_allclose(result.GetOrigin(), reference.GetOrigin(), atol=1e-5)
+    np.testing.assert_allclose(result.GetDirection(), reference.GetDirection(), atol=1e-6)
+
+
+def error_of(call) -> str:
+    with pytest.raises(MONAILabelClientException) as raised:
+        call()
+    return str(raised.value.msg)
+
+
+def test_info_has_what_slicer_needs(server: Server) -> None:
+    info = server.client.info()
+    assert "config" not in info
+    assert info["labels"] == ["tumor"]
+    assert info["models"]["segmentation"]["type"] == "segmentation"
+    assert info["models"]["segmentation"]["labels"] == {"tumor": 1}
+    assert info["models"]["segmentation"]["description"]
+    assert list(info["trainers"]) == ["segmentation"]
+    assert info["trainers"]["segmentation"]["config"]["tracking"][0] == "None"  # mlflow only when opted in
+    assert set(info["strategies"]) == {"epistemic", "random", "first"}
+    assert info["datastore"]["total"] == 4
+
+
+def test_bad_requests_are_refused_and_change_nothing(server: Server, tmp_path) -> None:
+    before = objects(server)
+    files_before = sorted(os.listdir(server.studies))
+    case = next(iter(server.cases))
+
+    assert "Status: 404" in error_of(lambda: server.client.infer("nnunet", case, {}))
+    assert "Status: 404" in error_of(lambda: server.client.infer("segmentation", "no_such_image", {}))
+    assert "Status: 404" in error_of(lambda: server.client.next_sample("uncertainty", {}))
+
+    corrupt = tmp_path / "corrupt.nii.gz"
+    corrupt.write_bytes(os.urandom(4096))
+    message = error_of(lambda: server.client.upload_image(str(corrupt), "corrupt"))
+    assert "Status: 422" in message and "cannot read" in message
+
+    wrong_shape = sitk.Image(10, 10, 10, sitk.sitkUInt8)
+    sitk.WriteImage(wrong_shape, str(tmp_path / "wrong_shape.nii.gz"))
+    message = error_of(lambda: server.client.save_label(case, str(tmp_path / "wrong_shape.nii.gz"), params=LABEL_INFO))
+    assert "Status: 422" in message and "size" in message
+
+    label = sitk.ReadImage(server.cases[case].label_path) * 3  # value 3 in a one-label app
+    sitk.WriteImage(label, str(tmp_path / "three.nii.gz"))
+    message = error_of(lambda: server.client.save_label(case, str(tmp_path / "three.nii.gz")))
+    assert "Status: 422" in message and "0..1" in message
+
+    assert objects(server) == before
+    assert sorted(os.listdir(server.studies)) == files_before
+    assert os.listdir(os.path.join(server.studies, "labels", "final")) == []
+
+
+def test_annotation_loop(server: Server) -> None:
+    client = server.client
+    published = os.path.join(server.model_dir, "segmentation.pt")
+
+    # Next sample, then the honest refusal before any training.
+    sample = client.next_sample("random", {})
+    assert sample["id"] in server.cases
+    message = error_of(lambda: client.infer("segmentation", sample["id"], {}))
+    assert "Status: 409" in message and "Train" in message
+
+    # The annotator submits two corrected labels (3D Slicer sends label_info with segment names).
+    labelled = ["case0", "case1"]
+    for case in labelled:
+        client.save_label(case, server.cases[case].label_path, params=LABEL_INFO)
+    assert client.info()["datastore"]["completed"] == 2
+
+    # Train reaches DONE, publishes weights, and reports progress as the module reads it.
+    status = train(server, {"max_epochs": 2})
+    assert status["status"] == "DONE", server.log()
+    stats = client.info()["train_stats"]["segmentation"]
+    assert (stats["epoch"], stats["total_epochs"]) == (2, 2) and "total_time" in stats
+    assert stats["cases"] == {"train": 1, "val": 1} and set(stats["dice_per_label"]) == {"tumor"}
+    assert os.path.isfile(published)
+
+    # Inference now works, on exactly the input grid, with the new weights.
+    unlabelled = [c for c in server.cases if c not in labelled]
+    result_path, params = client.infer("segmentation", unlabelled[0], {"result_extension": ".nrrd"})
+    array, result = read(result_path)
+    assert_same_grid(result, server.cases[unlabelled[0]].image_path)
+    assert set(np.unique(array)) <= {0, 1} and array.dtype == np.uint8
+    assert params["label_names"] == {"tumor": 1}
+    assert params["model"]["run_id"] == stats["run_id"]
+
+    # Training with MLflow opted in (sqlite store: MLflow 3 refuses its file store) also ends DONE.
+    status = train(server, {"max_epochs": 1, "tracking": "mlflow"})
+    assert status["status"] == "DONE", server.log()
+    assert os.path.isfile(os.path.join(server.model_dir, "mlflow.db"))
+    run_id = client.info()["train_stats"]["segmentation"]["run_id"]
+    result_path, params = client.infer("segmentation", unlabelled[0], {})
+    assert params["model"]["run_id"] == run_id != stats["run_id"]  # picked up without a restart
+    served, _ = read(result_path)
+
+    # Epistemic scoring runs in the background after training; Next Sample then picks the most uncertain image.
+    def scores() -> dict[str, float] | None:
+        infos = {c: objects(server)[c]["image"]["info"] for c in unlabelled}
+        published_ts = int(os.stat(published).st_mtime)
+        done = all(i.get("epistemic_ts") == published_ts for i in infos.values())
+        return {c: i["epistemic_entropy"] for c, i in infos.items()} if done else None
+
+    uncertainty = poll(scores, "epistemic scores of the unlabelled images")
+    assert all(np.isfinite(v) and v >= 0 for v in uncertainty.values())
+    sample = client.next_sample("epistemic", {})
+    assert sample["id"] == max(uncertainty, key=uncertainty.get)
+
+    # A run stopped midway (as Auto-Update does) leaves the previous model serving, intact.
+    before = sha256(published)
+    started = client.train_start("segmentation", {"max_epochs": 500})
+    poll(lambda: (s := client.info()["train_stats"]["segmentation"]).get("run_id") != run_id
+         and s.get("epoch", 0) >= 1, "the long run to finish an epoch")
+    stopped = client.train_stop()
+    assert stopped["id"] == started["id"] and stopped["status"] == "STOPPED"
+    assert client.train_status()["status"] == "STOPPED"
+    assert client.info()["train_stats"]["segmentation"]["status"] == "STOPPED"
+    assert sha256(published) == before
+    assert not [f for f in os.listdir(server.model_dir) if f.startswith(".publishing-")]
+    result_path, params = client.infer("segmentation", unlabelled[0], {})
+    assert params["model"]["run_id"] == run_id
+    np.testing.assert_array_equal(read(result_path)[0], served)
+
+    # Once every image is labelled, Next Sample answers with no id.
+    for case in unlabelled:
+        client.save_label(case, server.cases[case].label_path, params=LABEL_INFO)
+    assert not client.next_sample("random", {}).get("id")
+
+
+def test_bad_configuration_stops_startup(tmp_path) -> None:
+    process, _ = start_server(str(tmp_path / "studies"), {**TINY, "modality": "pet"}, str(tmp_path / "log"))
+    try:
+        process.wait(120)
+    finally:
+        stop_server(process)
+    log = (tmp_path / "log").read_text(errors="replace")
+    assert process.returncode != 0
+    assert "--conf modality 'pet' is not accepted: expected one of ct, mr" in log
