@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import torch
 
@@ -130,11 +130,17 @@ def _positive_float(text: str) -> float:
     return number
 
 
-def _positive_int(text: str) -> int:
-    number = int(text)
-    if number < 1:
-        raise ValueError(text)
-    return number
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        number = int(text)
+        if number < minimum:
+            raise ValueError(text)
+        return number
+
+    return parse
+
+
+_positive_int = _at_least(1)
 
 
 def _labels(value: str) -> tuple[str, ...]:
@@ -214,10 +220,8 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "learning_rate": lambda v: _scalar("learning_rate", v, _positive_float, "a positive number"),
     "val_split": lambda v: _scalar("val_split", v, _fraction, "a fraction in [0, 1)"),
     "samples_per_case": lambda v: _scalar("samples_per_case", v, _positive_int, "a positive integer"),
-    "cache_cases": lambda v: _scalar("cache_cases", v, lambda t: max(0, int(t)) if int(t) >= 0 else int("x"),
-                                     "a non-negative integer"),
-    "mc_samples": lambda v: _scalar("mc_samples", v, lambda t: int(t) if int(t) >= 2 else int("x"),
-                                    "an integer >= 2"),
+    "cache_cases": lambda v: _scalar("cache_cases", v, _at_least(0), "a non-negative integer"),
+    "mc_samples": lambda v: _scalar("mc_samples", v, _at_least(2), "an integer >= 2"),
     "tracking": lambda v: _choice("tracking", v, TRACKING),
     "tracking_uri": lambda v: _tracking_uri(v),
 }

@@ -24,9 +24,7 @@ import SimpleITK as sitk
 
 CASES = ("STS_002", "STS_003", "STS_012", "STS_019", "STS_024", "STS_025")
 LABELLED = ("STS_002", "STS_012")
-GEOMETRY_TOLERANCE = (
-    1e-4  # largest mask/image geometry difference fixed by CopyInformation
-)
+GEOMETRY_TOLERANCE = 1e-4  # largest mask/image geometry difference fixed by CopyInformation
 
 OUT_DIR = Path(__file__).resolve().parent
 REPO_ROOT = OUT_DIR.parent
@@ -41,16 +39,12 @@ def geometry(image: sitk.Image) -> tuple[tuple, ...]:
 
 def geometry_diff(a: sitk.Image, b: sitk.Image) -> float:
     """Largest absolute difference between spacing, origin and direction of ``a`` and ``b``."""
-    return max(
-        float(np.max(np.abs(np.subtract(x, y))))
-        for x, y in zip(geometry(a)[1:], geometry(b)[1:], strict=True)
-    )
+    return max(float(np.max(np.abs(np.subtract(x, y)))) for x, y in zip(geometry(a)[1:], geometry(b)[1:], strict=True))
 
 
 def same_geometry(a: sitk.Image, b: sitk.Image) -> bool:
     return a.GetSize() == b.GetSize() and all(
-        np.allclose(x, y, rtol=0.0, atol=1e-6)
-        for x, y in zip(geometry(a)[1:], geometry(b)[1:], strict=True)
+        np.allclose(x, y, rtol=0.0, atol=1e-6) for x, y in zip(geometry(a)[1:], geometry(b)[1:], strict=True)
     )
 
 
@@ -86,16 +80,10 @@ def write_and_verify(image: sitk.Image, path: Path) -> None:
     sitk.WriteImage(image, str(path), useCompression=True)
     back = sitk.ReadImage(str(path))
     if back.GetPixelID() != image.GetPixelID():
-        raise RuntimeError(
-            f"{path}: pixel type changed to {back.GetPixelIDTypeAsString()}"
-        )
+        raise RuntimeError(f"{path}: pixel type changed to {back.GetPixelIDTypeAsString()}")
     if not same_geometry(back, image):
-        raise RuntimeError(
-            f"{path}: geometry changed on write: {geometry(back)} != {geometry(image)}"
-        )
-    if not np.array_equal(
-        sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(image)
-    ):
+        raise RuntimeError(f"{path}: geometry changed on write: {geometry(back)} != {geometry(image)}")
+    if not np.array_equal(sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(image)):
         raise RuntimeError(f"{path}: voxel values changed on write")
     log.info(
         "wrote %s (%s, %d bytes), verified",
@@ -109,18 +97,14 @@ def build_case(case: str, source: Path) -> None:
     original = sitk.ReadImage(str(source / case / "CT_image.nii.gz"))
     image = to_int16_if_lossless(original)
     write_and_verify(image, OUT_DIR / f"{case}.nii.gz")
-    if not np.array_equal(
-        sitk.GetArrayViewFromImage(image), sitk.GetArrayViewFromImage(original)
-    ):
+    if not np.array_equal(sitk.GetArrayViewFromImage(image), sitk.GetArrayViewFromImage(original)):
         raise RuntimeError(f"{case}: stored image differs from the source")
 
     if case not in LABELLED:
         return
     mask = sitk.ReadImage(str(source / case / "CT_mask.nii.gz"))
     if mask.GetSize() != image.GetSize():
-        raise RuntimeError(
-            f"{case}: mask size {mask.GetSize()} != image size {image.GetSize()}"
-        )
+        raise RuntimeError(f"{case}: mask size {mask.GetSize()} != image size {image.GetSize()}")
     diff = geometry_diff(mask, image)
     if diff >= GEOMETRY_TOLERANCE:
         raise RuntimeError(f"{case}: mask geometry differs from the image by {diff}")
@@ -129,9 +113,7 @@ def build_case(case: str, source: Path) -> None:
         raise RuntimeError(f"{case}: unexpected mask values {np.unique(values)}")
     label = sitk.Cast(mask, sitk.sitkUInt8)
     if diff > 0.0:
-        log.info(
-            "%s: copying image geometry onto the mask (max difference %.3g)", case, diff
-        )
+        log.info("%s: copying image geometry onto the mask (max difference %.3g)", case, diff)
         label.CopyInformation(image)
     write_and_verify(label, OUT_DIR / "labels" / "final" / f"{case}.nii.gz")
     if not same_geometry(label, image):
@@ -147,9 +129,7 @@ def main(argv: list[str]) -> int:
     for case in CASES:
         build_case(case, source)
     total = sum(p.stat().st_size for p in OUT_DIR.rglob("*.nii.gz"))
-    print(
-        f"{len(CASES)} images, {len(LABELLED)} labels in {OUT_DIR} ({total / 1e6:.1f} MB)"
-    )
+    print(f"{len(CASES)} images, {len(LABELLED)} labels in {OUT_DIR} ({total / 1e6:.1f} MB)")
     return 0
 
 

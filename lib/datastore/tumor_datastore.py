@@ -69,4 +69,3 @@ class TumorDatastore(LocalDatastore):
         with tempfile.TemporaryDirectory() as folder:
             path = write_label(array, geometry, os.path.join(folder, f"{image_id}.nii.gz"))
             return super().save_label(image_id, path, label_tag, label_info)
-

@@ -70,9 +70,7 @@ def check_label(label_path: str, image_path: str, num_labels: int) -> np.ndarray
     values = np.unique(array)
     bad = [v for v in values.tolist() if v != int(v) or not 0 <= v <= num_labels]
     if bad:
-        raise InvalidUploadError(
-            f"label holds values {bad[:10]}; accepted values are 0 (background) to {num_labels}"
-        )
+        raise InvalidUploadError(f"label holds values {bad[:10]}; accepted values are 0 (background) to {num_labels}")
     return array[0].astype(np.uint8)
 
 

@@ -20,8 +20,15 @@ from tests.synthetic import SyntheticCase, write_case
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MONAILABEL = os.path.join(os.path.dirname(sys.executable), "monailabel")
 # Small enough that a training epoch takes seconds on 2 CPU cores.
-TINY = {"features": "8", "patch_size": "16,16,8", "spacing": "1.6,1.6,3.3", "samples_per_case": "2",
-        "mc_samples": "2", "device": "cpu", "cache_cases": "2"}
+TINY = {
+    "features": "8",
+    "patch_size": "16,16,8",
+    "spacing": "1.6,1.6,3.3",
+    "samples_per_case": "2",
+    "mc_samples": "2",
+    "device": "cpu",
+    "cache_cases": "2",
+}
 
 
 @dataclass
@@ -50,14 +57,32 @@ def free_port() -> int:
 def start_server(studies: str, conf: dict[str, str], log_path: str) -> tuple[subprocess.Popen, str]:
     """Start the server as 3D Slicer users do; any attempt to reach the internet fails fast (dead proxy)."""
     port = free_port()
-    cmd = [MONAILABEL, "start_server", "--app", os.path.join(ROOT, "apps", "tumor"), "--studies", studies,
-           "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [
+        MONAILABEL,
+        "start_server",
+        "--app",
+        os.path.join(ROOT, "apps", "tumor"),
+        "--studies",
+        studies,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     for key, value in conf.items():
         cmd += ["--conf", key, value]
-    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
-           "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
-           "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "no_proxy": "127.0.0.1,localhost",
-           "NO_PROXY": "127.0.0.1,localhost", "MONAI_LABEL_SERVER_PORT": str(port), "OMP_NUM_THREADS": "2"}
+    env = {
+        **os.environ,
+        "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+        "http_proxy": "http://127.0.0.1:9",
+        "https_proxy": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "no_proxy": "127.0.0.1,localhost",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "MONAI_LABEL_SERVER_PORT": str(port),
+        "OMP_NUM_THREADS": "2",
+    }
     log = open(log_path, "w")
     process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     return process, f"http://127.0.0.1:{port}"
@@ -97,7 +122,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     process, url = start_server(studies, {**TINY, "model_dir": model_dir}, str(root / "server.log"))
     try:
         wait_until_up(process, url)
-        yield Server(MONAILabelClient(url, tmpdir=str(root / "client")), url, studies, model_dir, cases, process,
-                     str(root / "server.log"))
+        yield Server(
+            MONAILabelClient(url, tmpdir=str(root / "client")),
+            url,
+            studies,
+            model_dir,
+            cases,
+            process,
+            str(root / "server.log"),
+        )
     finally:
         stop_server(process)

@@ -12,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 from monailabel.client.client import MONAILabelClientException
 
-from tests.apps.conftest import TINY, Server, free_port, start_server, stop_server
+from tests.apps.conftest import TINY, Server, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 
@@ -167,8 +167,10 @@ def test_annotation_loop(server: Server) -> None:
     # A run stopped midway (as Auto-Update does) leaves the previous model serving, intact.
     before = sha256(published)
     started = client.train_start("segmentation", {"max_epochs": 500})
-    poll(lambda: (s := client.info()["train_stats"]["segmentation"]).get("run_id") != run_id
-         and s.get("epoch", 0) >= 1, "the long run to finish an epoch")
+    poll(
+        lambda: (s := client.info()["train_stats"]["segmentation"]).get("run_id") != run_id and s.get("epoch", 0) >= 1,
+        "the long run to finish an epoch",
+    )
     stopped = client.train_stop()
     assert stopped["id"] == started["id"] and stopped["status"] == "STOPPED"
     assert client.train_status()["status"] == "STOPPED"

@@ -1,0 +1,30 @@
+# Two commands do all the set-up on a fresh machine (a virtual environment in the checkout):
+#   make serve   - install, then start the server on sample-data/ at http://0.0.0.0:8000
+#   make test    - install, then lint and run the test suite
+# Extra server settings: make serve CONF="--conf modality mr --conf labels tumor,edema"
+
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+STUDIES ?= sample-data
+PORT ?= 8000
+CONF ?=
+
+.PHONY: install serve test
+
+$(INSTALLED): setup.cfg pyproject.toml
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e ".[test]"
+	touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+serve: $(INSTALLED)
+	PATH="$(abspath $(VENV))/bin:$$PATH" monailabel start_server --app apps/tumor --studies $(STUDIES) \
+		--host 0.0.0.0 --port $(PORT) $(CONF)
+
+test: $(INSTALLED)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PYTHON) -m pytest
