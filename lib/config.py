@@ -145,9 +145,10 @@ _positive_int = _at_least(1)
 
 def _labels(value: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in value.split(",") if n.strip())
+    # Names are matched case-insensitively (to Slicer segment names), so they must differ in more than case.
     accepted = "comma-separated unique label names, e.g. 'tumor' or 'tumor,edema' (not 'background')"
     reserved = [n for n in names if n.lower() == "background" or n.endswith("_scribbles")]
-    if not names or len(set(names)) != len(names) or reserved:
+    if not names or len({n.lower() for n in names}) != len(names) or reserved:
         raise _fail("labels", value, accepted)
     return names
 
@@ -259,6 +260,11 @@ def parse_config(conf: Mapping[str, str], app_dir: str) -> TumorConfig:
             "patch_size",
             ",".join(map(str, config.patch_size)),
             f"sizes divisible by {factor} for network {config.network}",
+        )
+    if config.network == "unet" and max(config.patch_size) < 2 * factor:
+        # Four stride-2 levels leave 1x1x1 voxels at the bottom, where instance normalisation is undefined.
+        raise _fail(
+            "patch_size", ",".join(map(str, config.patch_size)), f"at least one size >= {2 * factor} for network unet"
         )
     if config.network == "segresnet" and config.features % 8:
         # SegResNet normalises with 8 groups, so every level's width must divide by 8.

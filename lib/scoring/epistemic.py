@@ -56,7 +56,7 @@ class EpistemicScoring(ScoringMethod):
         if path is None:
             logger.info("Epistemic scoring skipped: no trained weights yet")
             return {"scored": 0, "skipped": "no trained weights"}
-        model_ts = int(os.stat(path).st_mtime)
+        model_ts = os.stat(path).st_mtime_ns  # weights published within one second still differ
         samples = int(request.get("mc_samples", self.tumor.mc_samples))
         device = self.tumor.torch_device()
         network = build_network(self.tumor, dropout=self.tumor.dropout)
@@ -71,7 +71,7 @@ class EpistemicScoring(ScoringMethod):
                 continue
             try:
                 image = transforms({IMAGE: datastore.get_image_uri(image_id)})[IMAGE][None].to(device)
-            except VolumeReadError as e:
+            except (VolumeReadError, RuntimeError) as e:  # Compose wraps transform errors in RuntimeError
                 logger.warning("Epistemic scoring skipped %s: %s", image_id, e)
                 failed.append(image_id)
                 continue

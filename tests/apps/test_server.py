@@ -155,7 +155,7 @@ def test_annotation_loop(server: Server) -> None:
     # Epistemic scoring runs in the background after training; Next Sample then picks the most uncertain image.
     def scores() -> dict[str, float] | None:
         infos = {c: objects(server)[c]["image"]["info"] for c in unlabelled}
-        published_ts = int(os.stat(published).st_mtime)
+        published_ts = os.stat(published).st_mtime_ns
         done = all(i.get("epistemic_ts") == published_ts for i in infos.values())
         return {c: i["epistemic_entropy"] for c, i in infos.items()} if done else None
 

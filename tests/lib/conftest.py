@@ -1,0 +1,62 @@
+"""Shared fixtures of the library unit tests: a tiny CPU configuration and synthetic cases on awkward grids."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from lib.checkpoint import publish_checkpoint
+from lib.config import TumorConfig, parse_config
+from lib.networks import build_network
+from tests.synthetic import SyntheticCase, write_case
+
+# Small enough for CPU unit tests: 8 feature maps (segresnet's group norm needs a multiple of 8) and a 16x16x8
+# window (segresnet needs patch sizes divisible by 8).
+TINY = {"features": "8", "patch_size": "16,16,8", "device": "cpu"}
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., TumorConfig]:
+    """Factory of tiny configurations; keyword arguments are extra ``--conf`` strings (model_dir under tmp)."""
+
+    def make(**conf: str) -> TumorConfig:
+        values = {**TINY, "model_dir": str(tmp_path / "model"), **conf}
+        return parse_config(values, str(tmp_path / "app"))
+
+    return make
+
+
+@pytest.fixture
+def config(make_config: Callable[..., TumorConfig]) -> TumorConfig:
+    """The default tiny configuration: one label ``tumor``, one CT channel, segresnet."""
+    return make_config()
+
+
+@pytest.fixture
+def make_case(tmp_path: Path) -> Callable[..., SyntheticCase]:
+    """Factory writing synthetic cases under ``tmp/cases`` (labels under ``tmp/case-labels``)."""
+
+    def make(name: str = "case0", seed: int = 0, **kwargs: object) -> SyntheticCase:
+        kwargs.setdefault("label_folder", str(tmp_path / "case-labels"))
+        return write_case(str(kwargs.pop("folder", tmp_path / "cases")), name, seed, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def case(make_case: Callable[..., SyntheticCase]) -> SyntheticCase:
+    """One 48x40x20 CT case with anisotropic spacing and an oblique direction."""
+    return make_case()
+
+
+@pytest.fixture
+def publish_weights() -> Callable[..., str]:
+    """Publishes an untrained network's weights as the served checkpoint of a configuration; returns the path."""
+
+    def publish(config: TumorConfig, run_id: str = "t") -> str:
+        publish_checkpoint(build_network(config).state_dict(), {"run_id": run_id}, config.published_path(), config)
+        return config.published_path()
+
+    return publish

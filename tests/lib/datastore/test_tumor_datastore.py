@@ -1,0 +1,208 @@
+"""The datastore refuses unusable uploads with a 4xx and leaves itself unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from fastapi import HTTPException
+from monailabel.interfaces.datastore import DefaultLabelTag
+
+from lib.config import TumorConfig
+from lib.datastore import TumorDatastore
+from lib.transforms.volume_io import read_volume
+from tests.synthetic import SyntheticCase, write_case
+
+CaseWriter = Callable[..., SyntheticCase]
+
+
+@pytest.fixture
+def studies(tmp_path: Path) -> Path:
+    """A studies folder holding one synthetic image ``case0`` (its label is kept outside)."""
+    folder = tmp_path / "studies"
+    write_case(str(folder), "case0", seed=0, label_folder=str(tmp_path / "source-labels"))
+    return folder
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` with a digest of its content."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
+
+
+def label_file(array: np.ndarray, image_path: str, path: Path) -> str:
+    """Write an (I, J, K) label with the spacing, origin and direction of ``image_path``."""
+    image = sitk.ReadImage(image_path)
+    label = sitk.GetImageFromArray(np.transpose(array.astype(np.uint8), (2, 1, 0)))
+    label.SetSpacing(image.GetSpacing())
+    label.SetOrigin(image.GetOrigin())
+    label.SetDirection(image.GetDirection())
+    sitk.WriteImage(label, str(path))
+    return str(path)
+
+
+def test_existing_image_is_listed(studies: Path, config: TumorConfig) -> None:
+    datastore = TumorDatastore(str(studies), config)
+    assert datastore.list_images() == ["case0"]
+    assert datastore.get_unlabeled_images() == ["case0"]
+    assert datastore.datalist() == []
+
+
+def test_add_corrupt_image_is_refused_and_changes_nothing(studies: Path, config: TumorConfig, tmp_path: Path) -> None:
+    datastore = TumorDatastore(str(studies), config)
+    before = snapshot(studies)
+    corrupt = tmp_path / "upload.nii.gz"
+    corrupt.write_bytes(np.random.default_rng(0).bytes(4096))
+
+    with pytest.raises(HTTPException) as error:
+        datastore.add_image("upload", str(corrupt), {})
+
+    assert error.value.status_code == 422
+    assert "image refused: cannot read upload.nii.gz" in error.value.detail
+    assert datastore.list_images() == ["case0"]
+    assert snapshot(studies) == before
+
+
+def test_add_image_with_wrong_channels_is_refused(studies: Path, config: TumorConfig, make_case: CaseWriter) -> None:
+    datastore = TumorDatastore(str(studies), config)
+    before = snapshot(studies)
+    upload = make_case("vector", channels=2)
+
+    with pytest.raises(HTTPException) as error:
+        datastore.add_image("vector", upload.image_path, {})
+
+    assert error.value.status_code == 422
+    assert "2 channel(s); this app's model takes 1" in error.value.detail
+    assert datastore.list_images() == ["case0"]
+    assert snapshot(studies) == before
+
+
+@pytest.mark.parametrize("image_id", ["../evil", "sub/evil", ".hidden", "..\\evil"])
+def test_add_image_refuses_path_like_id(studies: Path, config: TumorConfig, case: SyntheticCase, image_id: str) -> None:
+    datastore = TumorDatastore(str(studies), config)
+    before = snapshot(studies.parent)
+
+    with pytest.raises(HTTPException) as error:
+        datastore.add_image(image_id, case.image_path, {})
+
+    assert error.value.status_code == 422
+    assert "must be a plain name" in error.value.detail
+    assert datastore.list_images() == ["case0"]
+    assert snapshot(studies.parent) == before
+
+
+def test_add_valid_image(studies: Path, config: TumorConfig, make_case: CaseWriter) -> None:
+    datastore = TumorDatastore(str(studies), config)
+    upload = make_case("upload", seed=3)
+
+    assert datastore.add_image("case1", upload.image_path, {"source": "test"}) == "case1"
+
+    assert sorted(datastore.list_images()) == ["case0", "case1"]
+    assert datastore.get_image_info("case1")["source"] == "test"
+    stored, _ = read_volume(datastore.get_image_uri("case1"))
+    assert np.array_equal(stored, upload.image)
+
+
+def test_save_label_with_wrong_shape_is_refused(studies: Path, config: TumorConfig, tmp_path: Path) -> None:
+    datastore = TumorDatastore(str(studies), config)
+    image_path = datastore.get_image_uri("case0")
+    before = snapshot(studies)
+    wrong = label_file(np.ones((40, 48, 20)), image_path, tmp_path / "wrong.nii.gz")
+
+    with pytest.raises(HTTPException) as error:
+        datastore.save_label("case0", wrong, DefaultLabelTag.FINAL, {})
+
+    assert error.value.status_code == 422
+    assert "label refused: label does not lie on its image's grid: size" in error.value.detail
+    assert list((studies / "labels" / "final").iterdir()) == []
+    assert datastore.datalist() == []
+    assert snapshot(studies) == before
+
+
+def test_save_label_with_value_above_labels_is_refused(studies: Path, config: TumorConfig, tmp_path: Path) -> None:
+    datastore = TumorDatastore(str(studies), config)
+    image_path = datastore.get_image_uri("case0")
+    label = label_file(np.full((48, 40, 20), 2), image_path, tmp_path / "two.nii.gz")
+
+    with pytest.raises(HTTPException) as error:
+        datastore.save_label("case0", label, DefaultLabelTag.FINAL, {})
+
+    assert error.value.status_code == 422
+    assert "label holds value 2; accepted values are 0..1" in error.value.detail
+    assert list((studies / "labels" / "final").iterdir()) == []
+
+
+def test_save_label_stores_label_on_image_grid(studies: Path, config: TumorConfig, tmp_path: Path) -> None:
+    datastore = TumorDatastore(str(studies), config)
+    image_path = datastore.get_image_uri("case0")
+    array = np.zeros((48, 40, 20), np.uint8)
+    array[10:20, 5:15, 2:8] = 1
+    # A label whose header differs from the image's by rounding only is stored on the image's exact grid.
+    upload = sitk.GetImageFromArray(np.transpose(array, (2, 1, 0)))
+    upload.CopyInformation(sitk.ReadImage(image_path))
+    upload.SetOrigin(tuple(o + 1e-4 for o in upload.GetOrigin()))
+    sitk.WriteImage(upload, str(tmp_path / "label.nii.gz"))
+
+    datastore.save_label("case0", str(tmp_path / "label.nii.gz"), DefaultLabelTag.FINAL, {})
+
+    [item] = datastore.datalist()
+    assert item["image"] == image_path
+    stored = sitk.ReadImage(item["label"])
+    image = sitk.ReadImage(image_path)
+    assert np.array_equal(np.transpose(sitk.GetArrayFromImage(stored), (2, 1, 0)), array)
+    assert np.allclose(stored.GetOrigin(), image.GetOrigin(), atol=1e-6)
+    assert np.allclose(stored.GetDirection(), image.GetDirection(), atol=1e-6)
+    assert datastore.get_unlabeled_images() == []
+
+
+def test_save_label_remaps_values_by_segment_name(
+    studies: Path, make_config: Callable[..., TumorConfig], tmp_path: Path
+) -> None:
+    datastore = TumorDatastore(str(studies), make_config(labels="tumor,edema"))
+    image_path = datastore.get_image_uri("case0")
+    segments = np.zeros((48, 40, 20), np.uint8)
+    segments[5:15] = 1  # 3D Slicer's first segment: edema
+    segments[30:40] = 2  # second segment: tumor
+    upload = label_file(segments, image_path, tmp_path / "segments.nii.gz")
+    info = {"label_info": [{"name": "Edema", "idx": 1}, {"name": "tumor", "idx": 2}]}
+
+    datastore.save_label("case0", upload, DefaultLabelTag.FINAL, info)
+
+    stored, _ = read_volume(datastore.get_label_uri("case0", DefaultLabelTag.FINAL))
+    expected = np.zeros_like(segments)
+    expected[5:15] = 2  # edema is the app's second label
+    expected[30:40] = 1
+    assert np.array_equal(stored[0], expected)
+
+
+def test_save_label_with_unknown_segment_is_refused(
+    studies: Path, make_config: Callable[..., TumorConfig], tmp_path: Path
+) -> None:
+    datastore = TumorDatastore(str(studies), make_config(labels="tumor,edema"))
+    upload = label_file(np.ones((48, 40, 20)), datastore.get_image_uri("case0"), tmp_path / "s.nii.gz")
+
+    with pytest.raises(HTTPException) as error:
+        datastore.save_label("case0", upload, DefaultLabelTag.FINAL, {"label_info": [{"name": "liver", "idx": 1}]})
+
+    assert error.value.status_code == 422
+    assert "segment 'liver' is not a label of this app; accepted: tumor, edema" in error.value.detail
+    assert datastore.datalist() == []
+
+
+def test_save_label_for_unknown_image_is_not_found(studies: Path, config: TumorConfig, case: SyntheticCase) -> None:
+    datastore = TumorDatastore(str(studies), config)
+    before = snapshot(studies)
+
+    with pytest.raises(HTTPException) as error:
+        datastore.save_label("missing", case.label_path, DefaultLabelTag.FINAL, {})
+
+    assert error.value.status_code == 404
+    assert "'missing' is not in the datastore" in error.value.detail
+    assert snapshot(studies) == before

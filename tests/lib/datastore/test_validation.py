@@ -1,0 +1,170 @@
+"""Checks on uploaded images and labels, and mapping of 3D Slicer segment values to label values by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from lib.datastore.validation import InvalidUploadError, check_image, check_label, image_geometry, remap_label
+from lib.transforms.geometry import Geometry
+from tests.synthetic import SyntheticCase, oblique_direction
+
+CaseWriter = Callable[..., SyntheticCase]
+IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+def write_like(array: np.ndarray, reference: str, path: Path, **changes: object) -> str:
+    """Write an (I, J, K) or (C, I, J, K) array on ``reference``'s grid, with optional grid ``changes``."""
+    image = sitk.ReadImage(reference)
+    if array.ndim == 4:
+        out = sitk.GetImageFromArray(np.transpose(array, (3, 2, 1, 0)), isVector=True)
+    else:
+        out = sitk.GetImageFromArray(np.transpose(array, (2, 1, 0)))
+    out.SetSpacing(changes.get("spacing", image.GetSpacing()))
+    out.SetOrigin(changes.get("origin", image.GetOrigin()))
+    out.SetDirection(changes.get("direction", image.GetDirection()))
+    sitk.WriteImage(out, str(path))
+    return str(path)
+
+
+def test_check_label_accepts_matching_label(case: SyntheticCase) -> None:
+    label = check_label(case.label_path, case.image_path, num_labels=1)
+    assert label.dtype == np.uint8
+    assert np.array_equal(label, case.label)
+
+
+def test_check_label_converts_float_labels_to_uint8(case: SyntheticCase, tmp_path: Path) -> None:
+    path = write_like(case.label.astype(np.float32) * 2, case.image_path, tmp_path / "float.nii.gz")
+    label = check_label(path, case.image_path, num_labels=2)
+    assert label.dtype == np.uint8
+    assert np.array_equal(label, case.label * 2)
+
+
+@pytest.mark.parametrize(
+    ("array", "changes", "match"),
+    [
+        (np.zeros((48, 40, 19), np.uint8), {}, r"does not lie on its image's grid: size \(48, 40, 19\)"),
+        (np.zeros((48, 40, 20), np.uint8), {"spacing": (0.8, 1.1, 3.0)}, "grid: spacing"),
+        (np.zeros((48, 40, 20), np.uint8), {"origin": (0.0, 0.0, 0.0)}, "grid: origin"),
+        (np.zeros((48, 40, 20), np.uint8), {"direction": IDENTITY}, "grid: direction"),
+        (np.full((48, 40, 20), 2, np.uint8), {}, r"values \[2\]; accepted values are 0 \(background\) to 1"),
+        (np.full((48, 40, 20), 0.5, np.float32), {}, r"values \[0.5\]"),
+        (np.full((48, 40, 20), -1, np.int16), {}, r"values \[-1\]"),
+        (np.zeros((2, 48, 40, 20), np.uint8), {}, "label has 2 channels; a single-channel labelmap is needed"),
+    ],
+    ids=["size", "spacing", "origin", "direction", "value>K", "non-integer", "negative", "multi-channel"],
+)
+def test_check_label_refuses(
+    case: SyntheticCase, tmp_path: Path, array: np.ndarray, changes: dict[str, object], match: str
+) -> None:
+    path = write_like(array, case.image_path, tmp_path / "bad.nii.gz", **changes)
+    with pytest.raises(InvalidUploadError, match=match):
+        check_label(path, case.image_path, num_labels=1)
+
+
+def test_check_label_tolerates_header_rounding(case: SyntheticCase, tmp_path: Path) -> None:
+    spacing = tuple(s * (1 + 1e-5) for s in sitk.ReadImage(case.image_path).GetSpacing())
+    path = write_like(case.label, case.image_path, tmp_path / "rounded.nii.gz", spacing=spacing)
+    assert np.array_equal(check_label(path, case.image_path, num_labels=1), case.label)
+
+
+def test_check_label_refuses_unreadable_label(case: SyntheticCase, tmp_path: Path) -> None:
+    path = tmp_path / "junk.nii.gz"
+    path.write_bytes(b"not an image at all" * 100)
+    with pytest.raises(InvalidUploadError, match="^label: cannot read junk.nii.gz"):
+        check_label(str(path), case.image_path, num_labels=1)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_check_image_accepts_and_returns_geometry(make_case: CaseWriter, channels: int) -> None:
+    case = make_case(channels=channels)
+    geometry = check_image(case.image_path, channels)
+    assert geometry == Geometry.of(sitk.ReadImage(case.image_path))
+    assert np.allclose(geometry.direction, oblique_direction())
+
+
+@pytest.mark.parametrize(("written", "expected"), [(3, 1), (1, 2)])
+def test_check_image_refuses_wrong_channels(make_case: CaseWriter, written: int, expected: int) -> None:
+    case = make_case(channels=written)
+    with pytest.raises(
+        InvalidUploadError, match=f"image has {written} channel\\(s\\); this app's model takes {expected}"
+    ):
+        check_image(case.image_path, expected)
+
+
+# NRRD and MHA keep NaN as written (SimpleITK's NIfTI reader already turns NaN into 0).
+@pytest.mark.parametrize(("bad", "extension"), [(np.nan, ".nrrd"), (np.inf, ".nrrd"), (np.nan, ".mha")])
+def test_check_image_refuses_non_finite(case: SyntheticCase, tmp_path: Path, bad: float, extension: str) -> None:
+    array = case.image[0].copy()
+    array[10, 10, 10] = bad
+    path = write_like(array, case.image_path, tmp_path / f"nan{extension}")
+    with pytest.raises(InvalidUploadError, match="image holds NaN or infinite values"):
+        check_image(path, 1)
+
+
+def test_check_image_refuses_flat_volume(case: SyntheticCase, tmp_path: Path) -> None:
+    path = write_like(np.zeros((48, 40, 1), np.float32), case.image_path, tmp_path / "flat.nii.gz")
+    with pytest.raises(InvalidUploadError, match=r"image size \(48, 40, 1\) is not a 3D volume"):
+        check_image(path, 1)
+
+
+def test_check_image_refuses_corrupt_file(tmp_path: Path) -> None:
+    path = tmp_path / "corrupt.nii.gz"
+    path.write_bytes(np.random.default_rng(1).bytes(2048))
+    with pytest.raises(InvalidUploadError, match="cannot read corrupt.nii.gz"):
+        check_image(str(path), 1)
+
+
+def test_image_geometry_reads_header(case: SyntheticCase) -> None:
+    assert image_geometry(case.image_path) == Geometry.of(sitk.ReadImage(case.image_path))
+
+
+LABELS = ("tumor", "edema")
+SEGMENTS = np.array([0, 1, 2, 1, 0, 2], np.uint8).reshape(1, 2, 3)
+
+
+@pytest.mark.parametrize(
+    ("label_info", "expected"),
+    [
+        ([{"name": "edema", "idx": 1}, {"name": "tumor", "idx": 2}], [0, 2, 1, 2, 0, 1]),
+        ([{"name": "tumor", "idx": 1}, {"name": "edema", "idx": 2}], [0, 1, 2, 1, 0, 2]),
+        ([{"name": "EDEMA", "idx": 1}, {"name": "Tumor", "idx": 2}], [0, 2, 1, 2, 0, 1]),
+        ([{"name": "edema", "id": 1}, {"name": "tumor", "id": 2}], [0, 2, 1, 2, 0, 1]),
+        (
+            [{"name": "background", "idx": 0}, {"name": "edema", "idx": 1}, {"name": "tumor", "idx": 2}],
+            [0, 2, 1, 2, 0, 1],
+        ),
+        (
+            [{"name": "edema", "idx": 1}, {"name": "tumor", "idx": 2}, {"name": "tumor", "idx": 7}],
+            [0, 2, 1, 2, 0, 1],
+        ),
+    ],
+    ids=["swapped", "same-order", "case-insensitive", "id-key", "background-ignored", "unused-entry"],
+)
+def test_remap_label_maps_values_by_name(label_info: list[dict[str, object]], expected: list[int]) -> None:
+    remapped = remap_label(SEGMENTS, label_info, LABELS)
+    assert remapped.dtype == np.uint8
+    assert remapped.ravel().tolist() == expected
+
+
+def test_remap_label_refuses_unknown_segment() -> None:
+    info = [{"name": "edema", "idx": 1}, {"name": "necrosis", "idx": 2}]
+    with pytest.raises(
+        InvalidUploadError, match="segment 'necrosis' is not a label of this app; accepted: tumor, edema"
+    ):
+        remap_label(SEGMENTS, info, LABELS)
+
+
+def test_remap_label_refuses_value_missing_from_label_info() -> None:
+    with pytest.raises(InvalidUploadError, match=r"label values \[2\] have no entry in label_info"):
+        remap_label(SEGMENTS, [{"name": "edema", "idx": 1}], LABELS)
+
+
+@pytest.mark.parametrize("idx", [0, 256, -3])
+def test_remap_label_refuses_out_of_range_segment_value(idx: int) -> None:
+    with pytest.raises(InvalidUploadError, match=f"segment 'tumor' has value {idx}; values 1..255 are accepted"):
+        remap_label(SEGMENTS, [{"name": "tumor", "idx": idx}], LABELS)

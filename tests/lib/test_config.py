@@ -1,0 +1,173 @@
+"""Parsing of ``--conf`` into the typed configuration."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from lib.config import PARSERS, ConfigError, TumorConfig, parse_config
+
+
+def test_defaults_parse(tmp_path: Path) -> None:
+    config = parse_config({}, str(tmp_path))
+    assert config == TumorConfig(model_dir=os.path.join(str(tmp_path), "model"))
+    assert config.labels == ("tumor",)
+    assert config.label_values == {"tumor": 1}
+    assert config.num_classes == 2
+    assert config.published_path() == os.path.join(str(tmp_path), "model", "segmentation.pt")
+
+
+def test_model_dir_defaults_to_app_model_folder(tmp_path: Path) -> None:
+    assert parse_config({"labels": "tumor"}, str(tmp_path)).model_dir == os.path.join(str(tmp_path), "model")
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "attribute", "expected"),
+    [
+        ("labels", "tumor,edema", "labels", ("tumor", "edema")),
+        ("labels", " tumor , edema ", "labels", ("tumor", "edema")),
+        ("labels", "tumor,edema", "label_values", {"tumor": 1, "edema": 2}),
+        ("labels", "tumor,edema", "num_classes", 3),
+        ("modality", "MR", "modality", "mr"),
+        ("modality", "ct", "modality", "ct"),
+        ("ct_window", "-100,300", "ct_window", (-100.0, 300.0)),
+        ("spacing", "1,1,2.5", "spacing", (1.0, 1.0, 2.5)),
+        ("spacing", "2", "spacing", (2.0, 2.0, 2.0)),
+        ("spacing", "0.8x0.8x3", "spacing", (0.8, 0.8, 3.0)),
+        ("patch_size", "64,64,32", "patch_size", (64, 64, 32)),
+        ("patch_size", "32", "patch_size", (32, 32, 32)),
+        ("channels", "2", "channels", 2),
+        ("network", "unet", "network", "unet"),
+        ("network", "SegResNet", "network", "segresnet"),
+        ("features", "8", "features", 8),
+        ("features", "24", "features", 24),
+        ("dropout", "0.5", "dropout", 0.5),
+        ("device", "cpu", "device", "cpu"),
+        ("device", "AUTO", "device", "auto"),
+        ("epochs", "3", "epochs", 3),
+        ("learning_rate", "1e-3", "learning_rate", 1e-3),
+        ("val_split", "0", "val_split", 0.0),
+        ("val_split", "0.25", "val_split", 0.25),
+        ("samples_per_case", "2", "samples_per_case", 2),
+        ("cache_cases", "0", "cache_cases", 0),
+        ("mc_samples", "3", "mc_samples", 3),
+        ("tracking", "mlflow", "tracking", "mlflow"),
+        ("tracking_uri", "sqlite:///x.db", "tracking_uri", "sqlite:///x.db"),
+        ("tracking_uri", "http://mlflow:5000", "tracking_uri", "http://mlflow:5000"),
+        ("model_dir", "/somewhere/models", "model_dir", "/somewhere/models"),
+    ],
+)
+def test_key_parses_valid_value(tmp_path: Path, key: str, raw: str, attribute: str, expected: object) -> None:
+    conf = {key: raw}
+    if key == "network" and raw.lower() == "unet":
+        conf["patch_size"] = "96,96,32"  # the default 96,96,32 is divisible by 16 as unet needs
+    config = parse_config(conf, str(tmp_path))
+    assert getattr(config, attribute) == expected
+
+
+def test_unet_accepts_any_width(tmp_path: Path) -> None:
+    config = parse_config({"network": "unet", "features": "4", "patch_size": "32,16,16"}, str(tmp_path))
+    assert (config.network, config.features, config.patch_size) == ("unet", 4, (32, 16, 16))
+
+
+def test_unet_patch_too_small_for_its_depth_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--conf patch_size '16,16,16' .* at least one size >= 32 for network unet"):
+        parse_config({"network": "unet", "patch_size": "16,16,16"}, str(tmp_path))
+
+
+def test_checkpoint_accepts_existing_file(tmp_path: Path) -> None:
+    path = tmp_path / "start.pt"
+    path.write_bytes(b"weights")
+    assert parse_config({"checkpoint": str(path)}, str(tmp_path)).checkpoint == str(path)
+
+
+def test_server_mode_is_accepted_and_ignored(tmp_path: Path) -> None:
+    assert parse_config({"server_mode": "true"}, str(tmp_path)) == parse_config({}, str(tmp_path))
+
+
+def test_every_parser_key_is_a_config_field() -> None:
+    assert set(PARSERS) == set(TumorConfig.__dataclass_fields__)
+
+
+def test_unknown_key_names_key_and_lists_accepted_keys(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="batch_size is not a known key") as error:
+        parse_config({"batch_size": "4"}, str(tmp_path))
+    accepted = str(error.value).split("accepted keys:")[1]
+    assert {k.strip() for k in accepted.split(",")} == set(PARSERS)
+
+
+@pytest.mark.parametrize(
+    ("conf", "key"),
+    [
+        ({"modality": "pet"}, "modality"),
+        ({"spacing": "1,2"}, "spacing"),
+        ({"spacing": "-1,1,1"}, "spacing"),
+        ({"spacing": "0"}, "spacing"),
+        ({"spacing": "a,b,c"}, "spacing"),
+        ({"patch_size": "96,96"}, "patch_size"),
+        ({"patch_size": "96,96,0"}, "patch_size"),
+        ({"patch_size": "96.5,96,32"}, "patch_size"),
+        ({"channels": "0"}, "channels"),
+        ({"channels": "two"}, "channels"),
+        ({"network": "vit"}, "network"),
+        ({"features": "-4"}, "features"),
+        ({"network": "segresnet", "features": "4"}, "features"),
+        ({"network": "segresnet", "features": "12"}, "features"),
+        ({"dropout": "1.5"}, "dropout"),
+        ({"dropout": "0"}, "dropout"),
+        ({"labels": ""}, "labels"),
+        ({"labels": ","}, "labels"),
+        ({"labels": "tumor,tumor"}, "labels"),
+        ({"labels": "background"}, "labels"),
+        ({"labels": "tumor,Background"}, "labels"),
+        ({"labels": "tumor_scribbles"}, "labels"),
+        ({"ct_window": "400,-200"}, "ct_window"),
+        ({"ct_window": "100,100"}, "ct_window"),
+        ({"ct_window": "100"}, "ct_window"),
+        ({"device": "tpu"}, "device"),
+        ({"device": "cuda:x"}, "device"),
+        ({"epochs": "abc"}, "epochs"),
+        ({"epochs": "0"}, "epochs"),
+        ({"learning_rate": "0"}, "learning_rate"),
+        ({"val_split": "1.0"}, "val_split"),
+        ({"val_split": "-0.1"}, "val_split"),
+        ({"samples_per_case": "0"}, "samples_per_case"),
+        ({"cache_cases": "-1"}, "cache_cases"),
+        ({"mc_samples": "1"}, "mc_samples"),
+        ({"tracking": "wandb"}, "tracking"),
+        ({"tracking_uri": "/tmp/mlruns"}, "tracking_uri"),
+        ({"tracking_uri": "file:///tmp/mlruns"}, "tracking_uri"),
+        ({"checkpoint": "/nonexistent.pt"}, "checkpoint"),
+        ({"network": "segresnet", "patch_size": "20,20,20"}, "patch_size"),
+        ({"network": "unet", "patch_size": "24,24,24"}, "patch_size"),
+    ],
+)
+def test_bad_value_raises_naming_key(tmp_path: Path, conf: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigError, match=f"^--conf {key} .* is not accepted: expected "):
+        parse_config(conf, str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("network", "accepted"),
+    [("segresnet", "divisible by 8 for network segresnet"), ("unet", "divisible by 16 for network unet")],
+)
+def test_patch_size_error_says_required_factor(tmp_path: Path, network: str, accepted: str) -> None:
+    with pytest.raises(ConfigError, match=accepted):
+        parse_config({"network": network, "patch_size": "20,20,20"}, str(tmp_path))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
+def test_cuda_device_refused_without_cuda(tmp_path: Path, device: str) -> None:
+    with pytest.raises(ConfigError, match="--conf device .*no CUDA device"):
+        parse_config({"device": device}, str(tmp_path))
+
+
+def test_labels_differing_only_in_case_are_refused(tmp_path: Path) -> None:
+    # Uploaded segments are matched to labels case-insensitively (remap_label), so 'Tumor' and 'tumor' would be
+    # indistinguishable there: the configuration must refuse them as duplicates.
+    with pytest.raises(ConfigError, match="--conf labels"):
+        parse_config({"labels": "Tumor,tumor"}, str(tmp_path))

@@ -1,0 +1,161 @@
+"""Live training stats for 3D Slicer and publishing of the best weights when a run completes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from ignite.engine import Engine, Events
+
+from lib.checkpoint import read_checkpoint
+from lib.config import TumorConfig
+from lib.networks import build_network
+from lib.trainers.run_monitor import TRAIN_DICE, VAL_DICE, VAL_DICE_PER_LABEL, RunMonitor, write_json
+
+
+def test_write_json_replaces_file_atomically(tmp_path: Path) -> None:
+    path = tmp_path / "stats" / "train_stats.json"
+    write_json(str(path), {"status": "RUNNING", "epoch": 1})
+    write_json(str(path), {"status": "DONE", "epoch": 2})
+
+    assert json.loads(path.read_text()) == {"status": "DONE", "epoch": 2}
+    assert [p.name for p in path.parent.iterdir()] == ["train_stats.json"]
+
+
+def first_weight(network: torch.nn.Module) -> torch.Tensor:
+    return next(iter(network.state_dict().values()))
+
+
+def make_trainer(network: torch.nn.Module) -> Engine:
+    """A trainer whose every iteration writes the epoch number into the first weight tensor, so the published
+    weights tell which epoch they come from."""
+
+    def step(engine: Engine, batch: object) -> list[dict[str, torch.Tensor]]:
+        with torch.no_grad():
+            first_weight(network).fill_(float(engine.state.epoch))
+        return [{"loss": torch.tensor(1.0 / engine.state.epoch)}]
+
+    return Engine(step)
+
+
+def make_evaluator(dice: list[float], labels: int) -> Engine:
+    """An evaluator reporting ``dice[epoch - 1]`` as mean Dice (and per label) at its n-th run."""
+    evaluator = Engine(lambda engine, batch: None)
+    runs = iter(dice)
+
+    @evaluator.on(Events.EPOCH_COMPLETED)
+    def report(engine: Engine) -> None:
+        value = next(runs)
+        engine.state.metrics[VAL_DICE] = value
+        engine.state.metrics[VAL_DICE_PER_LABEL] = torch.full((labels,), value)
+
+    return evaluator
+
+
+@pytest.fixture
+def stats_path(tmp_path: Path) -> Path:
+    return tmp_path / "model" / "train_stats.json"
+
+
+def test_stats_running_has_progress_but_no_total_time(config: TumorConfig, stats_path: Path) -> None:
+    network = build_network(config)
+    trainer = make_trainer(network)
+    monitor = RunMonitor(config, network, str(stats_path), "run-1", {"train": 1, "val": 0})
+    monitor.attach(trainer, None)
+    seen: list[dict[str, object]] = []
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: seen.append(json.loads(stats_path.read_text())))
+
+    trainer.run([0], max_epochs=2)
+
+    assert [s["status"] for s in seen] == ["RUNNING", "RUNNING"]
+    assert [s["epoch"] for s in seen] == [1, 2]
+    for stats in seen:
+        assert stats["total_epochs"] == 2
+        assert "best_metric" in stats
+        assert "total_time" not in stats
+        assert stats["run_id"] == "run-1"
+        assert stats["validated"] == TRAIN_DICE
+    assert seen[1]["train_loss"] == pytest.approx(0.5)
+
+
+def test_stats_done_has_total_time(config: TumorConfig, stats_path: Path) -> None:
+    network = build_network(config)
+    trainer = make_trainer(network)
+    monitor = RunMonitor(config, network, str(stats_path), "run-1", {"train": 1, "val": 0})
+    monitor.attach(trainer, None)
+
+    trainer.run([0], max_epochs=2)
+
+    final = json.loads(stats_path.read_text())
+    assert final["status"] == "DONE"
+    assert "total_time" in final and "current_time" not in final
+    assert (final["epoch"], final["total_epochs"]) == (2, 2)
+    assert "total_time" not in monitor.stats("RUNNING")
+    assert "total_time" in monitor.stats("DONE")
+
+
+def test_stats_before_start(config: TumorConfig, stats_path: Path) -> None:
+    monitor = RunMonitor(config, build_network(config), str(stats_path), "run-0", {"train": 2, "val": 1})
+    stats = monitor.stats("RUNNING")
+    assert (stats["epoch"], stats["total_epochs"], stats["best_metric"]) == (0, 0, 0.0)
+    assert stats["validated"] == VAL_DICE
+    assert "total_time" not in stats
+
+
+def test_completed_run_without_validation_publishes_last_weights(config: TumorConfig, stats_path: Path) -> None:
+    network = build_network(config)
+    trainer = make_trainer(network)
+    RunMonitor(config, network, str(stats_path), "run-1", {"train": 1, "val": 0}).attach(trainer, None)
+
+    trainer.run([0], max_epochs=2)
+
+    state, meta = read_checkpoint(config.published_path(), config)
+    assert meta["run_id"] == "run-1"
+    assert meta["epoch"] == 2
+    assert meta["cases"] == {"train": 1, "val": 0}
+    assert torch.all(next(iter(state.values())) == 2.0)
+    build_network(config).load_state_dict(state, strict=True)
+
+
+def test_completed_run_publishes_best_validated_weights(
+    make_config: Callable[..., TumorConfig], stats_path: Path
+) -> None:
+    config = make_config(labels="tumor,edema")
+    network = build_network(config)
+    trainer = make_trainer(network)
+    evaluator = make_evaluator([0.3, 0.7, 0.5], labels=2)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: evaluator.run([0]))  # validation before the monitor
+    RunMonitor(config, network, str(stats_path), "run-2", {"train": 3, "val": 1}).attach(trainer, evaluator)
+
+    trainer.run([0], max_epochs=3)
+
+    state, meta = read_checkpoint(config.published_path(), config)
+    assert meta["run_id"] == "run-2"
+    assert meta["epoch"] == 2
+    assert meta["val_dice"] == pytest.approx(0.7)
+    assert meta["dice_per_label"] == pytest.approx({"tumor": 0.7, "edema": 0.7})
+    assert torch.all(next(iter(state.values())) == 2.0)  # the weights of epoch 2, not the last epoch's
+    final = json.loads(stats_path.read_text())
+    assert final["status"] == "DONE"
+    assert final["best_metric"] == pytest.approx(0.7)
+    assert final["best_metric_epoch"] == 2
+
+
+def test_crashed_run_publishes_nothing(config: TumorConfig, stats_path: Path) -> None:
+    network = build_network(config)
+
+    def step(engine: Engine, batch: object) -> None:
+        if engine.state.epoch == 2:
+            raise RuntimeError("out of memory")
+
+    trainer = Engine(step)
+    RunMonitor(config, network, str(stats_path), "run-3", {"train": 1, "val": 0}).attach(trainer, None)
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        trainer.run([0], max_epochs=3)
+
+    assert not Path(config.published_path()).exists()
+    assert json.loads(stats_path.read_text())["status"] == "RUNNING"

@@ -1,0 +1,203 @@
+"""The shared preprocessing pipeline, and inference end to end on awkward grids."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from monai.transforms import Compose
+
+from lib.config import TumorConfig
+from lib.infers import ModelNotTrainedError, SegmentationInfer
+from lib.transforms.geometry import Geometry
+from lib.transforms.pipeline import (
+    IMAGE,
+    LABEL,
+    inference_transforms,
+    training_transforms,
+    validation_transforms,
+)
+from lib.transforms.resample import resampled_shape
+from tests.synthetic import SyntheticCase
+
+CaseWriter = Callable[..., SyntheticCase]
+ConfigFactory = Callable[..., TumorConfig]
+SOURCE_SPACING = "0.8,1.1,3.3"  # the synthetic cases' spacing: resampling to it is the identity
+
+
+@pytest.mark.parametrize(
+    ("conf", "case_kwargs"),
+    [({}, {}), ({"modality": "mr", "channels": "2", "spacing": "2,2,2"}, {"channels": 2, "modality": "mr"})],
+    ids=["ct-1ch", "mr-2ch"],
+)
+def test_validation_and_inference_see_the_same_image(
+    make_config: ConfigFactory, make_case: CaseWriter, conf: dict[str, str], case_kwargs: dict[str, object]
+) -> None:
+    config = make_config(**conf)
+    case = make_case(**case_kwargs)
+    validated = Compose(validation_transforms(config))({IMAGE: case.image_path, LABEL: case.label_path})
+    inferred = Compose(inference_transforms(config))({IMAGE: case.image_path})
+
+    expected_shape = resampled_shape(Geometry.of(sitk.ReadImage(case.image_path)), config.spacing)
+    assert tuple(inferred[IMAGE].shape) == (config.channels, *expected_shape)
+    assert torch.equal(validated[IMAGE], inferred[IMAGE])
+    assert tuple(validated[LABEL].shape) == (1, *expected_shape)
+    assert set(validated) == {IMAGE, LABEL}
+
+
+def test_training_patches_have_patch_size_and_aligned_labels(make_config: ConfigFactory, case: SyntheticCase) -> None:
+    config = make_config(samples_per_case="6", ct_window="0,160")  # background ~0.25, tumour ~0.75
+    transforms = Compose(training_transforms(config)).set_random_state(seed=0)
+
+    patches = transforms({IMAGE: case.image_path, LABEL: case.label_path})
+
+    assert len(patches) == config.samples_per_case
+    with_tumour = 0
+    for patch in patches:
+        image, label = patch[IMAGE], patch[LABEL]
+        assert tuple(image.shape) == (1, *config.patch_size)
+        assert tuple(label.shape) == (1, *config.patch_size)
+        assert set(torch.unique(label).tolist()) <= {0.0, 1.0}
+        if 0.05 < label.mean() < 0.95:  # enough of both classes for their means to be meaningful
+            with_tumour += 1
+            # Flips move image and label together: the tumour stays brighter under its own label.
+            assert image[label > 0].mean() - image[label == 0].mean() > 0.3
+    assert with_tumour >= 1
+
+
+def test_training_pads_a_case_smaller_than_the_patch(make_config: ConfigFactory, make_case: CaseWriter) -> None:
+    config = make_config(samples_per_case="2", spacing=SOURCE_SPACING)
+    case = make_case(size=(12, 10, 6))
+    patches = Compose(training_transforms(config)).set_random_state(seed=0)(
+        {IMAGE: case.image_path, LABEL: case.label_path}
+    )
+    assert [tuple(p[IMAGE].shape) for p in patches] == [(1, 16, 16, 8)] * 2
+
+
+def test_ct_preset_clips_to_window_and_scales_to_unit_range(make_config: ConfigFactory, case: SyntheticCase) -> None:
+    config = make_config(ct_window="50,100", spacing=SOURCE_SPACING)
+    image = Compose(inference_transforms(config))({IMAGE: case.image_path})[IMAGE]
+
+    expected = np.clip((case.image - 50.0) / 50.0, 0.0, 1.0)
+    assert np.allclose(image.numpy(), expected, atol=1e-5)
+    assert float(image.min()) == 0.0
+    assert float(image.max()) == 1.0
+    assert (image == 0).any() and (image == 1).any()  # the window really clips on both sides
+
+
+def test_mr_preset_z_scores_each_channel_over_nonzero_voxels(make_config: ConfigFactory, make_case: CaseWriter) -> None:
+    config = make_config(modality="mr", channels="2", spacing=SOURCE_SPACING)
+    case = make_case(channels=2, modality="mr")
+    image = Compose(inference_transforms(config))({IMAGE: case.image_path})[IMAGE]
+
+    assert image.shape == (2, 48, 40, 20)
+    for channel, source in zip(image, case.image):
+        values = channel[torch.as_tensor(source) != 0]
+        assert abs(float(values.mean())) < 1e-4
+        assert abs(float(values.std(unbiased=False)) - 1.0) < 1e-3
+    # Channels are normalised separately: their raw means differ by 20 but both come out centred.
+    assert not np.isclose(case.image[0].mean(), case.image[1].mean())
+
+
+@pytest.mark.parametrize(
+    ("size", "spacing", "target", "expected"),
+    [
+        ((100, 100, 10), (1.0, 1.0, 3.0), (2.0, 2.0, 3.0), (50, 50, 10)),
+        ((48, 40, 20), (0.8, 1.1, 3.3), (1.5, 1.5, 3.0), (26, 29, 22)),
+        ((10, 10, 1), (1.0, 1.0, 1.0), (1.0, 1.0, 5.0), (10, 10, 1)),  # never below one voxel
+    ],
+)
+def test_resampled_shape(
+    size: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+    target: tuple[float, float, float],
+    expected: tuple[int, int, int],
+) -> None:
+    geometry = Geometry(size=size, spacing=spacing, origin=(0.0, 0.0, 0.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1))
+    assert resampled_shape(geometry, target) == expected
+
+
+def assert_result_on_image_grid(result_path: str, image_path: str, num_labels: int) -> None:
+    result, image = sitk.ReadImage(result_path), sitk.ReadImage(image_path)
+    assert result.GetSize() == image.GetSize()
+    assert np.allclose(result.GetSpacing(), image.GetSpacing(), atol=1e-6)
+    assert np.allclose(result.GetOrigin(), image.GetOrigin(), atol=1e-6)
+    assert np.allclose(result.GetDirection(), image.GetDirection(), atol=1e-6)
+    assert result.GetPixelID() == sitk.sitkUInt8
+    assert result.GetNumberOfComponentsPerPixel() == 1
+    assert set(np.unique(sitk.GetArrayFromImage(result)).tolist()) <= set(range(num_labels + 1))
+
+
+@pytest.mark.parametrize(
+    ("conf", "case_kwargs", "labels"),
+    [
+        ({}, {}, {"tumor": 1}),
+        ({"channels": "2", "modality": "mr"}, {"channels": 2, "modality": "mr"}, {"tumor": 1}),
+        ({"labels": "tumor,edema"}, {"direction": (0, 1, 0, -1, 0, 0, 0, 0, 1)}, {"tumor": 1, "edema": 2}),
+    ],
+    ids=["oblique-1ch", "oblique-2ch", "rotated-2labels"],
+)
+def test_infer_writes_result_on_the_input_grid(
+    make_config: ConfigFactory,
+    make_case: CaseWriter,
+    publish_weights: Callable[..., str],
+    conf: dict[str, str],
+    case_kwargs: dict[str, object],
+    labels: dict[str, int],
+) -> None:
+    config = make_config(**conf)
+    case = make_case(**case_kwargs)
+    publish_weights(config, run_id="t")
+
+    result_path, result = SegmentationInfer(config)({"image": case.image_path, "device": "cpu"})
+
+    assert result_path.endswith(".nii.gz")
+    assert_result_on_image_grid(result_path, case.image_path, len(labels))
+    assert result["label_names"] == labels
+    assert result["model"]["run_id"] == "t"
+    assert result["model"]["checkpoint"] == "segmentation.pt"
+    json.dumps(result)  # the answer goes to the client as JSON
+
+
+@pytest.mark.parametrize("extension", [".nrrd", ".mha", ".nii"])
+def test_infer_result_extension(
+    config: TumorConfig, case: SyntheticCase, publish_weights: Callable[..., str], extension: str
+) -> None:
+    publish_weights(config)
+    result_path, _ = SegmentationInfer(config)(
+        {"image": case.image_path, "device": "cpu", "result_extension": extension}
+    )
+    assert result_path.endswith(extension)
+    assert_result_on_image_grid(result_path, case.image_path, 1)
+
+
+def test_infer_refuses_unsupported_extension(
+    config: TumorConfig, case: SyntheticCase, publish_weights: Callable[..., str]
+) -> None:
+    publish_weights(config)
+    with pytest.raises(ValueError, match=r"result_extension '\.png' is not supported"):
+        SegmentationInfer(config)({"image": case.image_path, "device": "cpu", "result_extension": ".png"})
+
+
+def test_infer_without_weights_raises(config: TumorConfig, case: SyntheticCase) -> None:
+    with pytest.raises(ModelNotTrainedError, match="no trained weights yet"):
+        SegmentationInfer(config)({"image": case.image_path, "device": "cpu"})
+
+
+def test_infer_picks_up_newly_published_weights(
+    config: TumorConfig, case: SyntheticCase, publish_weights: Callable[..., str]
+) -> None:
+    task = SegmentationInfer(config)
+    publish_weights(config, run_id="first")
+    assert task({"image": case.image_path, "device": "cpu"})[1]["model"]["run_id"] == "first"
+    path = publish_weights(config, run_id="second")
+    stat = Path(path).stat()
+    # Make the republished file's timestamp differ even on coarse-grained filesystems.
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert task({"image": case.image_path, "device": "cpu"})[1]["model"]["run_id"] == "second"
