@@ -25,16 +25,10 @@ def image_geometry(path: str) -> Geometry:
         reader.ReadImageInformation()
     except RuntimeError as e:
         raise InvalidUploadError(f"cannot read {os.path.basename(path)}: {str(e).strip()[:300]}") from e
-    dim = reader.GetDimension()
-    if dim not in (3, 4):
-        raise InvalidUploadError(f"{os.path.basename(path)} has {dim} dimensions; a 3D volume is needed")
-    direction = np.asarray(reader.GetDirection(), dtype=float).reshape(dim, dim)[:3, :3]
-    return Geometry(
-        size=tuple(int(s) for s in reader.GetSize()[:3]),  # type: ignore[arg-type]
-        spacing=tuple(float(s) for s in reader.GetSpacing()[:3]),  # type: ignore[arg-type]
-        origin=tuple(float(o) for o in reader.GetOrigin()[:3]),  # type: ignore[arg-type]
-        direction=tuple(direction.ravel().tolist()),
-    )
+    try:
+        return Geometry.of(reader)  # the header reader has the same accessors as an image
+    except ValueError as e:
+        raise InvalidUploadError(f"{os.path.basename(path)}: {e}") from e
 
 
 def check_image(path: str, channels: int) -> Geometry:

@@ -25,8 +25,8 @@ class Geometry:
     direction: tuple[float, ...]
 
     @classmethod
-    def of(cls, image: sitk.Image) -> Geometry:
-        """The spatial grid of a SimpleITK image (3D, or the first three axes of a 4D image)."""
+    def of(cls, image: sitk.Image | sitk.ImageFileReader) -> Geometry:
+        """The spatial grid of a SimpleITK image or read header (3D, or the first three axes of a 4D image)."""
         dim = image.GetDimension()
         if dim not in (3, 4):
             raise ValueError(f"expected a 3D image (or 3D + channels), got {dim} dimensions")
