@@ -1,0 +1,66 @@
+"""The segmentation trainer's choice of training cases and its split."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from lib.config import TumorConfig
+from lib.datastore import TumorDatastore
+from lib.trainers import SegmentationTrainer
+from tests.synthetic import write_case
+
+
+def test_unusable_labels_are_skipped_with_reason(config: TumorConfig, tmp_path: Path, caplog) -> None:
+    studies = tmp_path / "studies"
+    final = studies / "labels" / "final"
+    good = write_case(str(studies), "good", seed=1, label_folder=str(final))
+    write_case(str(studies), "shifted", seed=2, label_folder=str(tmp_path / "truth"))
+    write_case(str(studies), "values", seed=3, label_folder=str(tmp_path / "truth"))
+    # Labels placed on disk behind the server's back: one on another grid, one with a value outside 0..K.
+    wrong_grid = sitk.Image(12, 12, 12, sitk.sitkUInt8)
+    sitk.WriteImage(wrong_grid, str(final / "shifted.nii.gz"))
+    three = sitk.ReadImage(str(tmp_path / "truth" / "values.nii.gz")) * 3
+    sitk.WriteImage(three, str(final / "values.nii.gz"))
+    datastore = TumorDatastore(str(studies), config, extensions=["*.nii.gz"])
+
+    with caplog.at_level(logging.WARNING):
+        usable = SegmentationTrainer(config).pre_process({}, datastore)
+
+    assert [os.path.basename(d["image"]) for d in usable] == ["good.nii.gz"]
+    assert os.path.samefile(usable[0]["label"], good.label_path)
+    assert "Skipping shifted.nii.gz" in caplog.text and "size" in caplog.text
+    assert "Skipping values.nii.gz" in caplog.text and "values [3]" in caplog.text
+
+
+def test_no_usable_label_is_a_clear_error(config: TumorConfig, tmp_path: Path) -> None:
+    write_case(str(tmp_path / "studies"), "case", seed=1, label_folder=str(tmp_path / "truth"))
+    datastore = TumorDatastore(str(tmp_path / "studies"), config, extensions=["*.nii.gz"])
+    with pytest.raises(ValueError, match="no usable labelled images: submit at least one label"):
+        SegmentationTrainer(config).pre_process({}, datastore)
+
+
+@pytest.mark.parametrize(
+    ("cases", "val_split", "train", "val"),
+    [(1, 0.2, 1, 0), (2, 0.2, 1, 1), (5, 0.2, 4, 1), (10, 0.3, 7, 3), (4, 0.0, 4, 0)],
+)
+def test_split_keeps_training_cases(config: TumorConfig, cases: int, val_split: float, train: int, val: int) -> None:
+    class Context:
+        datalist = [{"image": f"{i}", "label": f"{i}"} for i in range(cases)]
+        request = {"val_split": val_split}
+
+    split = SegmentationTrainer(config).partition_datalist(Context())
+    assert (len(split[0]), len(split[1])) == (train, val)
+    assert split[0] + split[1] == Context.datalist
+
+
+def test_tracking_is_off_unless_opted_in(make_config) -> None:
+    assert SegmentationTrainer(make_config()).config()["tracking"][0] == "None"
+    opted = SegmentationTrainer(make_config(tracking="mlflow")).config()
+    assert opted["tracking"][0] == "mlflow" and opted["tracking_uri"].startswith("sqlite:///")
+    assert np.isclose(SegmentationTrainer(make_config(learning_rate="0.001")).config()["learning_rate"], 1e-3)
