@@ -93,6 +93,17 @@ class TumorApp(MONAILabelApp):
         except VolumeReadError as e:
             raise HTTPException(422, f"image refused: {e}") from e
 
+    def async_scoring(self, method: str | None, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Queue scoring of all methods instead of dropping it while an earlier scoring job still runs.
+
+        A training run asks the server for scoring when it ends; stock MONAI Label posts to ``/scoring/{method}``,
+        which refuses while a scoring job is running, so weights published just then would never be scored.
+        ``/scoring/`` queues the request.
+        """
+        if self._server_mode or method:
+            return super().async_scoring(method, params)
+        return self._local_request("/scoring/", params or {}, "Scoring") or {}
+
     def next_sample(self, request: dict[str, Any]) -> dict[str, Any]:
         """Next image to label; an empty reply (no ``id``) means every image is labelled."""
         strategy = request.get("strategy") or next(iter(self._strategies))
