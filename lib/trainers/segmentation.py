@@ -15,6 +15,7 @@ from monai.losses import DiceCELoss
 from monai.transforms import Activationsd, AsDiscreted, Compose
 from monailabel.interfaces.datastore import Datastore
 from monailabel.tasks.train.basic_train import BasicTrainTask, Context
+from monailabel.utils.async_tasks.utils import processes
 
 from lib.checkpoint import CheckpointError, load_weights, serving_checkpoint
 from lib.config import TumorConfig
@@ -34,8 +35,14 @@ def _coerce(request: dict[str, Any], key: str, cast: type) -> None:
         raise ValueError(f"training option {key}={value!r} is not a valid {cast.__name__}") from None
 
 
-def _alive(pid: int) -> bool:
-    # A killed run stays a zombie until the server reaps it; it is no longer training.
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a training process this server started and has not stopped.
+
+    ``DELETE /train/`` removes the run from the server's registry at once, while the killed process may take a
+    moment to exit; after a server restart the registry is empty, so a run the old server left behind is stopped.
+    """
+    if not any(process.pid == pid for process in processes("train").values()):
+        return False
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
@@ -85,7 +92,7 @@ class SegmentationTrainer(BasicTrainTask):
     def stats(self) -> dict[str, Any]:
         """Live stats of the current or last run; a run that died or was stopped is reported as STOPPED."""
         stats = super().stats()
-        if stats.get("status") == "RUNNING" and not _alive(int(stats.get("pid", -1))):
+        if stats.get("status") == "RUNNING" and not _running(int(stats.get("pid", -1))):
             stats["status"] = "STOPPED"
         return stats
 

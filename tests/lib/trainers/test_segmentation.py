@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ import SimpleITK as sitk
 from lib.config import TumorConfig
 from lib.datastore import TumorDatastore
 from lib.trainers import SegmentationTrainer
+from lib.trainers.run_monitor import write_json
 from tests.synthetic import write_case
 
 
@@ -64,3 +67,24 @@ def test_tracking_is_off_unless_opted_in(make_config) -> None:
     opted = SegmentationTrainer(make_config(tracking="mlflow")).config()
     assert opted["tracking"][0] == "mlflow" and opted["tracking_uri"].startswith("sqlite:///")
     assert np.isclose(SegmentationTrainer(make_config(learning_rate="0.001")).config()["learning_rate"], 1e-3)
+
+
+def test_stats_report_running_only_while_the_server_runs_the_process(config: TumorConfig, monkeypatch) -> None:
+    from monailabel.utils.async_tasks import utils as tasks
+
+    trainer = SegmentationTrainer(config)
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        write_json(trainer._stats_path, {"status": "RUNNING", "pid": process.pid, "epoch": 1})
+        monkeypatch.setitem(tasks.background_processes, "train", {"task": process})
+        assert trainer.stats()["status"] == "RUNNING"
+
+        # DELETE /train/ pops the run from the registry before the killed process has exited.
+        tasks.background_processes["train"].pop("task")
+        assert process.poll() is None
+        assert trainer.stats() == {"status": "STOPPED", "pid": process.pid, "epoch": 1}
+    finally:
+        process.kill()
+        process.wait()
+    # A run left behind by an earlier server (empty registry, pid gone) is stopped too.
+    assert trainer.stats()["status"] == "STOPPED"
