@@ -21,10 +21,10 @@ import time
 import SimpleITK as sitk
 from monailabel.client import MONAILabelClient
 
+from benchmarks.server import APP, start_server, stop_server, wait_until_up
 from lib.checkpoint import publish_checkpoint
 from lib.config import parse_config
 from lib.networks import build_network
-from tests.apps.conftest import start_server, stop_server, wait_until_up
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 logger = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def main() -> None:
         config = parse_config(conf, os.path.join(ROOT, "apps", "tumor"))
         publish_checkpoint(build_network(config).state_dict(), {"run_id": "benchmark"}, config.published_path(), config)
 
-        process, url = start_server(studies, conf, os.path.join(tmp, "server.log"))
+        process, url = start_server(APP, studies, conf, os.path.join(tmp, "server.log"))
         try:
             wait_until_up(process, url)
             client = MONAILabelClient(url, tmpdir=tmp)

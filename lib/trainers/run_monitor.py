@@ -84,11 +84,14 @@ class RunMonitor:
         trainer.add_event_handler(Events.EPOCH_COMPLETED, self._write, "RUNNING")
         trainer.add_event_handler(Events.COMPLETED, self._completed)
 
+    def _keep(self, metric: float | None, per_label: dict[str, float | None]) -> None:
+        self.best_metric, self.best_per_label = metric, per_label
+        self.best_epoch = self.trainer.state.epoch if self.trainer else 0
+        self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.network.state_dict().items()})
+
     def _keep_if_best(self, metric: float | None, per_label: dict[str, float | None]) -> None:
-        epoch = self.trainer.state.epoch if self.trainer else 0
         if self.best_state is None or (metric is not None and (self.best_metric is None or metric > self.best_metric)):
-            self.best_metric, self.best_epoch, self.best_per_label = metric, epoch, per_label
-            self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.network.state_dict().items()})
+            self._keep(metric, per_label)
 
     def _validated(self, evaluator: Engine) -> None:
         metrics = evaluator.state.metrics
@@ -99,8 +102,7 @@ class RunMonitor:
 
     def _trained_without_validation(self, trainer: Engine) -> None:
         # One labelled case: nothing to validate on, so the latest weights are the ones to publish.
-        self.best_state = None
-        self._keep_if_best(_number(trainer.state.metrics.get(TRAIN_DICE)), {})
+        self._keep(_number(trainer.state.metrics.get(TRAIN_DICE)), {})
 
     def stats(self, status: str) -> dict[str, Any]:
         """The stats document for ``/info`` (``train_stats``)."""

@@ -12,7 +12,8 @@ import pytest
 import SimpleITK as sitk
 from monailabel.client.client import MONAILabelClientException
 
-from tests.apps.conftest import TINY, Server, start_server, stop_server
+from benchmarks.server import APP, start_server, stop_server
+from tests.apps.conftest import TINY, Server
 
 pytestmark = pytest.mark.integration
 
@@ -188,7 +189,7 @@ def test_annotation_loop(server: Server) -> None:
 
 
 def test_bad_configuration_stops_startup(tmp_path) -> None:
-    process, _ = start_server(str(tmp_path / "studies"), {**TINY, "modality": "pet"}, str(tmp_path / "log"))
+    process, _ = start_server(APP, str(tmp_path / "studies"), {**TINY, "modality": "pet"}, str(tmp_path / "log"))
     try:
         process.wait(120)
     finally:

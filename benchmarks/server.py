@@ -1,0 +1,80 @@
+"""A real ``monailabel start_server`` process on a loopback port, for the integration tests and the benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+APP = os.path.join(ROOT, "apps", "tumor")
+MONAILABEL = os.path.join(os.path.dirname(sys.executable), "monailabel")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(app: str, studies: str, conf: dict[str, str], log_path: str) -> tuple[subprocess.Popen, str]:
+    """Start the server for ``app`` as 3D Slicer users do; any attempt to reach the internet fails fast (dead proxy)."""
+    port = free_port()
+    cmd = [
+        MONAILABEL,
+        "start_server",
+        "--app",
+        app,
+        "--studies",
+        studies,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    for key, value in conf.items():
+        cmd += ["--conf", key, value]
+    env = {
+        **os.environ,
+        "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+        "http_proxy": "http://127.0.0.1:9",
+        "https_proxy": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "no_proxy": "127.0.0.1,localhost",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "MONAI_LABEL_SERVER_PORT": str(port),
+        "OMP_NUM_THREADS": "2",
+    }
+    log = open(log_path, "w")
+    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return process, f"http://127.0.0.1:{port}"
+
+
+def wait_until_up(process: subprocess.Popen, url: str, deadline_s: float = 180) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before answering")
+        try:
+            if requests.get(f"{url}/info/", timeout=5).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"server at {url} did not answer within {deadline_s} s")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(30)
