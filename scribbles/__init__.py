@@ -1,1 +1,5 @@
-"""Scribble- and click-based refinement (issue 3); the package is installed with ``lib`` from ``setup.cfg``."""
+"""Scribble- and click-based refinement that works from the first image, on CT and MR, without training."""
+
+from scribbles.infer import ClicksInfer, InteractionError, ScribblesInfer
+
+__all__ = ["ClicksInfer", "InteractionError", "ScribblesInfer"]

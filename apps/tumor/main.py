@@ -23,6 +23,7 @@ from lib.infers import ModelNotTrainedError, SegmentationInfer
 from lib.scoring import EpistemicScoring
 from lib.trainers import SegmentationTrainer
 from lib.transforms.volume_io import VolumeReadError
+from scribbles import ClicksInfer, InteractionError, ScribblesInfer
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,12 @@ class TumorApp(MONAILabelApp):
         )
 
     def init_infers(self) -> dict[str, InferTask]:
-        return {"segmentation": SegmentationInfer(self.config)}
+        labels = self.config.labels
+        return {
+            "segmentation": SegmentationInfer(self.config),
+            "scribbles": ScribblesInfer(labels),
+            "clicks": ClicksInfer(labels),
+        }
 
     def init_trainers(self) -> dict[str, TrainTask]:
         return {"segmentation": SegmentationTrainer(self.config)}
@@ -92,6 +98,8 @@ class TumorApp(MONAILabelApp):
             raise HTTPException(409, f"the model's weights cannot be used: {e}") from e
         except VolumeReadError as e:
             raise HTTPException(422, f"image refused: {e}") from e
+        except InteractionError as e:
+            raise HTTPException(422, str(e)) from e
 
     def async_scoring(self, method: str | None, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Queue scoring of all methods instead of dropping it while an earlier scoring job still runs.

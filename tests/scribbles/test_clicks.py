@@ -1,0 +1,70 @@
+"""Clicks with no training: point validation, click-to-seed mapping and corrective clicks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.annotator import deepest_point, dice, next_click
+from scribbles.clicks import balls, check_points, segment_clicks
+from tests.synthetic import tumour_volume
+
+SPACING = (0.8, 1.1, 3.3)
+
+
+def test_points_are_validated_against_the_image() -> None:
+    assert check_points([[0, 0, 0], [9, 19, 29]], (10, 20, 30), "foreground") == [(0, 0, 0), (9, 19, 29)]
+    assert check_points([[1.0, 2.0, 3.0]], (10, 20, 30), "foreground") == [(1, 2, 3)]
+    with pytest.raises(
+        ValueError, match=r"background point \[10, 0, 0\] lies outside the image of size \[10, 20, 30\]"
+    ):
+        check_points([[10, 0, 0]], (10, 20, 30), "background")
+    with pytest.raises(ValueError, match=r"foreground point \[1, -1, 0\] lies outside"):
+        check_points([[1, -1, 0]], (10, 20, 30), "foreground")
+    with pytest.raises(ValueError, match=r"is not an \[i, j, k\] voxel index"):
+        check_points([[1.5, 2, 3]], (10, 20, 30), "foreground")
+    with pytest.raises(ValueError, match=r"is not an \[i, j, k\] voxel index"):
+        check_points([[1, 2]], (10, 20, 30), "foreground")
+
+
+def test_click_seeds_are_balls_in_mm_around_the_ijk_point() -> None:
+    seeds = balls((30, 30, 10), SPACING, [(10, 12, 4)], radius_mm=3.0)
+    assert seeds[10, 12, 4]
+    i, j, k = np.nonzero(seeds)
+    assert (i.min(), i.max()) == (7, 13)  # 3 mm / 0.8 mm = 3 voxels along I
+    assert (j.min(), j.max()) == (10, 14)  # 2 voxels along J
+    assert (k.min(), k.max()) == (4, 4)  # less than one 3.3 mm slice along K
+    assert balls((30, 30, 10), SPACING, [(0, 0, 0)], 0.1).sum() == 1  # at least the clicked voxel
+    assert not balls((30, 30, 10), SPACING, [], 3.0).any()
+
+
+def test_one_click_segments_a_clear_tumour_and_clicks_correct_it() -> None:
+    image, truth = tumour_volume(seed=5, size=(64, 56, 24))
+    truth = truth.astype(bool)
+    first = deepest_point(truth, SPACING)
+    result = segment_clicks(image, SPACING, [first], [])
+    assert result[first] and dice(result, truth) > 0.85
+
+    # A previous result missing half of the tumour: one click in the missing half brings it back.
+    half = truth.copy()
+    half[: int(np.flatnonzero(truth.any(axis=(1, 2))).mean())] = False
+    point, foreground = next_click(truth, half, SPACING)
+    assert foreground and truth[point] and not half[point]
+    corrected = segment_clicks(image, SPACING, [first, point], [], previous=half)
+    assert dice(corrected, truth) > max(dice(half, truth), 0.85)
+
+
+def test_background_click_only_refines_a_previous_result() -> None:
+    image, truth = tumour_volume(seed=6, size=(64, 56, 24))
+    truth = truth.astype(bool)
+    leak = np.zeros_like(truth)
+    leak[1:10, 1:10, 5:15] = True
+    previous = truth | leak
+    result = segment_clicks(image, SPACING, [], [(5, 5, 10)], previous=previous)
+    assert not result[5, 5, 10] and dice(result, truth) > dice(previous, truth)
+
+
+def test_no_foreground_click_and_nothing_to_refine_is_refused() -> None:
+    image, _ = tumour_volume(seed=5, size=(32, 32, 12))
+    with pytest.raises(ValueError, match="no foreground click: click inside the object first"):
+        segment_clicks(image, SPACING, [], [(3, 3, 3)])
