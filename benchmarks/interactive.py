@@ -1,0 +1,221 @@
+"""Scribbles and clicks on real sarcomas (``../shared/data/sts``, CT and MR T1), ours against stock MONAI Label.
+
+A simulated annotator (``benchmarks/annotator.py``) draws scribbles on three axial slices and clicks at the deepest
+point of the largest error. Every interaction goes through a real server with ``MONAILabelClient``, as 3D Slicer
+sends it: ours (``apps/tumor``: ``scribbles`` and ``clicks``), then the stock radiology sample app's
+``Histogram+GraphCut`` and ``GMM+GraphCut`` on the same scribbles. Prints a table and writes a Dice-vs-clicks plot.
+
+Usage: ``.venv/bin/python -m benchmarks.interactive [--cases 20] [--clicks 10] [--out benchmarks/results]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+
+import numpy as np
+import SimpleITK as sitk
+from monailabel.client import MONAILabelClient
+from monailabel.client.client import MONAILabelClientException
+
+from benchmarks.annotator import dice, next_click, scribbles
+from benchmarks.server import APP, ROOT, start_server, stop_server, wait_until_up
+
+STOCK_APP = os.path.join(sys.prefix, "monailabel", "sample-apps", "radiology")
+STOCK_CONF = {
+    "models": "segmentation",
+    "use_pretrained_model": "false",
+    "sam2": "false",
+    "scribbles": "true",
+    "labels": "tumor",
+}
+STOCK_METHODS = ("Histogram+GraphCut", "GMM+GraphCut")
+MODALITIES = {"CT": "CT", "MR": "MR_T1"}
+LABEL_INFO = [
+    {"name": "tumor", "id": 1},
+    {"name": "background_scribbles", "id": 2},
+    {"name": "foreground_scribbles", "id": 3},
+]
+SLICER = {"result_extension": ".nrrd", "result_dtype": "uint8"}
+
+
+def read_ijk(path: str) -> tuple[np.ndarray, sitk.Image]:
+    image = sitk.ReadImage(path)
+    return np.transpose(sitk.GetArrayFromImage(image), (2, 1, 0)), image
+
+
+def write_scribbles(truth: np.ndarray, reference: sitk.Image, path: str) -> str:
+    fg, bg = scribbles(truth)
+    values = np.zeros(truth.shape, np.uint8)
+    values[bg], values[fg] = 2, 3
+    image = sitk.GetImageFromArray(np.transpose(values, (2, 1, 0)))
+    image.CopyInformation(reference)
+    sitk.WriteImage(image, path)
+    return path
+
+
+def run_scribbles(client: MONAILabelClient, model: str, case: dict, params: dict) -> tuple[float | None, float, str]:
+    start = time.perf_counter()
+    try:
+        path, _ = client.infer(model, case["id"], {**SLICER, **params}, label_in=case["scribbles"])
+    except MONAILabelClientException as e:
+        return None, time.perf_counter() - start, str(e.msg).splitlines()[-1][:120]
+    seconds = time.perf_counter() - start
+    return dice(read_ijk(path)[0], case["truth"]), seconds, ""
+
+
+def run_clicks(client: MONAILabelClient, case: dict, clicks: int) -> tuple[list[float], list[float]]:
+    spacing = case["spacing"]
+    foreground, background, prediction, dices, seconds = [], [], None, [], []
+    for _ in range(clicks):
+        point, is_foreground = next_click(case["truth"], prediction, spacing)
+        (foreground if is_foreground else background).append(list(point))
+        params = {**SLICER, "label": "tumor", "foreground": foreground, "background": background}
+        start = time.perf_counter()
+        path, _ = client.infer("clicks", case["id"], params)
+        seconds.append(time.perf_counter() - start)
+        prediction = read_ijk(path)[0]
+        dices.append(dice(prediction, case["truth"]))
+    return dices, seconds
+
+
+def serve(app: str, studies: str, conf: dict, log: str):
+    process, url = start_server(app, studies, conf, log)
+    wait_until_up(process, url, deadline_s=300)
+    return process, url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=os.path.join(os.path.dirname(ROOT), "shared", "data", "sts"))
+    parser.add_argument("--cases", type=int, default=20, help="first N cases of the STS set")
+    parser.add_argument("--clicks", type=int, default=10)
+    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
+    parser.add_argument("--no-stock", action="store_true", help="skip the stock server")
+    args = parser.parse_args()
+    if not os.path.isdir(args.data):
+        sys.exit(f"no STS data at {args.data}: this benchmark needs ../shared/data/sts")
+    os.makedirs(args.out, exist_ok=True)
+
+    results: dict = defaultdict(lambda: defaultdict(list))
+    with tempfile.TemporaryDirectory() as tmp:
+        studies = os.path.join(tmp, "studies")
+        os.makedirs(studies)
+        cases = []
+        for folder in sorted(glob.glob(os.path.join(args.data, "STS_*")))[: args.cases]:
+            for modality, prefix in MODALITIES.items():
+                case_id = f"{os.path.basename(folder)}_{modality}"
+                image_path = os.path.join(studies, f"{case_id}.nii.gz")
+                os.symlink(glob.glob(os.path.join(folder, f"{prefix}_image.nii*"))[0], image_path)
+                truth, reference = read_ijk(glob.glob(os.path.join(folder, f"{prefix}_mask.nii*"))[0])
+                scribble_path = write_scribbles(truth > 0, reference, os.path.join(tmp, f"{case_id}_scribbles.nrrd"))
+                size = "x".join(map(str, reference.GetSize()))
+                cases.append(
+                    {"id": case_id, "modality": modality, "truth": truth > 0, "scribbles": scribble_path,
+                     "spacing": reference.GetSpacing(), "size": size}
+                )  # fmt: skip
+
+        scribble_params = {"label_info": LABEL_INFO, "selected_label_name": "tumor", "roi": []}
+        process, url = serve(APP, studies, {"model_dir": os.path.join(tmp, "model")}, os.path.join(tmp, "ours.log"))
+        try:
+            client = MONAILabelClient(url, tmpdir=tmp)
+            for case in cases:
+                score, seconds, error = run_scribbles(client, "scribbles", case, scribble_params)
+                results[("ours: scribbles", case["modality"])]["dice"].append(score)
+                results[("ours: scribbles", case["modality"])]["seconds"].append(seconds)
+                curve, times = run_clicks(client, case, args.clicks)
+                results[("ours: clicks", case["modality"])]["curves"].append(curve)
+                results[("ours: clicks", case["modality"])]["seconds"].extend(times)
+                print(f"{case['id']:<14}{case['size']:>12} scribbles {score:.3f} ({seconds:.2f} s)  clicks "
+                      + " ".join(f"{d:.2f}" for d in curve), flush=True)  # fmt: skip
+        finally:
+            stop_server(process)
+
+        if not args.no_stock:
+            process, url = serve(STOCK_APP, studies, STOCK_CONF, os.path.join(tmp, "stock.log"))
+            try:
+                client = MONAILabelClient(url, tmpdir=tmp)
+                for case in cases:
+                    for method in STOCK_METHODS:
+                        score, seconds, error = run_scribbles(client, method, case, scribble_params)
+                        entry = results[(f"stock: {method}", case["modality"])]
+                        entry["dice"].append(score)
+                        entry["seconds"].append(seconds)
+                        if error:
+                            entry["errors"].append(error)
+                    print(f"{case['id']:<14} stock done", flush=True)
+            finally:
+                stop_server(process)
+
+    report(results, args)
+
+
+def report(results: dict, args: argparse.Namespace) -> None:
+    lines = [
+        f"{'method':<28}{'data':<5}{'cases':>6}{'mean Dice':>11}{'median':>8}{'s/interaction':>15}{'max s':>8}  notes"
+    ]
+    summary = {}
+    for (method, modality), entry in sorted(results.items()):
+        if "curves" in entry:
+            curves = np.array(entry["curves"])
+            final = {n: curves[:, n - 1] for n in (1, 5, args.clicks) if n <= curves.shape[1]}
+            scores = final[min(5, args.clicks)]
+            note = "after 5 clicks; " + ", ".join(f"{n} clicks {v.mean():.3f}" for n, v in final.items())
+            summary[f"{method} {modality}"] = {"mean_by_clicks": curves.mean(0).tolist()}
+        else:
+            ok = [d for d in entry["dice"] if d is not None]
+            scores = np.array(ok) if ok else np.array([np.nan])
+            failed = len(entry["dice"]) - len(ok)
+            note = f"{failed} refused: {entry['errors'][0]}" if failed else ""
+        seconds = entry["seconds"]
+        lines.append(
+            f"{method:<28}{modality:<5}{len(scores):>6}{np.nanmean(scores):>11.3f}{np.nanmedian(scores):>8.3f}"
+            f"{statistics.mean(seconds):>15.2f}{max(seconds):>8.2f}  {note}"
+        )
+        summary[f"{method} {modality}"] = {
+            **summary.get(f"{method} {modality}", {}),
+            "mean_dice": float(np.nanmean(scores)),
+            "median_dice": float(np.nanmedian(scores)),
+            "mean_seconds": statistics.mean(seconds),
+            "max_seconds": max(seconds),
+            "note": note,
+        }
+    table = "\n".join(lines)
+    print("\n" + table)
+    with open(os.path.join(args.out, "interactive.txt"), "w") as f:
+        f.write(table + "\n")
+    with open(os.path.join(args.out, "interactive.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    plot(results, os.path.join(args.out, "interactive_clicks.png"))
+
+
+def plot(results: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (method, modality), entry in sorted(results.items()):
+        if "curves" in entry:
+            curves = np.array(entry["curves"])
+            clicks = np.arange(1, curves.shape[1] + 1)
+            ax.plot(clicks, curves.mean(0), marker="o", label=f"{method}, STS {modality} (mean)")
+            ax.fill_between(clicks, *np.percentile(curves, [25, 75], axis=0), alpha=0.2)
+    ax.axhline(0.75, color="grey", linestyle="--", linewidth=1, label="target after 5 clicks")
+    ax.set(xlabel="clicks", ylabel="Dice", ylim=(0, 1), title="Clicks without training (mean, IQR band)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"plot: {path}")
+
+
+if __name__ == "__main__":
+    main()
