@@ -8,16 +8,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from benchmarks.annotator import deepest_point, dice, next_click, scribbles
+from benchmarks.interactive import LABEL_INFO, SLICER
 from tests.apps.conftest import Server
 from tests.apps.test_server import assert_same_grid, error_of
-
-SLICER = {"result_extension": ".nrrd", "result_dtype": "uint8"}
-# The module's segments: the app's labels first, then the two scribble segments it adds (value = position + 1).
-LABEL_INFO = [
-    {"name": "tumor", "id": 1},
-    {"name": "background_scribbles", "id": 2},
-    {"name": "foreground_scribbles", "id": 3},
-]
 
 
 def ijk(array_kji: np.ndarray) -> np.ndarray:
