@@ -3,7 +3,8 @@
 A simulated annotator (``benchmarks/annotator.py``) draws scribbles on three axial slices and clicks at the deepest
 point of the largest error. Every interaction goes through a real server with ``MONAILabelClient``, as 3D Slicer
 sends it: ours (``apps/tumor``: ``scribbles`` and ``clicks``), then the stock radiology sample app's
-``Histogram+GraphCut`` and ``GMM+GraphCut`` on the same scribbles. Prints a table and writes a Dice-vs-clicks plot.
+``Histogram+GraphCut`` and ``GMM+GraphCut`` on the same scribbles and its ``deepedit`` on the first click. Prints a
+table and writes a Dice-vs-clicks plot.
 
 Usage: ``.venv/bin/python -m benchmarks.interactive [--cases 20] [--clicks 10] [--out benchmarks/results]``
 """
@@ -30,13 +31,14 @@ from benchmarks.server import APP, ROOT, start_server, stop_server, wait_until_u
 
 STOCK_APP = os.path.join(sys.prefix, "monailabel", "sample-apps", "radiology")
 STOCK_CONF = {
-    "models": "segmentation",
+    "models": "segmentation,deepedit",
     "use_pretrained_model": "false",
     "sam2": "false",
     "scribbles": "true",
     "labels": "tumor",
 }
 STOCK_METHODS = ("Histogram+GraphCut", "GMM+GraphCut")
+STOCK_CLICKS = "deepedit"  # needs trained weights, which it would download: offline, nothing to click with
 MODALITIES = {"CT": "CT", "MR": "MR_T1"}
 LABEL_INFO = [
     {"name": "tumor", "id": 1},
@@ -71,7 +73,10 @@ def run_scribbles(client: MONAILabelClient, model: str, case: dict, params: dict
     return dice(read_ijk(path)[0], case["truth"]), seconds, ""
 
 
-def run_clicks(client: MONAILabelClient, case: dict, clicks: int) -> tuple[list[float], list[float]]:
+def run_clicks(
+    client: MONAILabelClient, case: dict, clicks: int, model: str = "clicks"
+) -> tuple[list[float], list[float], str]:
+    """Dice after each click and seconds per click; stops at the first refusal (returned as the third item)."""
     spacing = case["spacing"]
     foreground, background, prediction, dices, seconds = [], [], None, [], []
     for _ in range(clicks):
@@ -79,11 +84,14 @@ def run_clicks(client: MONAILabelClient, case: dict, clicks: int) -> tuple[list[
         (foreground if is_foreground else background).append(list(point))
         params = {**SLICER, "label": "tumor", "foreground": foreground, "background": background}
         start = time.perf_counter()
-        path, _ = client.infer("clicks", case["id"], params)
+        try:
+            path, _ = client.infer(model, case["id"], params)
+        except MONAILabelClientException as e:
+            return dices, seconds, str(e.msg).splitlines()[-1][:120]
         seconds.append(time.perf_counter() - start)
         prediction = read_ijk(path)[0]
         dices.append(dice(prediction, case["truth"]))
-    return dices, seconds
+    return dices, seconds, ""
 
 
 def serve(app: str, studies: str, conf: dict, log: str):
@@ -130,7 +138,9 @@ def main() -> None:
                 score, seconds, error = run_scribbles(client, "scribbles", case, scribble_params)
                 results[("ours: scribbles", case["modality"])]["dice"].append(score)
                 results[("ours: scribbles", case["modality"])]["seconds"].append(seconds)
-                curve, times = run_clicks(client, case, args.clicks)
+                curve, times, error = run_clicks(client, case, args.clicks)
+                if error:
+                    raise RuntimeError(f"our clicks refused {case['id']}: {error}")
                 results[("ours: clicks", case["modality"])]["curves"].append(curve)
                 results[("ours: clicks", case["modality"])]["seconds"].extend(times)
                 print(f"{case['id']:<14}{case['size']:>12} scribbles {score:.3f} ({seconds:.2f} s)  clicks "
@@ -150,6 +160,12 @@ def main() -> None:
                         entry["seconds"].append(seconds)
                         if error:
                             entry["errors"].append(error)
+                    curve, times, error = run_clicks(client, case, 1, STOCK_CLICKS)
+                    entry = results[(f"stock: {STOCK_CLICKS} clicks", case["modality"])]
+                    entry["dice"].append(curve[0] if curve else None)
+                    entry["seconds"].extend(times or [0.0])
+                    if error:
+                        entry["errors"].append(error)
                     print(f"{case['id']:<14} stock done", flush=True)
             finally:
                 stop_server(process)
@@ -175,8 +191,9 @@ def report(results: dict, args: argparse.Namespace) -> None:
             failed = len(entry["dice"]) - len(ok)
             note = f"{failed} refused: {entry['errors'][0]}" if failed else ""
         seconds = entry["seconds"]
+        cases = len(entry["curves"] if "curves" in entry else entry["dice"])
         lines.append(
-            f"{method:<28}{modality:<5}{len(scores):>6}{np.nanmean(scores):>11.3f}{np.nanmedian(scores):>8.3f}"
+            f"{method:<28}{modality:<5}{cases:>6}{np.nanmean(scores):>11.3f}{np.nanmedian(scores):>8.3f}"
             f"{statistics.mean(seconds):>15.2f}{max(seconds):>8.2f}  {note}"
         )
         summary[f"{method} {modality}"] = {

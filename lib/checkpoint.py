@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lib.config import TumorConfig
+from lib.config import SEGMENTATION, TumorConfig
 
 logger = logging.getLogger(__name__)
 
@@ -25,12 +25,15 @@ class CheckpointError(RuntimeError):
     """A checkpoint cannot be used with the configured network."""
 
 
-def read_checkpoint(path: str, config: TumorConfig) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def read_checkpoint(
+    path: str, config: TumorConfig, model: str = SEGMENTATION
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Load a checkpoint (weights only) and check it fits the configured architecture.
 
     Args:
         path: checkpoint file.
         config: the app configuration.
+        model: which of the app's networks the checkpoint is for (segmentation or clicks).
 
     Returns:
         The state dict and the checkpoint's metadata (empty for a bare state dict).
@@ -47,17 +50,17 @@ def read_checkpoint(path: str, config: TumorConfig) -> tuple[dict[str, torch.Ten
     state = checkpoint.get("model", checkpoint)
     meta = checkpoint.get("meta", {}) if "model" in checkpoint else {}
     trained_for = meta.get("architecture")
-    if trained_for is not None and trained_for != config.architecture():
+    if trained_for is not None and trained_for != config.architecture(model):
         raise CheckpointError(
             f"checkpoint {path} was trained for {trained_for}, but the app is configured for "
-            f"{config.architecture()}; train again or point --conf checkpoint to a matching file"
+            f"{config.architecture(model)}; train again or point --conf checkpoint to a matching file"
         )
     return state, meta
 
 
-def load_weights(network: nn.Module, path: str, config: TumorConfig) -> dict[str, Any]:
-    """Load checkpoint weights into ``network`` (strict) and return the checkpoint's metadata."""
-    state, meta = read_checkpoint(path, config)
+def load_weights(network: nn.Module, path: str, config: TumorConfig, model: str = SEGMENTATION) -> dict[str, Any]:
+    """Load checkpoint weights of ``model`` into ``network`` (strict) and return the checkpoint's metadata."""
+    state, meta = read_checkpoint(path, config, model)
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as e:
@@ -65,11 +68,13 @@ def load_weights(network: nn.Module, path: str, config: TumorConfig) -> dict[str
     return meta
 
 
-def publish_checkpoint(state: dict[str, torch.Tensor], meta: dict[str, Any], path: str, config: TumorConfig) -> None:
-    """Atomically replace ``path`` with a checkpoint of ``state`` and ``meta``."""
+def publish_checkpoint(
+    state: dict[str, torch.Tensor], meta: dict[str, Any], path: str, config: TumorConfig, model: str = SEGMENTATION
+) -> None:
+    """Atomically replace ``path`` with a checkpoint of ``state`` and ``meta`` (``model``'s architecture)."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    meta = {**meta, "architecture": config.architecture()}
+    meta = {**meta, "architecture": config.architecture(model)}
     fd, tmp = tempfile.mkstemp(prefix=".publishing-", suffix=".pt", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:

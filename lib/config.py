@@ -17,6 +17,12 @@ import torch
 T = TypeVar("T")
 
 MODALITIES = ("ct", "mr")
+# The two networks the app trains and serves: the auto segmentation, and the click-guided network (DeepEdit-style)
+# whose input adds one channel of foreground and one of background clicks to the image.
+SEGMENTATION = "segmentation"
+CLICKS = "clicks"
+MODELS = (SEGMENTATION, CLICKS)
+GUIDANCE = ("foreground", "background")
 NETWORKS = {"segresnet": 8, "unet": 16}  # name -> the factor every patch dimension must divide by
 TRACKING = ("none", "mlflow")
 # Keys that monailabel itself understands in --conf; accepted and left to monailabel.
@@ -46,6 +52,9 @@ class TumorConfig:
         checkpoint: starting checkpoint used until the first training run publishes weights ("" for none).
         model_dir: folder holding published weights and training runs.
         epochs: default number of epochs of one training run.
+        click_epochs: epochs of the click-guided network trained after the segmentation network in the same run
+            (0: do not train it).
+        click_rounds: simulated corrective clicks per training iteration of the click-guided network.
         learning_rate: AdamW learning rate.
         val_split: fraction of labelled cases held out for validation (at least one case is kept for training).
         samples_per_case: random patches drawn from a case per training iteration.
@@ -68,6 +77,8 @@ class TumorConfig:
     checkpoint: str = ""
     model_dir: str = ""
     epochs: int = 50
+    click_epochs: int = 20
+    click_rounds: int = 3
     learning_rate: float = 3e-4
     val_split: float = 0.2
     samples_per_case: int = 4
@@ -92,18 +103,29 @@ class TumorConfig:
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
 
-    def published_path(self) -> str:
-        """Where finished training runs publish the served weights."""
-        return os.path.join(self.model_dir, "segmentation.pt")
+    def published_path(self, model: str = SEGMENTATION) -> str:
+        """Where finished training runs publish the served weights of ``model`` (segmentation or clicks)."""
+        return os.path.join(self.model_dir, f"{model}.pt")
 
-    def architecture(self) -> dict[str, object]:
-        """The settings that must match for a checkpoint to load into the network."""
-        return {
+    def in_channels(self, model: str = SEGMENTATION) -> int:
+        """Network input channels: the image's, plus the click guidance for the clicks model."""
+        return self.channels + (len(GUIDANCE) if model == CLICKS else 0)
+
+    def out_channels(self, model: str = SEGMENTATION) -> int:
+        """Network output channels: background and each label, or background and the clicked object."""
+        return 2 if model == CLICKS else self.num_classes
+
+    def architecture(self, model: str = SEGMENTATION) -> dict[str, object]:
+        """The settings that must match for a checkpoint of ``model`` to load into the network."""
+        architecture: dict[str, object] = {
             "network": self.network,
             "features": self.features,
             "channels": self.channels,
             "labels": list(self.labels),
         }
+        if model == CLICKS:
+            architecture["guidance"] = list(GUIDANCE)
+        return architecture
 
 
 def _fail(key: str, value: str, accepted: str) -> ConfigError:
@@ -218,6 +240,8 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "checkpoint": str,
     "model_dir": str,
     "epochs": lambda v: _scalar("epochs", v, _positive_int, "a positive integer"),
+    "click_epochs": lambda v: _scalar("click_epochs", v, _at_least(0), "a non-negative integer"),
+    "click_rounds": lambda v: _scalar("click_rounds", v, _at_least(0), "a non-negative integer"),
     "learning_rate": lambda v: _scalar("learning_rate", v, _positive_float, "a positive number"),
     "val_split": lambda v: _scalar("val_split", v, _fraction, "a fraction in [0, 1)"),
     "samples_per_case": lambda v: _scalar("samples_per_case", v, _positive_int, "a positive integer"),

@@ -1,47 +1,49 @@
 """Clicks with no training: foreground/background points (IJK voxel indices, as 3D Slicer sends them) -> 3D mask.
 
-Each foreground click marks a small ball of the object; its intensity model is fitted around the clicks and the
-image's own values; the object's likely size is measured from the clicked tissue's extent. Corrective clicks refine
-the previous result (kept per image and label) instead of starting over.
+The first foreground click(s) segment the object: a small ball around each is a hard seed, the intensity model is
+fitted around the clicks against the search box, and the object's likely size is measured from the clicked
+tissue's extent. Each later click corrects the previous result locally: a foreground click only adds the missed
+part around it, a background click only removes the leaked part around it, and the rest stays as it was.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
-from scribbles.graphcut import CLICK_PARAMS, GraphCutParams, connected_to, refine, region
+from lib.transforms.guidance import Point, check_points
+from scribbles.graphcut import CLICK_PARAMS, GraphCutParams, combine, connected_to, graph_cut, refine, region
 from scribbles.intensity import IntensityModel, robust_normalise
-from scribbles.shape_prior import FAR_MM
+from scribbles.shape_prior import FAR_MM, mask_signed_distance, prior_from_distance
 
 SEED_RADIUS_MM = 3.0  # hard seed around each click
-SAMPLE_RADIUS_MM = 6.0  # intensity samples around each foreground click
-SEARCH_MM = 40.0  # how far from the clicks the object may extend
+SAMPLE_RADIUS_MM = 6.0  # intensity samples around each click
+SEARCH_MM = 60.0  # how far from the clicks the object may extend
+TEXTURE_MM = 4.0  # smoothing of the clicked tissue's likelihood over the tumour's texture
+DEPTH_TO_RADIUS = 1.2  # object radius / depth of the click inside it (a sphere clicked off-centre, an ellipsoid)
+RING_MM = 3.0  # background samples just outside the previous result
 
-Point = Sequence[int]
 
+@dataclass(frozen=True)
+class ClickResult:
+    """A segmentation and the clicks that made it (what a later correction starts from)."""
 
-def check_points(points: Sequence[Point], shape: Sequence[int], name: str) -> list[tuple[int, int, int]]:
-    """Validate IJK ``points`` against the image ``shape``; raise ValueError naming the first bad one."""
-    checked = []
-    for point in points:
-        if len(point) != len(shape) or not all(float(v).is_integer() for v in point):
-            raise ValueError(f"{name} point {list(point)} is not an [i, j, k] voxel index")
-        ijk = tuple(int(v) for v in point)
-        if not all(0 <= v < n for v, n in zip(ijk, shape)):
-            raise ValueError(f"{name} point {list(point)} lies outside the image of size {list(shape)}")
-        checked.append(ijk)
-    return checked
+    foreground: tuple[Point, ...]
+    background: tuple[Point, ...]
+    mask: np.ndarray
+
+    def extended_by(self, foreground: Sequence[Point], background: Sequence[Point]) -> bool:
+        """Whether ``foreground``/``background`` keep every click of this result (the annotator added clicks)."""
+        return set(self.foreground) <= set(foreground) and set(self.background) <= set(background)
 
 
 def balls(shape: Sequence[int], spacing: Sequence[float], points: Sequence[Point], radius_mm: float) -> np.ndarray:
     """Boolean mask of the balls of ``radius_mm`` around ``points`` (each at least its own voxel)."""
     mask = np.zeros(shape, bool)
-    if not points:
-        return mask
     reach = [int(np.ceil(radius_mm / s)) for s in spacing]
     for point in points:
         box = tuple(slice(max(p - r, 0), min(p + r + 1, n)) for p, r, n in zip(point, reach, shape))
@@ -53,19 +55,42 @@ def balls(shape: Sequence[int], spacing: Sequence[float], points: Sequence[Point
     return mask
 
 
-def object_radius(image: np.ndarray, spacing: Sequence[float], foreground: np.ndarray, samples: np.ndarray) -> float:
-    """Equivalent-sphere radius (mm) of the tissue like the clicked one that is connected to the clicks.
+def _border(shape: Sequence[int]) -> np.ndarray:
+    border = np.ones(shape, bool)
+    border[tuple(slice(1, -1) for _ in shape)] = False
+    return border
 
-    The clicked tissue's intensity model (fitted to ``samples``) against the search box's border gives
-    P(clicked tissue); its opened, connected part around the clicks measures how large the object may be.
+
+def object_radius(
+    x: np.ndarray,
+    spacing: Sequence[float],
+    seeds: np.ndarray,
+    samples: np.ndarray,
+    others: np.ndarray | None = None,
+    within: np.ndarray | None = None,
+) -> float:
+    """How far (mm) the object around ``seeds`` likely extends, from the tissue like the clicked one.
+
+    ``x`` is the search box, robustly normalised. The clicked tissue's intensity model (fitted to ``samples``)
+    against ``others`` (default: the box's border) gives P(clicked tissue), limited to ``within`` when given. The
+    object's radius is the smaller of ``DEPTH_TO_RADIUS`` x the clicks' depth inside that tissue (the distance to
+    the nearest unlike tissue) and the equivalent-sphere radius of the smoothed tissue connected to the clicks
+    (which overshoots where the object touches alike tissue, such as tumour and muscle).
     """
-    x = robust_normalise(image)
-    border = np.ones(foreground.shape, bool)
-    border[tuple(slice(1, -1) for _ in foreground.shape)] = False
-    like = IntensityModel(components=1).fit(x, samples, border & ~samples).foreground_probability(x) > 0.5
-    like = ndimage.binary_opening(like, iterations=1) | foreground
-    volume = connected_to(like, foreground).sum() * float(np.prod(spacing))
-    return float(np.clip((3 * volume / (4 * np.pi)) ** (1 / 3), SAMPLE_RADIUS_MM, SEARCH_MM))
+    others = _border(samples.shape) & ~samples if others is None else others & ~samples
+    probability = IntensityModel(components=1).fit(x, samples, others).foreground_probability(x)
+    # Depth in the tissue as it is (right for small, even objects) and smoothed over its texture (right for large,
+    # heterogeneous ones); both can only underestimate, so the larger counts.
+    depth = 0.0
+    for like in (probability, ndimage.gaussian_filter(probability, [TEXTURE_MM / s for s in spacing])):
+        like = (like > 0.5) | seeds
+        if within is not None:
+            like &= within | seeds
+        inside = ndimage.distance_transform_edt(np.pad(like, 1), sampling=spacing)[(slice(1, -1),) * like.ndim]
+        depth = max(depth, float(inside[seeds].max()))
+    volume = connected_to(like, seeds).sum() * float(np.prod(spacing))
+    radius = min(DEPTH_TO_RADIUS * depth, (3 * volume / (4 * np.pi)) ** (1 / 3))
+    return float(np.clip(radius, SAMPLE_RADIUS_MM, SEARCH_MM))
 
 
 def _click_distance(
@@ -79,40 +104,138 @@ def _click_distance(
     return np.maximum(to_fg - radius, (to_fg - to_bg) / 2).astype(np.float32)
 
 
+def first_segmentation(
+    image: np.ndarray,
+    spacing: Sequence[float],
+    foreground: Sequence[Point],
+    background: Sequence[Point],
+    params: GraphCutParams = CLICK_PARAMS,
+) -> np.ndarray:
+    """The object around the foreground clicks, with no earlier result (boolean mask, I x J x K)."""
+    shape = image.shape[1:]
+    fg = balls(shape, spacing, foreground, SEED_RADIUS_MM)
+    bg = balls(shape, spacing, background, SEED_RADIUS_MM)
+    box = region(shape, spacing, [fg], GraphCutParams(margin_mm=SEARCH_MM, margin_fraction=0.0))
+    samples = balls(shape, spacing, foreground, SAMPLE_RADIUS_MM)[box]
+    radius = object_radius(robust_normalise(image[(slice(None),) + box]), spacing, fg[box], samples)
+    click_params = GraphCutParams(**{**params.__dict__, "margin_mm": radius, "margin_fraction": 0.0})
+    distance = functools.partial(_click_distance, radius=radius)
+    return refine(image, spacing, fg, bg, distance, params=click_params)
+
+
+def correct(
+    image: np.ndarray,
+    spacing: Sequence[float],
+    mask: np.ndarray,
+    click: Point,
+    is_foreground: bool,
+    foreground: Sequence[Point],
+    background: Sequence[Point],
+    params: GraphCutParams = CLICK_PARAMS,
+) -> np.ndarray:
+    """Correct ``mask`` around one new click: a foreground click adds, a background click removes.
+
+    The click's reach is the size of what it points at (foreground: the clicked tissue's extent; background: how
+    deep the click lies inside the result). Within that reach the click's shape prior decides with the intensity
+    model (fitted to the result and its surroundings, and to all clicks); farther away the result is kept.
+    """
+    shape = mask.shape
+    if not is_foreground and not mask[click]:
+        return mask  # nothing to remove here; the click still acts as a background seed from now on
+    fg = balls(shape, spacing, foreground, SEED_RADIUS_MM)
+    bg = balls(shape, spacing, background, SEED_RADIUS_MM)
+    seed = balls(shape, spacing, [click], SEED_RADIUS_MM)
+    near = balls(shape, spacing, [click], SAMPLE_RADIUS_MM)
+
+    search = region(shape, spacing, [seed], GraphCutParams(margin_mm=SEARCH_MM, margin_fraction=0.0))
+    x = robust_normalise(image[(slice(None),) + search])
+    if is_foreground:
+        # The missed part reaches at least back to the result (the click's distance to it).
+        outside = ~mask[search]
+        gap = ndimage.distance_transform_edt(outside, sampling=spacing)[seed[search]].min() if not outside.all() else 0
+        reach = max(object_radius(x, spacing, seed[search], near[search]), min(float(gap), SEARCH_MM))
+    else:
+        # The leak: tissue of the result connected to the click and more like it than like the clicked object.
+        current = mask[search]
+        like_object = balls(shape, spacing, foreground, SAMPLE_RADIUS_MM)[search] & current
+        if like_object.sum() < 2:
+            like_object = ndimage.binary_erosion(current) & ~near[search]
+        depth = ndimage.distance_transform_edt(mask, sampling=spacing)[click]
+        leak = object_radius(x, spacing, seed[search], near[search] & current, like_object, current)
+        reach = float(np.clip(max(2 * depth, leak), SAMPLE_RADIUS_MM, SEARCH_MM))
+    box = region(shape, spacing, [seed], GraphCutParams(margin_mm=2 * reach, margin_fraction=0.0))
+    x = robust_normalise(image[(slice(None),) + box])
+    current, fg, bg, seed, near = mask[box], fg[box], bg[box], seed[box], near[box]
+
+    # Intensities: the result (and the foreground clicks) against its close surroundings (and the background clicks).
+    inside = ndimage.binary_erosion(current) if current.sum() > 50 else current
+    ring = ndimage.distance_transform_edt(~current, sampling=spacing) <= RING_MM
+    ring &= ~current
+    if is_foreground:
+        samples_fg, samples_bg = inside | near, (ring & ~near) | bg | (_border(current.shape) & ~current)
+    else:
+        samples_fg, samples_bg = (inside & ~near) | fg, ring | near | bg
+    intensity = IntensityModel().fit(x, samples_fg & ~samples_bg, samples_bg).foreground_probability(x)
+
+    # Shape: the click's prior within its reach, the previous result beyond it.
+    to_click = ndimage.distance_transform_edt(~seed, sampling=spacing)
+    if is_foreground:
+        to_bg = ndimage.distance_transform_edt(~bg, sampling=spacing) if bg.any() else FAR_MM
+        distance = np.maximum(to_click - reach, (to_click - to_bg) / 2)
+    else:
+        to_fg = ndimage.distance_transform_edt(~fg, sampling=spacing) if fg.any() else FAR_MM
+        distance = np.minimum(reach - to_click, (to_fg - to_click) / 2)
+    weight = np.exp(-((to_click / reach) ** 2))
+    shape_prior = weight * prior_from_distance(distance, params.softness_mm)
+    shape_prior += (1 - weight) * prior_from_distance(mask_signed_distance(current, spacing), params.softness_mm)
+    probability = combine(intensity, shape_prior.astype(np.float32), params.intensity_weight)
+
+    # Seeds: a foreground click keeps the whole result and may only add; a background click may only remove.
+    if is_foreground:
+        seeds_fg, seeds_bg = fg | seed | current, bg | (_border(current.shape) & ~current)
+    else:
+        seeds_fg, seeds_bg = fg & current, bg | seed | ~current
+    cut = graph_cut(x, probability, seeds_fg & ~seeds_bg, seeds_bg, params)
+    # What is kept: the additions connected to the click, or after a removal the parts connected to a foreground
+    # click or lying beyond the click's reach.
+    cut = current | connected_to(cut, seed) if is_foreground else connected_to(cut, seeds_fg | (weight < 0.05))
+    result = mask.copy()
+    result[box] = cut
+    return result
+
+
 def segment_clicks(
     image: np.ndarray,
     spacing: Sequence[float],
-    foreground_points: Sequence[Point],
-    background_points: Sequence[Point],
-    previous: np.ndarray | None = None,
+    foreground_points: Sequence[Sequence[int]],
+    background_points: Sequence[Sequence[int]],
+    previous: ClickResult | None = None,
     roi: np.ndarray | None = None,
     params: GraphCutParams = CLICK_PARAMS,
-) -> np.ndarray:
-    """Segment the clicked object (boolean mask, I x J x K), refining ``previous`` when given.
+) -> ClickResult:
+    """Segment the clicked object, correcting ``previous`` click by click when the clicks extend it.
 
     Args:
         image: channels first (C, I, J, K), on its own values.
         spacing: voxel size in mm along I, J, K.
-        foreground_points, background_points: IJK voxel indices.
-        previous: the result before the latest click(s).
+        foreground_points, background_points: IJK voxel indices, in the order they were placed.
+        previous: the result before the latest click(s); ignored when the clicks do not extend its clicks.
         roi: limit the result to this mask when given.
         params: energy weights.
     """
     shape = image.shape[1:]
     fg_points = check_points(foreground_points, shape, "foreground")
     bg_points = check_points(background_points, shape, "background")
-    if not fg_points and (previous is None or not previous.any()):
+    if previous is not None and previous.mask.any() and previous.extended_by(fg_points, bg_points):
+        mask = previous.mask
+        new = [(p, True) for p in fg_points if p not in previous.foreground]
+        new += [(p, False) for p in bg_points if p not in previous.background]
+        for point, is_foreground in new:
+            mask = correct(image, spacing, mask, point, is_foreground, fg_points, bg_points, params)
+    elif fg_points:
+        mask = first_segmentation(image, spacing, fg_points, bg_points, params)
+    else:
         raise ValueError("no foreground click: click inside the object first")
-    fg = balls(shape, spacing, fg_points, SEED_RADIUS_MM)
-    bg = balls(shape, spacing, bg_points, SEED_RADIUS_MM)
-
-    # Search box around the clicks (and the previous result): the object's size is measured inside it.
-    search = GraphCutParams(margin_mm=SEARCH_MM, margin_fraction=0.0)
-    marks = fg | (previous if previous is not None else False)
-
-    box = region(shape, spacing, [marks], search)
-    samples = balls(shape, spacing, fg_points, SAMPLE_RADIUS_MM)[box] if fg_points else previous[box]
-    radius = object_radius(image[(slice(None),) + box], spacing, marks[box], samples)
-    click_params = GraphCutParams(**{**params.__dict__, "margin_mm": radius, "margin_fraction": 0.0})
-    distance = functools.partial(_click_distance, radius=radius)
-    return refine(image, spacing, fg, bg, distance, existing=previous, roi=roi, params=click_params)
+    if roi is not None:
+        mask = mask & roi
+    return ClickResult(tuple(fg_points), tuple(bg_points), mask)

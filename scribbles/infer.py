@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
+from lib.infers.errors import InteractionError
 from lib.transforms.geometry import Geometry
 from lib.transforms.volume_io import read_volume, write_label
-from scribbles.clicks import segment_clicks
+from scribbles.clicks import ClickResult, segment_clicks
 from scribbles.graphcut import CLICK_PARAMS, SCRIBBLE_PARAMS, GraphCutParams, refine, roi_mask
 from scribbles.shape_prior import signed_distance
 
@@ -30,10 +31,7 @@ logger = logging.getLogger(__name__)
 FOREGROUND = "foreground_scribbles"
 BACKGROUND = "background_scribbles"
 RESULT_EXTENSIONS = (".nrrd", ".nii.gz", ".nii", ".mha")
-
-
-class InteractionError(ValueError):
-    """The request cannot be answered as sent (missing marks, wrong grid, points outside the image)."""
+CACHED_IMAGES = 2  # images kept in memory per task (keyed by path and modification time)
 
 
 def _result_path(request: dict[str, Any]) -> str:
@@ -55,13 +53,26 @@ class _Interactive(InferTask):
     def __init__(self, infer_type: str, labels: Sequence[str], description: str, params: GraphCutParams) -> None:
         super().__init__(type=infer_type, labels=list(labels), dimension=3, description=description, config={})
         self.params = params
+        self._images: OrderedDict[tuple[str, int], tuple[np.ndarray, Geometry]] = OrderedDict()
+        self._images_lock = threading.Lock()
 
     def is_valid(self) -> bool:
         return True
 
     def _image(self, request: dict[str, Any]) -> tuple[np.ndarray, Geometry]:
-        image, geometry = read_volume(request["image"])
-        return image.astype(np.float32, copy=False), geometry
+        """The image as float32 (C, I, J, K); the last few are kept, as an annotator sends many requests per image."""
+        path = str(request["image"])
+        key = (path, os.stat(path).st_mtime_ns)
+        with self._images_lock:
+            cached = self._images.get(key)
+        if cached is None:
+            image, geometry = read_volume(path)
+            cached = (image.astype(np.float32, copy=False), geometry)
+            with self._images_lock:
+                self._images[key] = cached
+                while len(self._images) > CACHED_IMAGES:
+                    self._images.popitem(last=False)
+        return cached
 
     def _label(self, request: dict[str, Any]) -> str:
         label = request.get("label")
@@ -129,17 +140,8 @@ class ClicksInfer(_Interactive):
             "Clicks: click inside the tumour, then on what it missed or leaked into; works without training",
             params,
         )
-        self._previous: OrderedDict[tuple[str, str], tuple[list, list, np.ndarray]] = OrderedDict()
+        self._previous: OrderedDict[tuple[str, str], ClickResult] = OrderedDict()
         self._lock = threading.Lock()
-
-    def _recall(self, key: tuple[str, str], fg: list, bg: list, reset: bool) -> np.ndarray | None:
-        with self._lock:
-            kept = self._previous.get(key)
-        if reset or kept is None:
-            return None
-        old_fg, old_bg, mask = kept
-        extends = all(p in fg for p in old_fg) and all(p in bg for p in old_bg)
-        return mask if extends else None
 
     def __call__(self, request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         start = time.perf_counter()
@@ -148,14 +150,16 @@ class ClicksInfer(_Interactive):
         fg = [list(p) for p in request.get("foreground") or []]
         bg = [list(p) for p in request.get("background") or []]
         key = (str(request["image"]), label)
-        previous = self._recall(key, fg, bg, bool(request.get("reset_state")))
+        with self._lock:
+            previous = None if request.get("reset_state") else self._previous.get(key)
         try:
             roi = roi_mask(image.shape[1:], request.get("roi"))
-            mask = segment_clicks(image, geometry.spacing, fg, bg, previous, roi, self.params)
+            result = segment_clicks(image, geometry.spacing, fg, bg, previous, roi, self.params)
         except ValueError as e:
             raise InteractionError(str(e)) from e
+        mask = result.mask
         with self._lock:
-            self._previous[key] = (fg, bg, mask)
+            self._previous[key] = result
             self._previous.move_to_end(key)
             while len(self._previous) > 8:
                 self._previous.popitem(last=False)

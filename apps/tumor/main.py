@@ -19,15 +19,16 @@ from lib.activelearning import strategies
 from lib.checkpoint import CheckpointError
 from lib.config import TumorConfig, parse_config
 from lib.datastore import TumorDatastore
-from lib.infers import ModelNotTrainedError, SegmentationInfer
+from lib.infers import ClickSegmentationInfer, InteractionError, ModelNotTrainedError, SegmentationInfer
 from lib.scoring import EpistemicScoring
 from lib.trainers import SegmentationTrainer
 from lib.transforms.volume_io import VolumeReadError
-from scribbles import ClicksInfer, InteractionError, ScribblesInfer
+from scribbles import ClicksInfer, ScribblesInfer
 
 logger = logging.getLogger(__name__)
 
 VOLUME_EXTENSIONS = ["*.nii.gz", "*.nii", "*.nrrd", "*.mha"]
+BACKGROUND = "background"
 
 
 class TumorApp(MONAILabelApp):
@@ -69,6 +70,7 @@ class TumorApp(MONAILabelApp):
             "segmentation": SegmentationInfer(self.config),
             "scribbles": ScribblesInfer(labels),
             "clicks": ClicksInfer(labels),
+            "deepedit": ClickSegmentationInfer(self.config),
         }
 
     def init_trainers(self) -> dict[str, TrainTask]:
@@ -100,6 +102,17 @@ class TumorApp(MONAILabelApp):
             raise HTTPException(422, f"image refused: {e}") from e
         except InteractionError as e:
             raise HTTPException(422, str(e)) from e
+
+    def info(self) -> dict[str, Any]:
+        """``/info``; once the learned clicks model is served, a ``background`` label is listed too.
+
+        3D Slicer's DeepEdit panel takes clicks only as landmarks of the listed labels, so background clicks need a
+        ``background`` segment (the module leaves it out of submitted labels).
+        """
+        meta = super().info()
+        if "deepedit" in meta["models"] and BACKGROUND not in meta["labels"]:
+            meta["labels"] = [*meta["labels"], BACKGROUND]
+        return meta
 
     def async_scoring(self, method: str | None, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Queue scoring of all methods instead of dropping it while an earlier scoring job still runs.

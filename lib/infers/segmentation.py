@@ -14,7 +14,8 @@ from monailabel.tasks.infer.basic_infer import BasicInferTask
 from torch import nn
 
 from lib.checkpoint import load_weights, serving_checkpoint
-from lib.config import TumorConfig
+from lib.config import SEGMENTATION, TumorConfig
+from lib.infers.errors import ModelNotTrainedError
 from lib.networks import build_network
 from lib.transforms.pipeline import (
     IMAGE,
@@ -30,10 +31,6 @@ logger = logging.getLogger(__name__)
 RESULT_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha")
 
 
-class ModelNotTrainedError(RuntimeError):
-    """No trained weights exist yet, so there is nothing honest to serve."""
-
-
 class SegmentationInfer(BasicInferTask):
     """Auto segmentation of the configured labels (values 1..K in label order).
 
@@ -45,14 +42,17 @@ class SegmentationInfer(BasicInferTask):
         config: the app configuration.
     """
 
-    def __init__(self, config: TumorConfig) -> None:
+    model = SEGMENTATION
+
+    def __init__(self, config: TumorConfig, infer_type: str = InferType.SEGMENTATION, description: str = "") -> None:
         super().__init__(
             path=None,
             network=None,
-            type=InferType.SEGMENTATION,
+            type=infer_type,
             labels=config.label_values,
             dimension=3,
-            description=f"Tumour auto segmentation ({config.modality.upper()}, {', '.join(config.labels)})",
+            description=description
+            or f"Tumour auto segmentation ({config.modality.upper()}, {', '.join(config.labels)})",
             config={"device": [str(config.torch_device())], "result_extension": list(RESULT_EXTENSIONS)},
         )
         self.tumor = config
@@ -101,8 +101,8 @@ class SegmentationInfer(BasicInferTask):
             cached = self._loaded.get(device)
             if cached and cached[1] == path and cached[2] == mtime:
                 return cached[0], cached[3]
-            network = build_network(self.tumor)
-            meta = load_weights(network, path, self.tumor)
+            network = build_network(self.tumor, model=self.model)
+            meta = load_weights(network, path, self.tumor, self.model)
             network = network.to(torch.device(device)).eval()
             meta = {**meta, "checkpoint": os.path.basename(path)}
             self._loaded[device] = (network, path, mtime, meta)

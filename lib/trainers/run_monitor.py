@@ -24,7 +24,7 @@ from ignite.engine import Engine, Events
 from torch import nn
 
 from lib.checkpoint import publish_checkpoint
-from lib.config import TumorConfig
+from lib.config import SEGMENTATION, TumorConfig
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +56,20 @@ class RunMonitor:
         stats_path: the stats file read by ``/info``.
         run_id: identifier of this run.
         cases: number of training and validation cases.
+        model: which of the app's networks is trained (segmentation or clicks).
     """
 
     def __init__(
-        self, config: TumorConfig, network: nn.Module, stats_path: str, run_id: str, cases: dict[str, int]
+        self,
+        config: TumorConfig,
+        network: nn.Module,
+        stats_path: str,
+        run_id: str,
+        cases: dict[str, int],
+        model: str = SEGMENTATION,
     ) -> None:
         self.config = config
+        self.model = model
         self.network = network
         self.stats_path = stats_path
         self.run_id = run_id
@@ -97,7 +105,8 @@ class RunMonitor:
         metrics = evaluator.state.metrics
         per_label = metrics.get(VAL_DICE_PER_LABEL)
         values: Sequence[Any] = torch.as_tensor(per_label).flatten().tolist() if per_label is not None else []
-        named = {name: _number(v) for name, v in zip(self.config.labels, values)}
+        names = self.config.labels if self.model == SEGMENTATION else ("clicked object",)
+        named = {name: _number(v) for name, v in zip(names, values)}
         self._keep_if_best(_number(metrics.get(VAL_DICE)), named)
 
     def _trained_without_validation(self, trainer: Engine) -> None:
@@ -140,5 +149,5 @@ class RunMonitor:
             "epoch": self.best_epoch,
             "cases": self.cases,
         }
-        publish_checkpoint(self.best_state, meta, self.config.published_path(), self.config)
+        publish_checkpoint(self.best_state, meta, self.config.published_path(self.model), self.config, self.model)
         write_json(self.stats_path, self.stats("DONE"))

@@ -18,7 +18,7 @@ from monailabel.tasks.train.basic_train import BasicTrainTask, Context
 from monailabel.utils.async_tasks.utils import processes
 
 from lib.checkpoint import CheckpointError, load_weights, serving_checkpoint
-from lib.config import TumorConfig
+from lib.config import CLICKS, SEGMENTATION, TumorConfig
 from lib.datastore.validation import InvalidUploadError, check_image, check_label
 from lib.networks import build_network
 from lib.trainers.run_monitor import VAL_DICE, VAL_DICE_PER_LABEL, RunMonitor
@@ -56,18 +56,30 @@ class SegmentationTrainer(BasicTrainTask):
     ``val_split`` of the cases for validation (per-label Dice); keeps at most ``cache_cases`` preprocessed cases in
     memory; uses AMP on CUDA. Weights are published only when the run completes (see :class:`RunMonitor`).
 
+    When ``click_epochs`` > 0, the same run then trains the click-guided network (:class:`ClickTrainer`) on the
+    same cases, so every Train or Auto-Update round improves both.
+
     Args:
         config: the app configuration.
     """
+
+    model = SEGMENTATION
+    stats_file = "train_stats.json"
+
+    def _epochs(self, config: TumorConfig) -> int:
+        return config.epochs
+
+    def _describe(self, config: TumorConfig) -> str:
+        return f"Fine-tune the tumour model on submitted labels ({', '.join(config.labels)})"
 
     def __init__(self, config: TumorConfig) -> None:
         mlflow = config.tracking == "mlflow"
         tracking_uri = config.tracking_uri or f"sqlite:///{os.path.abspath(config.model_dir)}/mlflow.db"
         super().__init__(
             model_dir=config.model_dir,
-            description=f"Fine-tune the tumour model on submitted labels ({', '.join(config.labels)})",
+            description=self._describe(config),
             config={
-                "max_epochs": config.epochs,
+                "max_epochs": self._epochs(config),
                 "val_split": config.val_split,
                 "learning_rate": config.learning_rate,
                 "device": [str(config.torch_device())],
@@ -78,8 +90,8 @@ class SegmentationTrainer(BasicTrainTask):
                 "tracking_uri": tracking_uri,
             },
             amp=config.torch_device().type == "cuda",
-            publish_path=config.published_path(),
-            stats_path=os.path.join(config.model_dir, "train_stats.json"),
+            publish_path=config.published_path(self.model),
+            stats_path=os.path.join(config.model_dir, self.stats_file),
             labels=list(config.labels),
             disable_meta_tracking=True,
             tracking="mlflow" if mlflow else None,
@@ -88,6 +100,7 @@ class SegmentationTrainer(BasicTrainTask):
         self.tumor = config
         for key in ("early_stop_patience", "gpus"):
             self._config.pop(key, None)
+        self._config["name"] = f"{self.model}_runs"  # each network's runs in their own folder under model_dir
 
     def stats(self) -> dict[str, Any]:
         """Live stats of the current or last run; a run that died or was stopped is reported as STOPPED."""
@@ -103,7 +116,14 @@ class SegmentationTrainer(BasicTrainTask):
         if request["max_epochs"] < 1 or not 0 <= request["val_split"] < 1 or request["learning_rate"] <= 0:
             raise ValueError("training options need max_epochs >= 1, 0 <= val_split < 1 and learning_rate > 0")
         request["multi_gpu"] = False
-        return super().__call__(request, datastore)
+        result = super().__call__(request, datastore)
+        if self.model == SEGMENTATION and self.tumor.click_epochs > 0:
+            from lib.trainers.clicks import ClickTrainer
+
+            # The annotator's options carry over; epochs, run folder and names are the click network's own.
+            clicks = {k: v for k, v in request.items() if k not in ("max_epochs", "run_id", "name", "model")}
+            result = {**result, CLICKS: ClickTrainer(self.tumor)({**clicks, "model": CLICKS}, datastore)}
+        return result
 
     def pre_process(self, request: dict[str, Any], datastore: Datastore) -> list[dict[str, str]]:
         """Every labelled case that can be used; the others are skipped with the reason logged."""
@@ -131,12 +151,12 @@ class SegmentationTrainer(BasicTrainTask):
         return train, val
 
     def _dataset(self, context: Context, datalist: list, is_train: bool, replace_rate: float = 0.25):
-        transforms = training_transforms(self.tumor) if is_train else validation_transforms(self.tumor)
+        transforms = self.train_pre_transforms(context) if is_train else self.val_pre_transforms(context)
         cache = min(self.tumor.cache_cases, len(datalist))
         return CacheDataset(datalist, Compose(transforms), cache_num=cache, progress=False), datalist
 
     def network(self, context: Context) -> torch.nn.Module:
-        return build_network(self.tumor)
+        return build_network(self.tumor, model=self.model)
 
     def optimizer(self, context: Context) -> torch.optim.Optimizer:
         return torch.optim.AdamW(context.network.parameters(), lr=float(context.request["learning_rate"]))
@@ -154,7 +174,7 @@ class SegmentationTrainer(BasicTrainTask):
         return validation_transforms(self.tumor)
 
     def train_post_transforms(self, context: Context) -> list:
-        n = self.tumor.num_classes
+        n = self.tumor.out_channels(self.model)
         return [
             Activationsd(PRED, softmax=True),
             AsDiscreted([PRED, LABEL], argmax=(True, False), to_onehot=(n, n)),
@@ -182,14 +202,14 @@ class SegmentationTrainer(BasicTrainTask):
             logger.info("No published weights or starting checkpoint: training from scratch")
             return
         try:
-            load_weights(context.network, path, self.tumor)
+            load_weights(context.network, path, self.tumor, self.model)
             logger.info("Fine-tuning from %s", path)
         except CheckpointError as e:
             logger.warning("Training from scratch: %s", e)
 
     def finalize(self, context: Context) -> None:
         cases = {"train": len(context.train_datalist), "val": len(context.val_datalist)}
-        monitor = RunMonitor(self.tumor, context.network, self._stats_path, context.run_id, cases)
+        monitor = RunMonitor(self.tumor, context.network, self._stats_path, context.run_id, cases, self.model)
         monitor.attach(context.trainer, context.evaluator)
 
     def train(self, rank: int, world_size: int, request: dict[str, Any], datalist: list) -> dict[str, Any]:

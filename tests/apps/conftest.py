@@ -22,6 +22,8 @@ TINY = {
     "mc_samples": "2",
     "device": "cpu",
     "cache_cases": "2",
+    "click_epochs": "2",
+    "click_rounds": "1",
 }
 
 

@@ -73,6 +73,7 @@ def test_info_has_what_slicer_needs(server: Server) -> None:
     info = server.client.info()
     assert "config" not in info
     assert info["labels"] == ["tumor"]
+    assert "deepedit" not in info["models"]  # learned clicks are advertised once trained
     assert info["models"]["segmentation"]["type"] == "segmentation"
     assert info["models"]["segmentation"]["labels"] == {"tumor": 1}
     assert info["models"]["segmentation"]["description"]
@@ -143,6 +144,21 @@ def test_annotation_loop(server: Server) -> None:
     assert set(np.unique(array)) <= {0, 1} and array.dtype == np.uint8
     assert params["label_names"] == {"tumor": 1}
     assert params["model"]["run_id"] == stats["run_id"]
+
+    # The same run trained the click-guided network: the app now advertises it (type deepedit), with a
+    # background label so that Slicer's DeepEdit panel can place background clicks.
+    info = client.info()
+    assert info["models"]["deepedit"]["type"] == "deepedit" and info["labels"] == ["tumor", "background"]
+    assert os.path.isfile(os.path.join(server.model_dir, "clicks.pt"))
+    image = server.cases[unlabelled[0]]
+    inside = [int(v) for v in np.argwhere(image.label > 0).mean(axis=0).round()]
+    slicer_params = {"tumor": [inside], "background": [[0, 0, 0]], "label": "tumor", "result_extension": ".nrrd"}
+    result_path, params = client.infer("deepedit", unlabelled[0], slicer_params)
+    array, result = read(result_path)
+    assert_same_grid(result, image.image_path)
+    assert set(np.unique(array)) <= {0, 1} and params["label_names"] == {"tumor": 1}
+    message = error_of(lambda: client.infer("deepedit", unlabelled[0], {"tumor": [[999, 0, 0]], "label": "tumor"}))
+    assert "Status: 422" in message and "lies outside the image" in message
 
     # Training with MLflow opted in (sqlite store: MLflow 3 refuses its file store) also ends DONE.
     status = train(server, {"max_epochs": 1, "tracking": "mlflow"})

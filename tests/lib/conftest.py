@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lib.checkpoint import publish_checkpoint
-from lib.config import TumorConfig, parse_config
+from lib.config import SEGMENTATION, TumorConfig, parse_config
 from lib.networks import build_network
 from tests.synthetic import SyntheticCase, write_case
 
@@ -55,8 +55,9 @@ def case(make_case: Callable[..., SyntheticCase]) -> SyntheticCase:
 def publish_weights() -> Callable[..., str]:
     """Publishes an untrained network's weights as the served checkpoint of a configuration; returns the path."""
 
-    def publish(config: TumorConfig, run_id: str = "t") -> str:
-        publish_checkpoint(build_network(config).state_dict(), {"run_id": run_id}, config.published_path(), config)
-        return config.published_path()
+    def publish(config: TumorConfig, run_id: str = "t", model: str = SEGMENTATION) -> str:
+        state = build_network(config, model=model).state_dict()
+        publish_checkpoint(state, {"run_id": run_id}, config.published_path(model), config, model)
+        return config.published_path(model)
 
     return publish

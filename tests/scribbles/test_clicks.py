@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from benchmarks.annotator import deepest_point, dice, next_click
-from scribbles.clicks import balls, check_points, segment_clicks
+from lib.transforms.guidance import check_points
+from scribbles.clicks import ClickResult, balls, segment_clicks
 from tests.synthetic import tumour_volume
 
 SPACING = (0.8, 1.1, 3.3)
@@ -43,25 +44,50 @@ def test_one_click_segments_a_clear_tumour_and_clicks_correct_it() -> None:
     truth = truth.astype(bool)
     first = deepest_point(truth, SPACING)
     result = segment_clicks(image, SPACING, [first], [])
-    assert result[first] and dice(result, truth) > 0.85
+    assert result.mask[first] and dice(result.mask, truth) > 0.85
+    assert result.foreground == (first,) and result.background == ()
 
-    # A previous result missing half of the tumour: one click in the missing half brings it back.
+    # A previous result missing half of the tumour: one click in the missing half brings it back, and a
+    # foreground click only adds.
     half = truth.copy()
     half[: int(np.flatnonzero(truth.any(axis=(1, 2))).mean())] = False
     point, foreground = next_click(truth, half, SPACING)
     assert foreground and truth[point] and not half[point]
-    corrected = segment_clicks(image, SPACING, [first, point], [], previous=half)
-    assert dice(corrected, truth) > max(dice(half, truth), 0.85)
+    corrected = segment_clicks(image, SPACING, [first, point], [], previous=ClickResult((first,), (), half))
+    assert dice(corrected.mask, truth) > max(dice(half, truth), 0.85)
+    assert corrected.mask[half].all()
 
 
-def test_background_click_only_refines_a_previous_result() -> None:
+def test_background_click_removes_the_leak_around_it_and_keeps_the_rest() -> None:
     image, truth = tumour_volume(seed=6, size=(64, 56, 24))
     truth = truth.astype(bool)
+    first = deepest_point(truth, SPACING)
     leak = np.zeros_like(truth)
-    leak[1:10, 1:10, 5:15] = True
-    previous = truth | leak
-    result = segment_clicks(image, SPACING, [], [(5, 5, 10)], previous=previous)
-    assert not result[5, 5, 10] and dice(result, truth) > dice(previous, truth)
+    leak[1:12, 1:12, 5:15] = True
+    previous = ClickResult((first,), (), truth | leak)
+    result = segment_clicks(image, SPACING, [first], [(5, 5, 10)], previous=previous)
+    assert not result.mask[5, 5, 10] and not (result.mask & ~previous.mask).any()  # a background click only removes
+    assert dice(result.mask, truth) > dice(previous.mask, truth)
+    assert result.mask[truth].mean() > 0.98  # the tumour, far from the click, is kept
+
+
+def test_a_background_click_outside_the_result_changes_nothing_until_it_matters() -> None:
+    image, truth = tumour_volume(seed=6, size=(64, 56, 24))
+    truth = truth.astype(bool)
+    first = deepest_point(truth, SPACING)
+    previous = ClickResult((first,), (), truth)
+    result = segment_clicks(image, SPACING, [first], [(2, 2, 2)], previous=previous)
+    assert np.array_equal(result.mask, truth) and result.background == ((2, 2, 2),)
+
+
+def test_clicks_that_do_not_extend_the_previous_ones_start_over() -> None:
+    image, truth = tumour_volume(seed=5, size=(64, 56, 24))
+    truth = truth.astype(bool)
+    first = deepest_point(truth, SPACING)
+    stale = ClickResult(((1, 1, 1),), (), np.ones_like(truth))  # another object's result: not refined
+    result = segment_clicks(image, SPACING, [first], [], previous=stale)
+    assert dice(result.mask, truth) > 0.85
+    assert stale.extended_by([(1, 1, 1), first], []) and not stale.extended_by([first], [])
 
 
 def test_no_foreground_click_and_nothing_to_refine_is_refused() -> None:

@@ -1,0 +1,67 @@
+"""Learned clicks: request forms, refusals, and a network that learns to segment the clicked object."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.annotator import deepest_point, dice
+from lib.config import CLICKS, TumorConfig
+from lib.datastore import TumorDatastore
+from lib.infers import ClickSegmentationInfer, InteractionError, ModelNotTrainedError
+from lib.infers.clicks import clicks_of
+from lib.trainers.clicks import ClickTrainer
+from lib.transforms.volume_io import read_volume
+from tests.synthetic import write_case
+
+
+def test_both_request_forms_give_the_clicks_of_the_current_label() -> None:
+    labels = ("tumor", "edema")
+    # 3D Slicer's DeepEdit panel: landmarks per segment; the other segments' clicks are background.
+    slicer = {"tumor": [[1, 2, 3]], "edema": [[4, 5, 6]], "background": [[7, 8, 9]], "label": "tumor"}
+    assert clicks_of(slicer, labels) == ("tumor", [[1, 2, 3]], [[7, 8, 9], [4, 5, 6]])
+    assert clicks_of({**slicer, "label": "edema"}, labels) == ("edema", [[4, 5, 6]], [[7, 8, 9], [1, 2, 3]])
+    # DeepGrow-style clients.
+    assert clicks_of({"foreground": [[1, 1, 1]], "background": []}, labels) == ("tumor", [[1, 1, 1]], [])
+
+
+def test_not_listed_and_refused_until_trained(config: TumorConfig, case, publish_weights) -> None:
+    infer = ClickSegmentationInfer(config)
+    assert not infer.is_valid()
+    with pytest.raises(ModelNotTrainedError, match="'clicks' model works without training"):
+        infer({"image": case.image_path, "foreground": [[1, 1, 1]]})
+    publish_weights(config, model=CLICKS)
+    assert infer.is_valid() and infer.info()["type"] == "deepedit"
+
+
+def test_bad_clicks_are_refused(config: TumorConfig, case, publish_weights) -> None:
+    publish_weights(config, model=CLICKS)
+    infer = ClickSegmentationInfer(config)
+    with pytest.raises(InteractionError, match=r"foreground point \[99, 0, 0\] lies outside the image"):
+        infer({"image": case.image_path, "foreground": [[99, 0, 0]]})
+    with pytest.raises(InteractionError, match="no foreground click for 'tumor'"):
+        infer({"image": case.image_path, "tumor": [], "background": [[1, 1, 1]], "label": "tumor"})
+
+
+def test_the_network_learns_to_segment_the_clicked_tumour(make_config, tmp_path: Path, publish_weights) -> None:
+    config: TumorConfig = make_config(click_epochs="25", click_rounds="2", samples_per_case="4", learning_rate="0.003")
+    studies = tmp_path / "studies"
+    for i in range(4):
+        write_case(str(studies), f"case{i}", seed=i, label_folder=str(studies / "labels" / "final"))
+    new = write_case(str(tmp_path / "new"), "new", seed=11, label_folder=str(tmp_path / "truth"))
+    infer = ClickSegmentationInfer(config)
+    click = list(deepest_point(new.label > 0, read_volume(new.image_path)[1].spacing))
+    request = {"image": new.image_path, "tumor": [click], "label": "tumor", "result_extension": ".nrrd"}
+
+    publish_weights(config, model=CLICKS)
+    untrained = dice(read_volume(infer(request)[0])[0][0], new.label)
+
+    ClickTrainer(config)({}, TumorDatastore(str(studies), config))
+    path, result = infer(request)
+    mask, geometry = read_volume(path)
+    assert geometry.size == read_volume(new.image_path)[1].size and set(np.unique(mask)) <= {0, 1}
+    assert result["label_names"] == {"tumor": 1}
+    learned = dice(mask[0], new.label)
+    assert learned > 0.6 and learned > untrained + 0.2, (untrained, learned)

@@ -1,0 +1,48 @@
+"""The click-guided network is trained in the same run as the segmentation network and published beside it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lib.checkpoint import load_weights, read_checkpoint
+from lib.config import CLICKS, GUIDANCE, TumorConfig
+from lib.datastore import TumorDatastore
+from lib.networks import build_network
+from lib.trainers import SegmentationTrainer
+from tests.synthetic import write_case
+
+
+def labelled_studies(tmp_path: Path, cases: int = 3) -> str:
+    studies = tmp_path / "studies"
+    for i in range(cases):
+        write_case(str(studies), f"case{i}", seed=i, label_folder=str(studies / "labels" / "final"))
+    return str(studies)
+
+
+def test_training_run_also_trains_and_publishes_the_click_network(make_config, tmp_path: Path) -> None:
+    config: TumorConfig = make_config(epochs="1", click_epochs="2", click_rounds="1", samples_per_case="2")
+    result = SegmentationTrainer(config)({}, TumorDatastore(labelled_studies(tmp_path), config))
+
+    assert result["status"] == "DONE" and result[CLICKS]["status"] == "DONE"
+    assert (result["epoch"], result[CLICKS]["epoch"]) == (1, 2)
+    assert result[CLICKS]["cases"] == {"train": 2, "val": 1}
+    assert set(result[CLICKS]["dice_per_label"]) == {"clicked object"}
+    stats = json.loads(Path(config.model_dir, "clicks_train_stats.json").read_text())
+    assert stats["run_id"] == result[CLICKS]["run_id"]
+
+    state, meta = read_checkpoint(config.published_path(CLICKS), config, CLICKS)
+    assert meta["architecture"]["guidance"] == list(GUIDANCE) and meta["run_id"] == stats["run_id"]
+    network = build_network(config, model=CLICKS)
+    load_weights(network, config.published_path(CLICKS), config, CLICKS)
+    first = next(m for m in network.modules() if hasattr(m, "in_channels"))
+    assert first.in_channels == config.channels + 2  # image + foreground + background clicks
+    assert Path(config.published_path()).is_file()  # the segmentation network was published too
+    assert {p.name for p in Path(config.model_dir).glob("*_runs")} == {"segmentation_runs", "clicks_runs"}
+
+
+def test_no_click_network_when_click_epochs_is_zero(make_config, tmp_path: Path) -> None:
+    config: TumorConfig = make_config(epochs="1", click_epochs="0", samples_per_case="2")
+    result = SegmentationTrainer(config)({}, TumorDatastore(labelled_studies(tmp_path, 2), config))
+    assert result["status"] == "DONE" and CLICKS not in result
+    assert Path(config.published_path()).is_file() and not Path(config.published_path(CLICKS)).exists()
