@@ -153,6 +153,7 @@ def main() -> None:
             try:
                 client = MONAILabelClient(url, tmpdir=tmp)
                 for case in cases:
+                    line = f"{case['id']:<14} stock"
                     for method in STOCK_METHODS:
                         score, seconds, error = run_scribbles(client, method, case, scribble_params)
                         entry = results[(f"stock: {method}", case["modality"])]
@@ -160,13 +161,14 @@ def main() -> None:
                         entry["seconds"].append(seconds)
                         if error:
                             entry["errors"].append(error)
+                        line += f"  {method} {score if score is None else round(score, 3)}"
                     curve, times, error = run_clicks(client, case, 1, STOCK_CLICKS)
                     entry = results[(f"stock: {STOCK_CLICKS} clicks", case["modality"])]
                     entry["dice"].append(curve[0] if curve else None)
                     entry["seconds"].extend(times or [0.0])
                     if error:
                         entry["errors"].append(error)
-                    print(f"{case['id']:<14} stock done", flush=True)
+                    print(f"{line}  {STOCK_CLICKS} 1 click {[round(d, 3) for d in curve]}", flush=True)
             finally:
                 stop_server(process)
 
@@ -183,7 +185,9 @@ def report(results: dict, args: argparse.Namespace) -> None:
             curves = np.array(entry["curves"])
             final = {n: curves[:, n - 1] for n in (1, 5, args.clicks) if n <= curves.shape[1]}
             scores = final[min(5, args.clicks)]
-            note = "after 5 clicks; " + ", ".join(f"{n} clicks {v.mean():.3f}" for n, v in final.items())
+            note = f"after {min(5, args.clicks)} clicks; " + ", ".join(
+                f"{n} clicks {v.mean():.3f}" for n, v in final.items()
+            )
             summary[f"{method} {modality}"] = {"mean_by_clicks": curves.mean(0).tolist()}
         else:
             ok = [d for d in entry["dice"] if d is not None]

@@ -2,8 +2,9 @@
 
 The first foreground click(s) segment the object: a small ball around each is a hard seed, the intensity model is
 fitted around the clicks against the search box, and the object's likely size is measured from the clicked
-tissue's extent. Each later click corrects the previous result locally: a foreground click only adds the missed
-part around it, a background click only removes the leaked part around it, and the rest stays as it was.
+tissue's extent. Each later click corrects the previous result: seen from the first click, it moves the object's
+edge in a cone around its direction; a foreground click only adds, a background click only removes, and outside
+the cone the result stays as it was but for its edge, which may move a few mm where the image disagrees.
 """
 
 from __future__ import annotations
@@ -66,26 +67,22 @@ def object_radius(
     spacing: Sequence[float],
     seeds: np.ndarray,
     samples: np.ndarray,
-    others: np.ndarray | None = None,
-    within: np.ndarray | None = None,
 ) -> float:
     """How far (mm) the object around ``seeds`` likely extends, from the tissue like the clicked one.
 
     ``x`` is the search box, robustly normalised. The clicked tissue's intensity model (fitted to ``samples``)
-    against ``others`` (default: the box's border) gives P(clicked tissue), limited to ``within`` when given. The
-    object's radius is the smaller of ``DEPTH_TO_RADIUS`` x the clicks' depth inside that tissue (the distance to
-    the nearest unlike tissue) and the equivalent-sphere radius of the smoothed tissue connected to the clicks
-    (which overshoots where the object touches alike tissue, such as tumour and muscle).
+    against the box's border gives P(clicked tissue). The object's radius is the smaller of ``DEPTH_TO_RADIUS``
+    x the clicks' depth inside that tissue (the distance to the nearest unlike tissue) and the equivalent-sphere
+    radius of the smoothed tissue connected to the clicks (which overshoots where the object touches alike
+    tissue, such as tumour and muscle).
     """
-    others = _border(samples.shape) & ~samples if others is None else others & ~samples
+    others = _border(samples.shape) & ~samples
     probability = IntensityModel(components=1).fit(x, samples, others).foreground_probability(x)
     # Depth in the tissue as it is (right for small, even objects) and smoothed over its texture (right for large,
     # heterogeneous ones); both can only underestimate, so the larger counts.
     depth = 0.0
     for like in (probability, ndimage.gaussian_filter(probability, [TEXTURE_MM / s for s in spacing])):
         like = (like > 0.5) | seeds
-        if within is not None:
-            like &= within | seeds
         inside = ndimage.distance_transform_edt(np.pad(like, 1), sampling=spacing)[(slice(1, -1),) * like.ndim]
         depth = max(depth, float(inside[seeds].max()))
     volume = connected_to(like, seeds).sum() * float(np.prod(spacing))
@@ -102,6 +99,32 @@ def _click_distance(
         return (to_fg - radius).astype(np.float32)
     to_bg = ndimage.distance_transform_edt(~background, sampling=spacing)
     return np.maximum(to_fg - radius, (to_fg - to_bg) / 2).astype(np.float32)
+
+
+CONE_COS = float(np.cos(np.deg2rad(70.0)))  # half-angle of the cone a corrective click speaks for
+
+
+def _nearest(points: Sequence[Point], to: Point, spacing: Sequence[float]) -> Point:
+    return min(points, key=lambda p: sum(((a - b) * s) ** 2 for a, b, s in zip(p, to, spacing)))
+
+
+def _radial(
+    box: tuple[slice, ...], spacing: Sequence[float], centre: Point, click: Point, beyond: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weight and signed distance (mm, positive outside) of the object's edge that a corrective click implies.
+
+    Tumours are roughly star-shaped around the first click. A click at distance D from ``centre`` puts the edge at
+    D + ``beyond`` along that direction (foreground click: ``beyond`` = its distance to the result, the missed
+    part's half-width; background click: minus its depth inside the result, the leak's half-width). The edge
+    applies in a cone around that direction, with a weight fading to 0 at the cone's side.
+    """
+    u = np.meshgrid(*[(np.arange(b.start, b.stop) - c) * s for b, c, s in zip(box, centre, spacing)], indexing="ij")
+    direction = np.array([(k - c) * s for k, c, s in zip(click, centre, spacing)])
+    reach = float(np.linalg.norm(direction))
+    radius = np.sqrt(sum(x**2 for x in u))
+    cosine = sum(x * y for x, y in zip(u, direction)) / np.maximum(radius * reach, 1e-6)
+    weight = np.clip((cosine - CONE_COS) / (1 - CONE_COS), 0.0, 1.0)
+    return weight.astype(np.float32), (radius - max(reach + beyond, SEED_RADIUS_MM)).astype(np.float32)
 
 
 def first_segmentation(
@@ -133,59 +156,43 @@ def correct(
     background: Sequence[Point],
     params: GraphCutParams = CLICK_PARAMS,
 ) -> np.ndarray:
-    """Correct ``mask`` around one new click: a foreground click adds, a background click removes.
+    """Correct ``mask`` with one new click: a foreground click only adds, a background click only removes.
 
-    The click's reach is the size of what it points at (foreground: the clicked tissue's extent; background: how
-    deep the click lies inside the result). Within that reach the click's shape prior decides with the intensity
-    model (fitted to the result and its surroundings, and to all clicks); farther away the result is kept.
+    Seen from the first foreground click (for a background click: the nearest one), the click moves the object's
+    edge in a cone around its direction (:func:`_radial`); outside the cone the previous result is the prior, so
+    there its edge moves by a few mm at most, where the image disagrees. An intensity model of the result against
+    its close surroundings, and of the clicks, decides with that shape prior in a 3D graph cut on a box around the
+    result and the click.
     """
     shape = mask.shape
     if not is_foreground and not mask[click]:
         return mask  # nothing to remove here; the click still acts as a background seed from now on
-    fg = balls(shape, spacing, foreground, SEED_RADIUS_MM)
-    bg = balls(shape, spacing, background, SEED_RADIUS_MM)
-    seed = balls(shape, spacing, [click], SEED_RADIUS_MM)
-    near = balls(shape, spacing, [click], SAMPLE_RADIUS_MM)
-
-    search = region(shape, spacing, [seed], GraphCutParams(margin_mm=SEARCH_MM, margin_fraction=0.0))
-    x = robust_normalise(image[(slice(None),) + search])
     if is_foreground:
-        # The missed part reaches at least back to the result (the click's distance to it).
-        outside = ~mask[search]
-        gap = ndimage.distance_transform_edt(outside, sampling=spacing)[seed[search]].min() if not outside.all() else 0
-        reach = max(object_radius(x, spacing, seed[search], near[search]), min(float(gap), SEARCH_MM))
+        centre = foreground[0]
+        beyond = float(ndimage.distance_transform_edt(~mask, sampling=spacing)[click]) if mask.any() else 0.0
     else:
-        # The leak: tissue of the result connected to the click and more like it than like the clicked object.
-        current = mask[search]
-        like_object = balls(shape, spacing, foreground, SAMPLE_RADIUS_MM)[search] & current
-        if like_object.sum() < 2:
-            like_object = ndimage.binary_erosion(current) & ~near[search]
-        depth = ndimage.distance_transform_edt(mask, sampling=spacing)[click]
-        leak = object_radius(x, spacing, seed[search], near[search] & current, like_object, current)
-        reach = float(np.clip(max(2 * depth, leak), SAMPLE_RADIUS_MM, SEARCH_MM))
-    box = region(shape, spacing, [seed], GraphCutParams(margin_mm=2 * reach, margin_fraction=0.0))
+        centre = _nearest(foreground, click, spacing)
+        beyond = -float(ndimage.distance_transform_edt(mask, sampling=spacing)[click])
+    seed = balls(shape, spacing, [click], SEED_RADIUS_MM)
+    margin = GraphCutParams(margin_mm=SEED_RADIUS_MM + 2 * max(beyond, 0.0), margin_fraction=0.0)
+    box = region(shape, spacing, [seed, mask], margin)
     x = robust_normalise(image[(slice(None),) + box])
-    current, fg, bg, seed, near = mask[box], fg[box], bg[box], seed[box], near[box]
+    current, seed = mask[box], seed[box]
+    fg = balls(shape, spacing, foreground, SEED_RADIUS_MM)[box]
+    bg = balls(shape, spacing, background, SEED_RADIUS_MM)[box]
+    near = balls(shape, spacing, [click], SAMPLE_RADIUS_MM)[box]
 
     # Intensities: the result (and the foreground clicks) against its close surroundings (and the background clicks).
     inside = ndimage.binary_erosion(current) if current.sum() > 50 else current
-    ring = ndimage.distance_transform_edt(~current, sampling=spacing) <= RING_MM
-    ring &= ~current
+    ring = (ndimage.distance_transform_edt(~current, sampling=spacing) <= RING_MM) & ~current
     if is_foreground:
         samples_fg, samples_bg = inside | near, (ring & ~near) | bg | (_border(current.shape) & ~current)
     else:
         samples_fg, samples_bg = (inside & ~near) | fg, ring | near | bg
     intensity = IntensityModel().fit(x, samples_fg & ~samples_bg, samples_bg).foreground_probability(x)
 
-    # Shape: the click's prior within its reach, the previous result beyond it.
-    to_click = ndimage.distance_transform_edt(~seed, sampling=spacing)
-    if is_foreground:
-        to_bg = ndimage.distance_transform_edt(~bg, sampling=spacing) if bg.any() else FAR_MM
-        distance = np.maximum(to_click - reach, (to_click - to_bg) / 2)
-    else:
-        to_fg = ndimage.distance_transform_edt(~fg, sampling=spacing) if fg.any() else FAR_MM
-        distance = np.minimum(reach - to_click, (to_fg - to_click) / 2)
-    weight = np.exp(-((to_click / reach) ** 2))
+    # Shape: the click's edge in its cone, the previous result elsewhere.
+    weight, distance = _radial(box, spacing, centre, click, beyond)
     shape_prior = weight * prior_from_distance(distance, params.softness_mm)
     shape_prior += (1 - weight) * prior_from_distance(mask_signed_distance(current, spacing), params.softness_mm)
     probability = combine(intensity, shape_prior.astype(np.float32), params.intensity_weight)
@@ -197,7 +204,7 @@ def correct(
         seeds_fg, seeds_bg = fg & current, bg | seed | ~current
     cut = graph_cut(x, probability, seeds_fg & ~seeds_bg, seeds_bg, params)
     # What is kept: the additions connected to the click, or after a removal the parts connected to a foreground
-    # click or lying beyond the click's reach.
+    # click or lying outside the click's cone.
     cut = current | connected_to(cut, seed) if is_foreground else connected_to(cut, seeds_fg | (weight < 0.05))
     result = mask.copy()
     result[box] = cut

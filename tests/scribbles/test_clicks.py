@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from benchmarks.annotator import deepest_point, dice, next_click
 from lib.transforms.guidance import check_points
-from scribbles.clicks import ClickResult, balls, segment_clicks
+from scribbles.clicks import ClickResult, _radial, balls, segment_clicks
 from tests.synthetic import tumour_volume
 
 SPACING = (0.8, 1.1, 3.3)
@@ -94,3 +95,32 @@ def test_no_foreground_click_and_nothing_to_refine_is_refused() -> None:
     image, _ = tumour_volume(seed=5, size=(32, 32, 12))
     with pytest.raises(ValueError, match="no foreground click: click inside the object first"):
         segment_clicks(image, SPACING, [], [(3, 3, 3)])
+
+
+def test_a_corrective_click_moves_the_edge_in_a_cone_seen_from_the_first_click() -> None:
+    box = (slice(0, 21), slice(0, 21), slice(0, 21))
+    centre, click = (10, 10, 10), (18, 10, 10)  # 8 mm along +I at 1 mm spacing
+    weight, distance = _radial(box, (1.0, 1.0, 1.0), centre, click, beyond=-2.0)
+    assert weight[15, 10, 10] == pytest.approx(1.0) and weight[2, 10, 10] == 0.0  # along the click; opposite
+    assert weight[10, 18, 10] == 0.0  # 90 degrees off: outside the 70-degree cone
+    assert distance[16, 10, 10] == pytest.approx(0.0)  # the edge: 8 mm - 2 mm (the leak's half-width)
+    assert distance[12, 10, 10] < 0 < distance[19, 10, 10]
+
+
+def test_background_click_in_an_oversized_result_shrinks_it_on_that_side_only() -> None:
+    image, truth = tumour_volume(seed=3, size=(64, 56, 24))
+    truth = truth.astype(bool)
+    first = deepest_point(truth, SPACING)
+    grown = ndimage.binary_dilation(truth, iterations=3)  # the result leaked all around
+    click, foreground = next_click(truth, grown, SPACING)
+    assert not foreground
+    result = segment_clicks(image, SPACING, [first], [click], previous=ClickResult((first,), (), grown)).mask
+    assert not (result & ~grown).any() and not result[click]
+    assert dice(result, truth) > dice(grown, truth) + 0.05
+    assert result[truth].mean() > 0.97  # the tumour itself stays
+    # Behind the first click, seen from the background click, the tumour stays and only the edge may move.
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in truth.shape], indexing="ij"), axis=-1)
+    behind = ((grid - np.array(first)) * np.array(SPACING)) @ ((np.array(click) - first) * np.array(SPACING)) < 0
+    edge = grown & ~ndimage.binary_erosion(grown, iterations=3)
+    assert grown[behind].sum() > 1000 and result[behind & truth].all()
+    assert not ((result != grown) & behind & ~edge).any()
