@@ -6,7 +6,9 @@ sends it: ours (``apps/tumor``: ``scribbles`` and ``clicks``), then the stock ra
 ``Histogram+GraphCut`` and ``GMM+GraphCut`` on the same scribbles and its ``deepedit`` on the first click. Prints a
 table and writes a Dice-vs-clicks plot.
 
-Usage: ``.venv/bin/python -m benchmarks.interactive [--cases 20] [--clicks 10] [--out benchmarks/results]``
+Usage: ``.venv/bin/python -m benchmarks.interactive [--cases 20] [--clicks 10] [--held-out] [--no-stock]
+[--out benchmarks/results]``. ``--held-out`` adds six cases of other collections (pyradiomics brain, breast and lung
+tumours, a BraTS oedema), never used to choose the methods' parameters.
 """
 
 from __future__ import annotations
@@ -40,6 +42,18 @@ STOCK_CONF = {
 STOCK_METHODS = ("Histogram+GraphCut", "GMM+GraphCut")
 STOCK_CLICKS = "deepedit"  # needs trained weights, which it would download: offline, nothing to click with
 MODALITIES = {"CT": "CT", "MR": "MR_T1"}
+# Other collections in ../shared/data, never used to choose the methods' parameters (reported as data "other").
+HELD_OUT = {
+    "brain1_MR": ("pyradiomics/brain1_image.nrrd", "pyradiomics/brain1_label.nrrd"),
+    "brain2_MR": ("pyradiomics/brain2_image.nrrd", "pyradiomics/brain2_label.nrrd"),
+    "breast1_MR": ("pyradiomics/breast1_image.nrrd", "pyradiomics/breast1_label.nrrd"),
+    "lung1_CT": ("pyradiomics/lung1_image.nrrd", "pyradiomics/lung1_label.nrrd"),
+    "lung2_CT": ("pyradiomics/lung2_image.nrrd", "pyradiomics/lung2_label.nrrd"),
+    "brats_edema_FLAIR": (
+        "brats2021_edema/BraTS2021_01646_flair.nii.gz",
+        "brats2021_edema/BraTS2021_01646_edema_label.nii.gz",
+    ),
+}
 LABEL_INFO = [
     {"name": "tumor", "id": 1},
     {"name": "background_scribbles", "id": 2},
@@ -94,6 +108,21 @@ def run_clicks(
     return dices, seconds, ""
 
 
+def sources(args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
+    """(case id, group, image, outline) of the first ``--cases`` STS cases (CT and MR), then the held-out ones."""
+    found = []
+    for folder in sorted(glob.glob(os.path.join(args.data, "STS_*")))[: args.cases]:
+        for modality, prefix in MODALITIES.items():
+            image = glob.glob(os.path.join(folder, f"{prefix}_image.nii*"))[0]
+            mask = glob.glob(os.path.join(folder, f"{prefix}_mask.nii*"))[0]
+            found.append((f"{os.path.basename(folder)}_{modality}", modality, image, mask))
+    if args.held_out:
+        shared = os.path.dirname(args.data)
+        for name, (image, mask) in HELD_OUT.items():
+            found.append((name, "other", os.path.join(shared, image), os.path.join(shared, mask)))
+    return found
+
+
 def serve(app: str, studies: str, conf: dict, log: str):
     process, url = start_server(app, studies, conf, log)
     wait_until_up(process, url, deadline_s=300)
@@ -107,6 +136,7 @@ def main() -> None:
     parser.add_argument("--clicks", type=int, default=10)
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
     parser.add_argument("--no-stock", action="store_true", help="skip the stock server")
+    parser.add_argument("--held-out", action="store_true", help="add the held-out cases of other collections")
     args = parser.parse_args()
     if not os.path.isdir(args.data):
         sys.exit(f"no STS data at {args.data}: this benchmark needs ../shared/data/sts")
@@ -117,18 +147,16 @@ def main() -> None:
         studies = os.path.join(tmp, "studies")
         os.makedirs(studies)
         cases = []
-        for folder in sorted(glob.glob(os.path.join(args.data, "STS_*")))[: args.cases]:
-            for modality, prefix in MODALITIES.items():
-                case_id = f"{os.path.basename(folder)}_{modality}"
-                image_path = os.path.join(studies, f"{case_id}.nii.gz")
-                os.symlink(glob.glob(os.path.join(folder, f"{prefix}_image.nii*"))[0], image_path)
-                truth, reference = read_ijk(glob.glob(os.path.join(folder, f"{prefix}_mask.nii*"))[0])
-                scribble_path = write_scribbles(truth > 0, reference, os.path.join(tmp, f"{case_id}_scribbles.nrrd"))
-                size = "x".join(map(str, reference.GetSize()))
-                cases.append(
-                    {"id": case_id, "modality": modality, "truth": truth > 0, "scribbles": scribble_path,
-                     "spacing": reference.GetSpacing(), "size": size}
-                )  # fmt: skip
+        for case_id, group, image, mask in sources(args):
+            image_path = os.path.join(studies, case_id + (".nrrd" if image.endswith(".nrrd") else ".nii.gz"))
+            os.symlink(image, image_path)
+            truth, reference = read_ijk(mask)
+            scribble_path = write_scribbles(truth > 0, reference, os.path.join(tmp, f"{case_id}_scribbles.nrrd"))
+            size = "x".join(map(str, reference.GetSize()))
+            cases.append(
+                {"id": case_id, "modality": group, "truth": truth > 0, "scribbles": scribble_path,
+                 "spacing": reference.GetSpacing(), "size": size}
+            )  # fmt: skip
 
         scribble_params = {"label_info": LABEL_INFO, "selected_label_name": "tumor", "roi": []}
         process, url = serve(APP, studies, {"model_dir": os.path.join(tmp, "model")}, os.path.join(tmp, "ours.log"))

@@ -13,7 +13,7 @@ from monai.apps.deepgrow.interaction import Interaction
 from monailabel.tasks.train.basic_train import Context
 
 from lib.config import CLICKS, TumorConfig
-from lib.trainers.segmentation import SegmentationTrainer
+from lib.trainers.segmentation import CLICK_STATS_FILE, SegmentationTrainer
 from lib.transforms.guidance import (
     click_training_transforms,
     click_validation_transforms,
@@ -31,7 +31,7 @@ class ClickTrainer(SegmentationTrainer):
     """
 
     model = CLICKS
-    stats_file = "clicks_train_stats.json"
+    stats_file = CLICK_STATS_FILE
 
     def _epochs(self, config: TumorConfig) -> int:
         return max(config.click_epochs, 1)

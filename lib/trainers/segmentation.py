@@ -26,6 +26,8 @@ from lib.transforms.pipeline import LABEL, PRED, sliding_window, training_transf
 
 logger = logging.getLogger(__name__)
 
+CLICK_STATS_FILE = "clicks_train_stats.json"
+
 
 def _coerce(request: dict[str, Any], key: str, cast: type) -> None:
     value = request[key][0] if isinstance(request[key], list) else request[key]
@@ -103,10 +105,21 @@ class SegmentationTrainer(BasicTrainTask):
         self._config["name"] = f"{self.model}_runs"  # each network's runs in their own folder under model_dir
 
     def stats(self) -> dict[str, Any]:
-        """Live stats of the current or last run; a run that died or was stopped is reported as STOPPED."""
+        """Live stats of the current or last run; a run that died or was stopped is reported as STOPPED.
+
+        The segmentation trainer's stats also carry the click network's (under ``clicks``), which trains in the
+        same run once the segmentation network is done (3D Slicer shows the first trainer's stats only).
+        """
         stats = super().stats()
         if stats.get("status") == "RUNNING" and not _running(int(stats.get("pid", -1))):
             stats["status"] = "STOPPED"
+        clicks = os.path.join(self.tumor.model_dir, CLICK_STATS_FILE)
+        if self.model == SEGMENTATION and os.path.isfile(clicks):
+            with open(clicks) as f:
+                click_stats = json.load(f)
+            if click_stats.get("status") == "RUNNING" and not _running(int(click_stats.get("pid", -1))):
+                click_stats["status"] = "STOPPED"
+            stats[CLICKS] = click_stats
         return stats
 
     def __call__(self, request: dict[str, Any], datastore: Datastore) -> dict[str, Any]:

@@ -150,6 +150,8 @@ def test_annotation_loop(server: Server) -> None:
     info = client.info()
     assert info["models"]["deepedit"]["type"] == "deepedit" and info["labels"] == ["tumor", "background"]
     assert os.path.isfile(os.path.join(server.model_dir, "clicks.pt"))
+    clicks = info["train_stats"]["segmentation"]["clicks"]  # shown next to the segmentation run's stats
+    assert clicks["status"] == "DONE" and clicks["epoch"] == clicks["total_epochs"] == 2
     image = server.cases[unlabelled[0]]
     inside = [int(v) for v in np.argwhere(image.label > 0).mean(axis=0).round()]
     slicer_params = {"tumor": [inside], "background": [[0, 0, 0]], "label": "tumor", "result_extension": ".nrrd"}
