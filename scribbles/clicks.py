@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from lib.transforms.guidance import Point, check_points
-from scribbles.graphcut import PARAMS, GraphCutParams, combine, connected_to, graph_cut, refine, region
+from scribbles.graphcut import CLICK_PARAMS, GraphCutParams, combine, connected_to, graph_cut, refine, region
 from scribbles.intensity import IntensityModel, robust_normalise
 from scribbles.shape_prior import FAR_MM, mask_signed_distance, prior_from_distance
 
@@ -132,7 +132,7 @@ def first_segmentation(
     spacing: Sequence[float],
     foreground: Sequence[Point],
     background: Sequence[Point],
-    params: GraphCutParams = PARAMS,
+    params: GraphCutParams = CLICK_PARAMS,
 ) -> np.ndarray:
     """The object around the foreground clicks, with no earlier result (boolean mask, I x J x K)."""
     shape = image.shape[1:]
@@ -154,7 +154,7 @@ def correct(
     is_foreground: bool,
     foreground: Sequence[Point],
     background: Sequence[Point],
-    params: GraphCutParams = PARAMS,
+    params: GraphCutParams = CLICK_PARAMS,
 ) -> np.ndarray:
     """Correct ``mask`` with one new click: a foreground click only adds, a background click only removes.
 
@@ -218,7 +218,7 @@ def segment_clicks(
     background_points: Sequence[Sequence[int]],
     previous: ClickResult | None = None,
     roi: np.ndarray | None = None,
-    params: GraphCutParams = PARAMS,
+    params: GraphCutParams = CLICK_PARAMS,
 ) -> ClickResult:
     """Segment the clicked object, correcting ``previous`` click by click when the clicks extend it.
 

@@ -23,7 +23,7 @@ from lib.infers.errors import InteractionError
 from lib.transforms.geometry import Geometry
 from lib.transforms.volume_io import read_volume, write_label
 from scribbles.clicks import ClickResult, segment_clicks
-from scribbles.graphcut import PARAMS, GraphCutParams, refine, roi_mask
+from scribbles.graphcut import CLICK_PARAMS, SCRIBBLE_PARAMS, GraphCutParams, refine, roi_mask
 from scribbles.shape_prior import signed_distance
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class ScribblesInfer(_Interactive):
     not empty (a pre-segmentation or earlier edits), is the prior that the scribbles correct.
     """
 
-    def __init__(self, labels: Sequence[str], params: GraphCutParams = PARAMS) -> None:
+    def __init__(self, labels: Sequence[str], params: GraphCutParams = SCRIBBLE_PARAMS) -> None:
         super().__init__(
             InferType.SCRIBBLES,
             labels,
@@ -133,7 +133,7 @@ class ClicksInfer(_Interactive):
     (sent by the module on a new sample) or a changed set of clicks starts over.
     """
 
-    def __init__(self, labels: Sequence[str], params: GraphCutParams = PARAMS) -> None:
+    def __init__(self, labels: Sequence[str], params: GraphCutParams = CLICK_PARAMS) -> None:
         super().__init__(
             InferType.DEEPGROW,
             labels,
