@@ -104,6 +104,16 @@ def _click_distance(
 CONE_COS = float(np.cos(np.deg2rad(70.0)))  # half-angle of the cone a corrective click speaks for
 
 
+def _distance_to(target: np.ndarray, point: Point, spacing: Sequence[float]) -> float:
+    """Distance (mm) from ``point`` to the nearest voxel of ``target``, looked for within ``SEARCH_MM``."""
+    reach = [int(np.ceil(SEARCH_MM / s)) for s in spacing]
+    window = tuple(slice(max(p - r, 0), min(p + r + 1, n)) for p, r, n in zip(point, reach, target.shape))
+    if not target[window].any():
+        return SEARCH_MM
+    distance = ndimage.distance_transform_edt(~target[window], sampling=spacing)
+    return float(min(distance[tuple(p - w.start for p, w in zip(point, window))], SEARCH_MM))
+
+
 def _nearest(points: Sequence[Point], to: Point, spacing: Sequence[float]) -> Point:
     return min(points, key=lambda p: sum(((a - b) * s) ** 2 for a, b, s in zip(p, to, spacing)))
 
@@ -168,11 +178,9 @@ def correct(
     if not is_foreground and not mask[click]:
         return mask  # nothing to remove here; the click still acts as a background seed from now on
     if is_foreground:
-        centre = foreground[0]
-        beyond = float(ndimage.distance_transform_edt(~mask, sampling=spacing)[click]) if mask.any() else 0.0
+        centre, beyond = foreground[0], _distance_to(mask, click, spacing)  # the missed part's half-width
     else:
-        centre = _nearest(foreground, click, spacing)
-        beyond = -float(ndimage.distance_transform_edt(mask, sampling=spacing)[click])
+        centre, beyond = _nearest(foreground, click, spacing), -_distance_to(~mask, click, spacing)  # the leak's
     seed = balls(shape, spacing, [click], SEED_RADIUS_MM)
     margin = GraphCutParams(margin_mm=SEED_RADIUS_MM + 2 * max(beyond, 0.0), margin_fraction=0.0)
     box = region(shape, spacing, [seed, mask], margin)

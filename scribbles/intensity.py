@@ -28,7 +28,7 @@ class IntensityModel:
         seed: random seed for sampling and fitting, so that the same marks give the same result.
     """
 
-    def __init__(self, components: int = 3, max_samples: int = 20000, seed: int = 0) -> None:
+    def __init__(self, components: int = 3, max_samples: int = 5000, seed: int = 0) -> None:
         self.components = components
         self.max_samples = max_samples
         self.seed = seed
