@@ -256,7 +256,8 @@ def plot(results: dict, path: str) -> None:
         if "curves" in entry:
             curves = np.array(entry["curves"])
             clicks = np.arange(1, curves.shape[1] + 1)
-            ax.plot(clicks, curves.mean(0), marker="o", label=f"{method}, STS {modality} (mean)")
+            data = "held-out, other collections" if modality == "other" else f"STS {modality}"
+            ax.plot(clicks, curves.mean(0), marker="o", label=f"{method}, {data} (mean)")
             ax.fill_between(clicks, *np.percentile(curves, [25, 75], axis=0), alpha=0.2)
     ax.axhline(0.75, color="grey", linestyle="--", linewidth=1, label="target after 5 clicks")
     ax.set(xlabel="clicks", ylabel="Dice", ylim=(0, 1), title="Clicks without training (mean, IQR band)")
