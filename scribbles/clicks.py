@@ -62,6 +62,12 @@ def _border(shape: Sequence[int]) -> np.ndarray:
     return border
 
 
+def _depth(tissue: np.ndarray, seeds: np.ndarray, spacing: Sequence[float]) -> float:
+    """The largest distance (mm) from a seed voxel to the nearest voxel outside ``tissue`` (or the box)."""
+    inside = ndimage.distance_transform_edt(np.pad(tissue, 1), sampling=spacing)[(slice(1, -1),) * tissue.ndim]
+    return float(inside[seeds].max())
+
+
 def object_radius(
     x: np.ndarray,
     spacing: Sequence[float],
@@ -80,12 +86,10 @@ def object_radius(
     probability = IntensityModel(components=1).fit(x, samples, others).foreground_probability(x)
     # Depth in the tissue as it is (right for small, even objects) and smoothed over its texture (right for large,
     # heterogeneous ones); both can only underestimate, so the larger counts.
-    depth = 0.0
-    for like in (probability, ndimage.gaussian_filter(probability, [TEXTURE_MM / s for s in spacing])):
-        like = (like > 0.5) | seeds
-        inside = ndimage.distance_transform_edt(np.pad(like, 1), sampling=spacing)[(slice(1, -1),) * like.ndim]
-        depth = max(depth, float(inside[seeds].max()))
-    volume = connected_to(like, seeds).sum() * float(np.prod(spacing))
+    raw = (probability > 0.5) | seeds
+    smoothed = (ndimage.gaussian_filter(probability, [TEXTURE_MM / s for s in spacing]) > 0.5) | seeds
+    depth = max(_depth(raw, seeds, spacing), _depth(smoothed, seeds, spacing))
+    volume = connected_to(smoothed, seeds).sum() * float(np.prod(spacing))
     radius = min(DEPTH_TO_RADIUS * depth, (3 * volume / (4 * np.pi)) ** (1 / 3))
     return float(np.clip(radius, SAMPLE_RADIUS_MM, SEARCH_MM))
 

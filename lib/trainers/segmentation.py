@@ -51,6 +51,13 @@ def _running(pid: int) -> bool:
         return False
 
 
+def _live(stats: dict[str, Any]) -> dict[str, Any]:
+    """``stats`` with a RUNNING run whose process is gone (stopped, crashed, left by an old server) as STOPPED."""
+    if stats.get("status") == "RUNNING" and not _running(int(stats.get("pid", -1))):
+        stats["status"] = "STOPPED"
+    return stats
+
+
 class SegmentationTrainer(BasicTrainTask):
     """Patch-based training of the served network from annotators' corrections.
 
@@ -110,16 +117,11 @@ class SegmentationTrainer(BasicTrainTask):
         The segmentation trainer's stats also carry the click network's (under ``clicks``), which trains in the
         same run once the segmentation network is done (3D Slicer shows the first trainer's stats only).
         """
-        stats = super().stats()
-        if stats.get("status") == "RUNNING" and not _running(int(stats.get("pid", -1))):
-            stats["status"] = "STOPPED"
+        stats = _live(super().stats())
         clicks = os.path.join(self.tumor.model_dir, CLICK_STATS_FILE)
         if self.model == SEGMENTATION and os.path.isfile(clicks):
-            with open(clicks) as f:
-                click_stats = json.load(f)
-            if click_stats.get("status") == "RUNNING" and not _running(int(click_stats.get("pid", -1))):
-                click_stats["status"] = "STOPPED"
-            stats[CLICKS] = click_stats
+            with open(clicks) as f:  # written atomically by the run (RunMonitor)
+                stats[CLICKS] = _live(json.load(f))
         return stats
 
     def __call__(self, request: dict[str, Any], datastore: Datastore) -> dict[str, Any]:
@@ -131,7 +133,7 @@ class SegmentationTrainer(BasicTrainTask):
         request["multi_gpu"] = False
         result = super().__call__(request, datastore)
         if self.model == SEGMENTATION and self.tumor.click_epochs > 0:
-            from lib.trainers.clicks import ClickTrainer
+            from lib.trainers.clicks import ClickTrainer  # here: lib.trainers.clicks imports this module
 
             # The annotator's options carry over; epochs, run folder and names are the click network's own.
             clicks = {k: v for k, v in request.items() if k not in ("max_epochs", "run_id", "name", "model")}
