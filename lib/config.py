@@ -23,6 +23,8 @@ SEGMENTATION = "segmentation"
 CLICKS = "clicks"
 MODELS = (SEGMENTATION, CLICKS)
 GUIDANCE = ("foreground", "background")
+# Share of a training run's time budget the segmentation network may use when the click network trains after it.
+SEGMENTATION_SHARE = 2 / 3
 NETWORKS = {"segresnet": 8, "unet": 16}  # name -> the factor every patch dimension must divide by
 TRACKING = ("none", "mlflow")
 # Keys that monailabel itself understands in --conf; accepted and left to monailabel.
@@ -43,7 +45,9 @@ class TumorConfig:
             non-zero voxels).
         ct_window: lower and upper HU bound used by the ``ct`` preset.
         spacing: target voxel spacing in mm along the image's i, j, k axes.
-        patch_size: network window in voxels (training crops and sliding-window inference).
+        patch_size: training crop in voxels, and the smallest sliding window.
+        window_voxels: largest sliding window at inference, validation and scoring, in voxels: the whole image in
+            one window when it fits, else fewer, larger windows than the training patch.
         channels: number of image channels (sequences) the network takes.
         network: ``"segresnet"`` (default) or ``"unet"``.
         features: feature maps of the first network level (network width).
@@ -55,6 +59,9 @@ class TumorConfig:
         click_epochs: epochs of the click-guided network trained after the segmentation network in the same run
             (0: do not train it).
         click_rounds: simulated corrective clicks per training iteration of the click-guided network.
+        train_minutes: wall-clock budget of one training run (Train or Auto-Update), both networks together: each
+            network stops after its last epoch that fits and publishes its best weights. The segmentation network
+            may use ``SEGMENTATION_SHARE`` of it when the click network is trained too, which gets the rest.
         learning_rate: AdamW learning rate.
         val_split: fraction of labelled cases held out for validation (at least one case is kept for training).
         samples_per_case: random patches drawn from a case per training iteration.
@@ -67,11 +74,12 @@ class TumorConfig:
     labels: tuple[str, ...] = ("tumor",)
     modality: str = "ct"
     ct_window: tuple[float, float] = (-200.0, 400.0)
-    spacing: tuple[float, float, float] = (1.5, 1.5, 3.0)
+    spacing: tuple[float, float, float] = (2.0, 2.0, 4.0)
     patch_size: tuple[int, int, int] = (96, 96, 32)
+    window_voxels: int = 160 * 160 * 64
     channels: int = 1
     network: str = "segresnet"
-    features: int = 16
+    features: int = 8
     dropout: float = 0.2
     device: str = "auto"
     checkpoint: str = ""
@@ -79,7 +87,8 @@ class TumorConfig:
     epochs: int = 50
     click_epochs: int = 20
     click_rounds: int = 3
-    learning_rate: float = 3e-4
+    train_minutes: float = 8.0
+    learning_rate: float = 1e-3
     val_split: float = 0.2
     samples_per_case: int = 4
     cache_cases: int = 16
@@ -232,6 +241,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "ct_window": _window,
     "spacing": lambda v: _numbers("spacing", v, 3, _positive_float, "three positive mm values 'i,j,k' or one"),
     "patch_size": lambda v: _numbers("patch_size", v, 3, _positive_int, "three positive voxel counts 'i,j,k'"),
+    "window_voxels": lambda v: _scalar("window_voxels", v, _positive_int, "a positive number of voxels"),
     "channels": lambda v: _scalar("channels", v, _positive_int, "a positive integer"),
     "network": lambda v: _choice("network", v, tuple(NETWORKS)),
     "features": lambda v: _scalar("features", v, _positive_int, "a positive integer"),
@@ -242,6 +252,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "epochs": lambda v: _scalar("epochs", v, _positive_int, "a positive integer"),
     "click_epochs": lambda v: _scalar("click_epochs", v, _at_least(0), "a non-negative integer"),
     "click_rounds": lambda v: _scalar("click_rounds", v, _at_least(0), "a non-negative integer"),
+    "train_minutes": lambda v: _scalar("train_minutes", v, _positive_float, "a positive number of minutes"),
     "learning_rate": lambda v: _scalar("learning_rate", v, _positive_float, "a positive number"),
     "val_split": lambda v: _scalar("val_split", v, _fraction, "a fraction in [0, 1)"),
     "samples_per_case": lambda v: _scalar("samples_per_case", v, _positive_int, "a positive integer"),

@@ -21,6 +21,7 @@ from lib.config import TumorConfig, parse_config
 from lib.datastore import TumorDatastore
 from lib.infers import ClickSegmentationInfer, InteractionError, ModelNotTrainedError, SegmentationInfer
 from lib.scoring import EpistemicScoring
+from lib.scoring.epistemic import LOW_PRIORITY
 from lib.trainers import SegmentationTrainer
 from lib.transforms.volume_io import VolumeReadError
 from scribbles import ClicksInfer, ScribblesInfer
@@ -119,11 +120,14 @@ class TumorApp(MONAILabelApp):
 
         A training run asks the server for scoring when it ends; stock MONAI Label posts to ``/scoring/{method}``,
         which refuses while a scoring job is running, so weights published just then would never be scored.
-        ``/scoring/`` queues the request.
+        ``/scoring/`` queues the request. These jobs run at a lower CPU priority than the annotator's requests.
         """
+        params = dict(params or {})
+        for name in self._scoring_methods:
+            params[name] = {LOW_PRIORITY: True, **(params.get(name) or {})}
         if self._server_mode or method:
             return super().async_scoring(method, params)
-        return self._local_request("/scoring/", params or {}, "Scoring") or {}
+        return self._local_request("/scoring/", params, "Scoring") or {}
 
     def next_sample(self, request: dict[str, Any]) -> dict[str, Any]:
         """Next image to label; an empty reply (no ``id``) means every image is labelled."""

@@ -3,6 +3,9 @@
 The score is the mutual information between the prediction and the weights (BALD; Houlsby et al. 2011),
 averaged over voxels: high where dropout samples disagree, i.e. where the model has not seen similar data.
 It is stored as ``epistemic_entropy`` in each image's info, the key MONAI Label's ``Epistemic`` strategy ranks by.
+
+Scoring jobs the server starts itself (at start-up, after Next Sample, after training) run in their own process at
+a lower CPU priority, so an annotator's requests are not slowed by them.
 """
 
 from __future__ import annotations
@@ -27,6 +30,20 @@ logger = logging.getLogger(__name__)
 
 SCORE_KEY = "epistemic_entropy"
 MODEL_TS_KEY = "epistemic_ts"
+LOW_PRIORITY = "low_priority"  # request key: lower this process's CPU priority before scoring
+NICENESS = 10
+
+
+def lower_priority(increment: int = NICENESS) -> None:
+    """Raise the niceness of every thread of this process (Linux applies niceness per thread; threads started
+    later, such as PyTorch's intra-op pool, inherit it from their creator)."""
+    tasks = "/proc/self/task"
+    threads = [int(t) for t in os.listdir(tasks)] if os.path.isdir(tasks) else [0]
+    for tid in threads:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
+        except OSError as e:  # a thread that just ended
+            logger.debug("Could not lower the priority of thread %d: %s", tid, e)
 
 
 def mutual_information(probabilities: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -56,6 +73,9 @@ class EpistemicScoring(ScoringMethod):
         if path is None:
             logger.info("Epistemic scoring skipped: no trained weights yet")
             return {"scored": 0, "skipped": "no trained weights"}
+        if request.get(LOW_PRIORITY):
+            lower_priority()
+            logger.info("Epistemic scoring at a lower CPU priority (niceness +%d)", NICENESS)
         model_ts = os.stat(path).st_mtime_ns  # weights published within one second still differ
         samples = int(request.get("mc_samples", self.tumor.mc_samples))
         device = self.tumor.torch_device()

@@ -3,7 +3,8 @@
 3D Slicer polls ``/info`` while a run is going and draws ``epoch / total_epochs`` and ``best_metric``; it shows
 ~0% whenever ``total_time`` is present, so that key is written only when the run has finished. The best weights
 are kept in memory and published (atomically) only when the run completes: a stopped, crashed or killed run
-leaves the previously served weights untouched.
+leaves the previously served weights untouched. A run with a deadline (the ``train_minutes`` budget) ends after
+the last epoch that fits before it, and completes normally.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ def write_json(path: str, content: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 3) if values else None
+
+
 def _number(value: Any) -> float | None:
     value = float(torch.as_tensor(value).float().mean()) if value is not None else None
     return None if value is None or math.isnan(value) else value
@@ -57,6 +62,8 @@ class RunMonitor:
         run_id: identifier of this run.
         cases: number of training and validation cases.
         model: which of the app's networks is trained (segmentation or clicks).
+        deadline: ``time.time()`` by which the run must end (None: run all epochs). The run stops after an epoch
+            when one more epoch, as long as the slowest so far, would end past it; at least one epoch runs.
     """
 
     def __init__(
@@ -67,6 +74,7 @@ class RunMonitor:
         run_id: str,
         cases: dict[str, int],
         model: str = SEGMENTATION,
+        deadline: float | None = None,
     ) -> None:
         self.config = config
         self.model = model
@@ -80,17 +88,42 @@ class RunMonitor:
         self.best_per_label: dict[str, float | None] = {}
         self.best_state: dict[str, torch.Tensor] | None = None
         self.trainer: Engine | None = None
+        self.deadline = deadline
+        self.epoch_start = self.start
+        self.epoch_seconds: list[float] = []  # whole epochs, validation included
+        self.train_seconds: list[float] = []  # training iterations only
+        self.stopped_early = False
 
     def attach(self, trainer: Engine, evaluator: Engine | None) -> None:
         """Register on the engines (after the validation handler, so each epoch sees its validation)."""
         self.trainer = trainer
         trainer.add_event_handler(Events.STARTED, self._write, "RUNNING")
+        trainer.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
         if evaluator is not None:
             evaluator.add_event_handler(Events.EPOCH_COMPLETED, self._validated)
         else:
             trainer.add_event_handler(Events.EPOCH_COMPLETED, self._trained_without_validation)
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, self._stop_before_deadline)
         trainer.add_event_handler(Events.EPOCH_COMPLETED, self._write, "RUNNING")
         trainer.add_event_handler(Events.COMPLETED, self._completed)
+
+    def _epoch_started(self, trainer: Engine) -> None:
+        self.epoch_start = time.time()
+
+    def _stop_before_deadline(self, trainer: Engine) -> None:
+        now = time.time()
+        self.epoch_seconds.append(now - self.epoch_start)
+        self.train_seconds.append(trainer.state.times.get(Events.EPOCH_COMPLETED.name) or 0.0)
+        more = trainer.state.epoch < trainer.state.max_epochs
+        if self.deadline is not None and more and now + max(self.epoch_seconds) > self.deadline:
+            logger.info(
+                "Run %s: stopping after epoch %d of %d, the next would pass the time budget",
+                self.run_id,
+                trainer.state.epoch,
+                trainer.state.max_epochs,
+            )
+            self.stopped_early = True
+            trainer.terminate()
 
     def _keep(self, metric: float | None, per_label: dict[str, float | None]) -> None:
         self.best_metric, self.best_per_label = metric, per_label
@@ -129,6 +162,9 @@ class RunMonitor:
             "validated": VAL_DICE if self.cases.get("val") else TRAIN_DICE,
             "dice_per_label": self.best_per_label,
             "cases": self.cases,
+            "stopped_by_time_budget": self.stopped_early,
+            "seconds_per_epoch": _mean(self.epoch_seconds),
+            "train_seconds_per_epoch": _mean(self.train_seconds),
             "train_loss": _number(state.output[0]["loss"]) if state and isinstance(state.output, list) else None,
         }
         stats["total_time" if status == "DONE" else "current_time"] = elapsed

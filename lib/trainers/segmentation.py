@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from typing import Any
 
 import psutil
@@ -18,7 +19,7 @@ from monailabel.tasks.train.basic_train import BasicTrainTask, Context
 from monailabel.utils.async_tasks.utils import processes
 
 from lib.checkpoint import CheckpointError, load_weights, serving_checkpoint
-from lib.config import CLICKS, SEGMENTATION, TumorConfig
+from lib.config import CLICKS, SEGMENTATION, SEGMENTATION_SHARE, TumorConfig
 from lib.datastore.validation import InvalidUploadError, check_image, check_label
 from lib.networks import build_network
 from lib.trainers.run_monitor import VAL_DICE, VAL_DICE_PER_LABEL, RunMonitor
@@ -68,8 +69,13 @@ class SegmentationTrainer(BasicTrainTask):
     When ``click_epochs`` > 0, the same run then trains the click-guided network (:class:`ClickTrainer`) on the
     same cases, so every Train or Auto-Update round improves both.
 
+    A run ends after ``max_epochs`` or when its ``train_minutes`` budget would be passed, whichever comes first
+    (the segmentation network may use ``SEGMENTATION_SHARE`` of it when the click network trains after it).
+
     Args:
         config: the app configuration.
+        deadline: ``time.time()`` by which the run must end; None to take it from ``train_minutes`` at each call
+            (the click trainer is given what is left of the segmentation run's budget).
     """
 
     model = SEGMENTATION
@@ -81,7 +87,7 @@ class SegmentationTrainer(BasicTrainTask):
     def _describe(self, config: TumorConfig) -> str:
         return f"Fine-tune the tumour model on submitted labels ({', '.join(config.labels)})"
 
-    def __init__(self, config: TumorConfig) -> None:
+    def __init__(self, config: TumorConfig, deadline: float | None = None) -> None:
         mlflow = config.tracking == "mlflow"
         tracking_uri = config.tracking_uri or f"sqlite:///{os.path.abspath(config.model_dir)}/mlflow.db"
         super().__init__(
@@ -89,6 +95,7 @@ class SegmentationTrainer(BasicTrainTask):
             description=self._describe(config),
             config={
                 "max_epochs": self._epochs(config),
+                "train_minutes": config.train_minutes,
                 "val_split": config.val_split,
                 "learning_rate": config.learning_rate,
                 "device": [str(config.torch_device())],
@@ -107,6 +114,8 @@ class SegmentationTrainer(BasicTrainTask):
             tracking_uri=tracking_uri,
         )
         self.tumor = config
+        self.deadline = deadline
+        self._run_deadline: float | None = deadline
         for key in ("early_stop_patience", "gpus"):
             self._config.pop(key, None)
         self._config["name"] = f"{self.model}_runs"  # each network's runs in their own folder under model_dir
@@ -125,19 +134,32 @@ class SegmentationTrainer(BasicTrainTask):
         return stats
 
     def __call__(self, request: dict[str, Any], datastore: Datastore) -> dict[str, Any]:
+        start = time.time()
         request = {**self._config, **request}
-        for key, cast in (("max_epochs", int), ("val_split", float), ("learning_rate", float)):
+        casts = (("max_epochs", int), ("val_split", float), ("learning_rate", float), ("train_minutes", float))
+        for key, cast in casts:
             _coerce(request, key, cast)
-        if request["max_epochs"] < 1 or not 0 <= request["val_split"] < 1 or request["learning_rate"] <= 0:
-            raise ValueError("training options need max_epochs >= 1, 0 <= val_split < 1 and learning_rate > 0")
+        if (
+            request["max_epochs"] < 1
+            or not 0 <= request["val_split"] < 1
+            or request["learning_rate"] <= 0
+            or request["train_minutes"] <= 0
+        ):
+            raise ValueError(
+                "training options need max_epochs >= 1, 0 <= val_split < 1, learning_rate > 0 and train_minutes > 0"
+            )
         request["multi_gpu"] = False
+        deadline = self.deadline or start + 60 * request["train_minutes"]
+        with_clicks = self.model == SEGMENTATION and self.tumor.click_epochs > 0
+        self._run_deadline = start + SEGMENTATION_SHARE * (deadline - start) if with_clicks else deadline
         result = super().__call__(request, datastore)
-        if self.model == SEGMENTATION and self.tumor.click_epochs > 0:
+        if with_clicks:
             from lib.trainers.clicks import ClickTrainer  # here: lib.trainers.clicks imports this module
 
             # The annotator's options carry over; epochs, run folder and names are the click network's own.
             clicks = {k: v for k, v in request.items() if k not in ("max_epochs", "run_id", "name", "model")}
-            result = {**result, CLICKS: ClickTrainer(self.tumor)({**clicks, "model": CLICKS}, datastore)}
+            trainer = ClickTrainer(self.tumor, deadline=deadline)
+            result = {**result, CLICKS: trainer({**clicks, "model": CLICKS}, datastore)}
         return result
 
     def pre_process(self, request: dict[str, Any], datastore: Datastore) -> list[dict[str, str]]:
@@ -224,7 +246,9 @@ class SegmentationTrainer(BasicTrainTask):
 
     def finalize(self, context: Context) -> None:
         cases = {"train": len(context.train_datalist), "val": len(context.val_datalist)}
-        monitor = RunMonitor(self.tumor, context.network, self._stats_path, context.run_id, cases, self.model)
+        monitor = RunMonitor(
+            self.tumor, context.network, self._stats_path, context.run_id, cases, self.model, self._run_deadline
+        )
         monitor.attach(context.trainer, context.evaluator)
 
     def train(self, rank: int, world_size: int, request: dict[str, Any], datalist: list) -> dict[str, Any]:

@@ -6,11 +6,16 @@ shared steps, so the network sees the same data in both (a test asserts it).
 
 from __future__ import annotations
 
-from monai.inferers import SlidingWindowInferer
+import math
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import torch
+from monai.inferers import Inferer, sliding_window_inference
 from monai.transforms import (
     Activationsd,
-    AsDiscreted,
     EnsureTyped,
+    MapTransform,
     NormalizeIntensityd,
     RandCropByPosNegLabeld,
     RandFlipd,
@@ -22,7 +27,7 @@ from monai.transforms import (
     Transform,
 )
 
-from lib.config import TumorConfig
+from lib.config import NETWORKS, TumorConfig
 from lib.transforms.resample import ResampleToSpacingd, ResizeToGeometryd
 from lib.transforms.volume_io import LoadVolumed
 
@@ -40,13 +45,17 @@ def normalisation(config: TumorConfig) -> Transform:
 
 
 def preprocessing(config: TumorConfig, with_label: bool) -> list[Transform]:
-    """Read, normalise and resample to the model's spacing (deterministic; cached during training)."""
+    """Read, resample to the model's spacing, normalise (deterministic; cached during training).
+
+    Resampling comes first, as in MONAI's radiology app, so normalisation runs on the (usually far fewer) voxels of
+    the model grid: for a 4-sequence 240x240x155 MR it took 0.22 s before resampling and 0.02 s after.
+    """
     keys = [IMAGE, LABEL] if with_label else [IMAGE]
     modes = ["trilinear", "nearest"] if with_label else ["trilinear"]
     return [
         LoadVolumed(keys, channels=config.channels),
-        normalisation(config),
         ResampleToSpacingd(keys, config.spacing, modes),
+        normalisation(config),
         EnsureTyped(keys, dtype="float32", track_meta=False),
     ]
 
@@ -84,17 +93,81 @@ def inference_transforms(config: TumorConfig) -> list[Transform]:
     return preprocessing(config, with_label=False)
 
 
+def argmax_channels(probabilities: torch.Tensor) -> torch.Tensor:
+    """Index of the largest channel at each voxel of a ``(C, ...)`` tensor, as ``(1, ...)`` uint8.
+
+    Same result as ``torch.argmax(dim=0)`` (the first channel wins ties), as a running maximum over the channels:
+    on CPU ``torch.argmax`` over the leading dimension of a volume is about 100 times slower (1.4 s against 0.01 s
+    for 2 x 240 x 240 x 155 voxels).
+    """
+    best = probabilities[0].clone()
+    label = torch.zeros(best.shape, dtype=torch.uint8, device=best.device)
+    for channel in range(1, probabilities.shape[0]):
+        label[probabilities[channel] > best] = channel
+        torch.maximum(best, probabilities[channel], out=best)
+    return label[None]
+
+
+class ArgmaxChannelsd(MapTransform):
+    """:func:`argmax_channels` on ``keys``."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = argmax_channels(torch.as_tensor(d[key]))
+        return d
+
+
 def inference_postprocessing() -> list[Transform]:
     """Softmax, back to the original grid, then one label value per voxel (0..K)."""
     return [
         Activationsd(PRED, softmax=True),
         ResizeToGeometryd(PRED, ref=IMAGE, mode="trilinear"),
-        AsDiscreted(PRED, argmax=True, dtype="uint8"),
+        ArgmaxChannelsd(PRED),
     ]
 
 
-def sliding_window(config: TumorConfig, batch_size: int = 1) -> SlidingWindowInferer:
-    """Whole-volume inference in patch-sized windows, blended with Gaussian weights."""
-    return SlidingWindowInferer(
-        roi_size=config.patch_size, sw_batch_size=batch_size, overlap=0.25, mode="gaussian", padding_mode="constant"
-    )
+def window_size(config: TumorConfig, shape: Sequence[int]) -> tuple[int, int, int]:
+    """Sliding-window size for an image of ``shape`` voxels on the model grid.
+
+    The whole image in one window (each side rounded up to the network's size factor) when that holds at most
+    ``config.window_voxels``; otherwise the longest side is halved until it fits. Never smaller than the training
+    patch. One large window does the work of many overlapping patches: the network runs on each voxel once.
+    """
+    factor = NETWORKS[config.network]
+    window = [max(p, math.ceil(n / factor) * factor) for p, n in zip(config.patch_size, shape)]
+    while math.prod(window) > config.window_voxels:
+        axis = max(range(3), key=lambda a: window[a] / config.patch_size[a])
+        if window[axis] <= config.patch_size[axis]:
+            break
+        window[axis] = max(config.patch_size[axis], math.ceil(window[axis] / 2 / factor) * factor)
+    return tuple(window)  # type: ignore[return-value]
+
+
+class SlidingWindow(Inferer):
+    """Whole-volume inference in windows sized by :func:`window_size`, blended with Gaussian weights.
+
+    Used by inference, validation and scoring alike, so the validation Dice is the served model's.
+    """
+
+    def __init__(self, config: TumorConfig, batch_size: int = 1) -> None:
+        super().__init__()
+        self.config = config
+        self.batch_size = batch_size
+
+    def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return sliding_window_inference(
+            inputs,
+            window_size(self.config, inputs.shape[2:]),
+            self.batch_size,
+            network,
+            overlap=0.25,
+            mode="gaussian",
+            padding_mode="constant",
+            **kwargs,
+        )
+
+
+def sliding_window(config: TumorConfig, batch_size: int = 1) -> SlidingWindow:
+    """The app's whole-volume inferer (see :class:`SlidingWindow`)."""
+    return SlidingWindow(config, batch_size)

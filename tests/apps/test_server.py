@@ -180,6 +180,7 @@ def test_annotation_loop(server: Server) -> None:
 
     uncertainty = poll(scores, "epistemic scores of the unlabelled images")
     assert all(np.isfinite(v) and v >= 0 for v in uncertainty.values())
+    assert "Epistemic scoring at a lower CPU priority" in server.log()  # the annotator's requests come first
     sample = client.next_sample("epistemic", {})
     assert sample["id"] == max(uncertainty, key=uncertainty.get)
 

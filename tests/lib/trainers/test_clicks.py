@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from lib.checkpoint import load_weights, read_checkpoint
 from lib.config import CLICKS, GUIDANCE, TumorConfig
 from lib.datastore import TumorDatastore
@@ -46,3 +48,20 @@ def test_no_click_network_when_click_epochs_is_zero(make_config, tmp_path: Path)
     result = SegmentationTrainer(config)({}, TumorDatastore(labelled_studies(tmp_path, 2), config))
     assert result["status"] == "DONE" and CLICKS not in result
     assert Path(config.published_path()).is_file() and not Path(config.published_path(CLICKS)).exists()
+
+
+def test_time_budget_ends_both_networks_runs_early_and_publishes(make_config, tmp_path: Path) -> None:
+    config: TumorConfig = make_config(
+        epochs="50", click_epochs="50", click_rounds="1", samples_per_case="2", train_minutes="0.001"
+    )
+    result = SegmentationTrainer(config)({}, TumorDatastore(labelled_studies(tmp_path), config))
+
+    assert (result["epoch"], result[CLICKS]["epoch"]) == (1, 1)
+    assert result["stopped_by_time_budget"] and result[CLICKS]["stopped_by_time_budget"]
+    assert Path(config.published_path()).is_file() and Path(config.published_path(CLICKS)).is_file()
+
+
+def test_annotator_time_budget_must_be_positive(make_config, tmp_path: Path) -> None:
+    config: TumorConfig = make_config(epochs="1", click_epochs="0")
+    with pytest.raises(ValueError, match="train_minutes > 0"):
+        SegmentationTrainer(config)({"train_minutes": "0"}, TumorDatastore(labelled_studies(tmp_path, 2), config))

@@ -159,3 +159,53 @@ def test_crashed_run_publishes_nothing(config: TumorConfig, stats_path: Path) ->
 
     assert not Path(config.published_path()).exists()
     assert json.loads(stats_path.read_text())["status"] == "RUNNING"
+
+
+class Clock:
+    """A settable ``time.time`` stand-in; the tests advance it by ``epoch_s`` at every training iteration."""
+
+    def __init__(self, epoch_s: float) -> None:
+        self.now = 1000.0
+        self.epoch_s = epoch_s
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_run_stops_after_the_last_epoch_that_fits_its_deadline(
+    config: TumorConfig, stats_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(epoch_s=10.0)
+    monkeypatch.setattr("lib.trainers.run_monitor.time.time", clock)
+    network = build_network(config)
+    trainer = make_trainer(network)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: setattr(clock, "now", clock.now + clock.epoch_s))
+    # 35 s of budget for 10 s epochs: epochs 1-3 end at 10, 20, 30 s; a 4th would end at 40 s, past the deadline.
+    RunMonitor(config, network, str(stats_path), "run-5", {"train": 1, "val": 0}, deadline=clock.now + 35).attach(
+        trainer, None
+    )
+
+    trainer.run([0], max_epochs=10)
+
+    assert trainer.state.epoch == 3
+    _, meta = read_checkpoint(config.published_path(), config)
+    assert meta["run_id"] == "run-5" and meta["epoch"] == 3  # a budget-ended run completes and publishes
+    final = json.loads(stats_path.read_text())
+    assert final["status"] == "DONE" and final["stopped_by_time_budget"] is True
+    assert final["seconds_per_epoch"] == pytest.approx(10.0)  # what a 4th epoch was predicted to take
+
+
+def test_run_within_its_deadline_runs_every_epoch(config: TumorConfig, stats_path: Path, monkeypatch) -> None:
+    clock = Clock(epoch_s=10.0)
+    monkeypatch.setattr("lib.trainers.run_monitor.time.time", clock)
+    network = build_network(config)
+    trainer = make_trainer(network)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: setattr(clock, "now", clock.now + clock.epoch_s))
+    RunMonitor(config, network, str(stats_path), "run-6", {"train": 1, "val": 0}, deadline=clock.now + 1).attach(
+        trainer, None
+    )
+
+    trainer.run([0], max_epochs=1)  # one epoch always runs, even past the deadline
+
+    assert trainer.state.epoch == 1 and Path(config.published_path()).is_file()
+    assert json.loads(stats_path.read_text())["stopped_by_time_budget"] is False

@@ -19,9 +19,12 @@ from lib.transforms.geometry import Geometry
 from lib.transforms.pipeline import (
     IMAGE,
     LABEL,
+    argmax_channels,
     inference_transforms,
+    sliding_window,
     training_transforms,
     validation_transforms,
+    window_size,
 )
 from lib.transforms.resample import resampled_shape
 from tests.synthetic import SyntheticCase
@@ -201,3 +204,43 @@ def test_infer_picks_up_newly_published_weights(
     # Make the republished file's timestamp differ even on coarse-grained filesystems.
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     assert task({"image": case.image_path, "device": "cpu"})[1]["model"]["run_id"] == "second"
+
+
+@pytest.mark.parametrize(
+    ("shape", "limit", "window"),
+    [
+        ((113, 119, 93), 160 * 160 * 64, (120, 120, 96)),  # the whole image, sides rounded up to 8
+        ((50, 40, 10), 160 * 160 * 64, (96, 96, 32)),  # never smaller than the training patch
+        ((300, 300, 120), 160 * 160 * 64, (152, 152, 64)),  # halved along the longest sides until it fits
+        ((300, 300, 120), 1, (96, 96, 32)),  # a budget below the patch: the patch
+    ],
+)
+def test_window_size(make_config: ConfigFactory, shape: tuple, limit: int, window: tuple) -> None:
+    config = make_config(patch_size="96,96,32", window_voxels=str(limit))
+    assert window_size(config, shape) == window
+    assert all(w % 8 == 0 for w in window)
+
+
+def test_sliding_window_runs_the_network_once_on_an_image_that_fits(make_config: ConfigFactory) -> None:
+    config = make_config(patch_size="16,16,8", window_voxels=str(40 * 40 * 16))
+    calls: list[tuple[int, ...]] = []
+
+    def network(x: torch.Tensor) -> torch.Tensor:
+        calls.append(tuple(x.shape))
+        return torch.cat([x, 2 * x], dim=1)
+
+    image = torch.rand(1, 1, 33, 30, 12)
+    output = sliding_window(config)(image, network)
+
+    assert calls == [(1, 1, 40, 32, 16)]  # one window: the image padded to multiples of 8
+    assert output.shape == (1, 2, 33, 30, 12)
+    torch.testing.assert_close(output[:, 1:], 2 * image)  # the padding is cropped away, values untouched
+
+
+@pytest.mark.parametrize("channels", [2, 3, 5])
+def test_argmax_channels_matches_torch_argmax_ties_included(channels: int) -> None:
+    generator = torch.Generator().manual_seed(channels)
+    probabilities = torch.rand(channels, 9, 8, 7, generator=generator).round(decimals=1)  # many exact ties
+    label = argmax_channels(probabilities)
+    assert label.dtype == torch.uint8 and label.shape == (1, 9, 8, 7)
+    torch.testing.assert_close(label[0], torch.argmax(probabilities, dim=0).to(torch.uint8))
