@@ -7,6 +7,7 @@ model (labels, channels, spacing, patch, normalisation, network) is declared twi
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import TypeVar
 import torch
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 MODALITIES = ("ct", "mr")
 # The two networks the app trains and serves: the auto segmentation, and the click-guided network (DeepEdit-style)
@@ -27,6 +29,8 @@ GUIDANCE = ("foreground", "background")
 SEGMENTATION_SHARE = 2 / 3
 NETWORKS = {"segresnet": 8, "unet": 16}  # name -> the factor every patch dimension must divide by
 TRACKING = ("none", "mlflow")
+AUTO = "auto"  # --conf checkpoint default: the shipped starting model of the modality, when it fits
+SHIPPED_FOLDER = "pretrained"  # in the app folder: <modality>_tumor.pt and its model card
 # Keys that monailabel itself understands in --conf; accepted and left to monailabel.
 MONAILABEL_KEYS = ("server_mode",)
 
@@ -53,7 +57,9 @@ class TumorConfig:
         features: feature maps of the first network level (network width).
         dropout: dropout probability used only by the Monte-Carlo uncertainty network.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        checkpoint: starting checkpoint used until the first training run publishes weights ("" for none).
+        checkpoint: starting checkpoint used until the first training run publishes weights ("" for none). By
+            default (``auto``) the model shipped for the modality (``<app_dir>/pretrained/<modality>_tumor.pt``),
+            when one exists and was trained for this configuration's architecture and preprocessing.
         model_dir: folder holding published weights and training runs.
         epochs: default number of epochs of one training run.
         click_epochs: epochs of the click-guided network trained after the segmentation network in the same run
@@ -131,7 +137,12 @@ class TumorConfig:
             "features": self.features,
             "channels": self.channels,
             "labels": list(self.labels),
+            # The network is only valid on images preprocessed as in training.
+            "modality": self.modality,
+            "spacing": list(self.spacing),
         }
+        if self.modality == "ct":
+            architecture["ct_window"] = list(self.ct_window)
         if model == CLICKS:
             architecture["guidance"] = list(GUIDANCE)
         return architecture
@@ -247,7 +258,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "features": lambda v: _scalar("features", v, _positive_int, "a positive integer"),
     "dropout": lambda v: _scalar("dropout", v, _dropout, "a probability strictly between 0 and 1"),
     "device": _device,
-    "checkpoint": str,
+    "checkpoint": lambda v: "" if v.lower() in ("", "none") else AUTO if v.lower() == AUTO else v,
     "model_dir": str,
     "epochs": lambda v: _scalar("epochs", v, _positive_int, "a positive integer"),
     "click_epochs": lambda v: _scalar("click_epochs", v, _at_least(0), "a non-negative integer"),
@@ -261,6 +272,32 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "tracking": lambda v: _choice("tracking", v, TRACKING),
     "tracking_uri": lambda v: _tracking_uri(v),
 }
+
+
+def shipped_checkpoint(config: TumorConfig, app_dir: str) -> str:
+    """The starting model shipped with the app for ``config.modality``, or "" when there is none that fits.
+
+    A shipped model fits when it was trained for exactly this configuration's architecture and preprocessing
+    (:meth:`TumorConfig.architecture`); otherwise the app starts untrained, and says why in the log.
+    """
+    path = os.path.join(app_dir, SHIPPED_FOLDER, f"{config.modality}_tumor.pt")
+    if not os.path.isfile(path):
+        return ""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - an unreadable shipped file must not stop the server
+        logger.warning("The shipped model %s cannot be read (%s): starting untrained", path, e)
+        return ""
+    meta = checkpoint.get("meta", {}) if isinstance(checkpoint, dict) else {}
+    if meta.get("architecture") != config.architecture():
+        logger.info(
+            "The shipped model %s does not fit this configuration (trained for %s, configured %s): starting untrained",
+            path,
+            meta.get("architecture"),
+            config.architecture(),
+        )
+        return ""
+    return path
 
 
 def parse_config(conf: Mapping[str, str], app_dir: str) -> TumorConfig:
@@ -278,6 +315,7 @@ def parse_config(conf: Mapping[str, str], app_dir: str) -> TumorConfig:
             is accepted.
     """
     values: dict[str, object] = {}
+    conf = {"checkpoint": AUTO, **conf}
     for key, raw in conf.items():
         if key in MONAILABEL_KEYS:
             continue
@@ -304,6 +342,8 @@ def parse_config(conf: Mapping[str, str], app_dir: str) -> TumorConfig:
     if config.network == "segresnet" and config.features % 8:
         # SegResNet normalises with 8 groups, so every level's width must divide by 8.
         raise _fail("features", str(config.features), "a multiple of 8 for network segresnet")
+    if config.checkpoint == AUTO:
+        config = dataclasses.replace(config, checkpoint=shipped_checkpoint(config, app_dir))
     if config.checkpoint and not os.path.isfile(config.checkpoint):
         raise _fail("checkpoint", config.checkpoint, "the path of an existing checkpoint file")
     if config.device.startswith("cuda") and not torch.cuda.is_available():

@@ -18,7 +18,7 @@ from monailabel.interfaces.tasks.train import TrainTask
 from lib.activelearning import strategies
 from lib.checkpoint import CheckpointError
 from lib.config import TumorConfig, parse_config
-from lib.datastore import TumorDatastore
+from lib.datastore import VOLUME_EXTENSIONS, TumorDatastore
 from lib.infers import ClickSegmentationInfer, InteractionError, ModelNotTrainedError, SegmentationInfer
 from lib.scoring import EpistemicScoring
 from lib.scoring.epistemic import LOW_PRIORITY
@@ -28,7 +28,6 @@ from scribbles import ClicksInfer, ScribblesInfer
 
 logger = logging.getLogger(__name__)
 
-VOLUME_EXTENSIONS = ["*.nii.gz", "*.nii", "*.nrrd", "*.mha"]
 BACKGROUND = "background"
 
 

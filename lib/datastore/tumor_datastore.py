@@ -19,6 +19,7 @@ from lib.transforms.volume_io import write_label
 logger = logging.getLogger(__name__)
 
 IMAGE_ID = re.compile(r"^[^/\\.][^/\\]*$")
+VOLUME_EXTENSIONS = ["*.nii.gz", "*.nii", "*.nrrd", "*.mha"]  # image files the datastore lists
 
 
 class TumorDatastore(LocalDatastore):

@@ -24,6 +24,7 @@ TINY = {
     "cache_cases": "2",
     "click_epochs": "2",
     "click_rounds": "1",
+    "checkpoint": "none",  # start untrained whatever model the app ships
 }
 
 

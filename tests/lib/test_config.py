@@ -174,3 +174,40 @@ def test_labels_differing_only_in_case_are_refused(tmp_path: Path) -> None:
     # indistinguishable there: the configuration must refuse them as duplicates.
     with pytest.raises(ConfigError, match="--conf labels"):
         parse_config({"labels": "Tumor,tumor"}, str(tmp_path))
+
+
+def ship(app_dir: Path, config: TumorConfig, name: str = "ct_tumor.pt") -> Path:
+    """Write a starting model for ``config`` where the app looks for shipped models."""
+    from lib.checkpoint import publish_checkpoint
+    from lib.networks import build_network
+
+    path = app_dir / "pretrained" / name
+    publish_checkpoint(build_network(config).state_dict(), {"run_id": "shipped"}, str(path), config)
+    return path
+
+
+def test_shipped_model_is_the_default_starting_checkpoint_when_it_fits(tmp_path: Path) -> None:
+    assert parse_config({}, str(tmp_path)).checkpoint == ""  # nothing shipped
+    shipped = ship(tmp_path, parse_config({}, str(tmp_path)))
+
+    assert parse_config({}, str(tmp_path)).checkpoint == str(shipped)
+    assert parse_config({"checkpoint": "AUTO"}, str(tmp_path)).checkpoint == str(shipped)
+    assert parse_config({"checkpoint": "none"}, str(tmp_path)).checkpoint == ""  # opted out
+    assert parse_config({"modality": "mr"}, str(tmp_path)).checkpoint == ""  # the CT model is not for MR
+
+
+@pytest.mark.parametrize("conf", [{"features": "16"}, {"spacing": "1,1,1"}, {"ct_window": "-100,200"}])
+def test_shipped_model_for_other_architecture_or_preprocessing_is_not_used(
+    tmp_path: Path, conf: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    ship(tmp_path, parse_config({}, str(tmp_path)))
+    with caplog.at_level("INFO"):
+        assert parse_config(conf, str(tmp_path)).checkpoint == ""
+    assert "does not fit this configuration" in caplog.text
+
+
+def test_unreadable_shipped_model_is_not_used(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "pretrained").mkdir()
+    (tmp_path / "pretrained" / "ct_tumor.pt").write_bytes(b"not a checkpoint")
+    assert parse_config({}, str(tmp_path)).checkpoint == ""
+    assert "cannot be read" in caplog.text

@@ -1,0 +1,60 @@
+"""Train the segmentation network offline on a labelled studies folder, with the app's own trainer.
+
+The same code as the server's Train button (:class:`SegmentationTrainer`: preprocessing, split, validation,
+publishing), without a server: for starting models (``apps/tumor/pretrained``) and for hospitals that already hold
+labelled cases. The weights-only checkpoint is copied to ``--out`` and the run's stats to ``--out`` + ``.json``.
+
+Usage::
+
+    .venv/bin/python -m lib.trainers.offline --studies FOLDER --out apps/tumor/pretrained/ct_tumor.pt \\
+        [--conf epochs 300] [--conf train_minutes 60] [--conf device cuda] ...
+
+``FOLDER`` holds the images and ``labels/final/<same name>`` their labels, as the server's studies folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import tempfile
+
+from lib.config import CLICKS, parse_config
+from lib.datastore import VOLUME_EXTENSIONS, TumorDatastore
+from lib.trainers.segmentation import SegmentationTrainer
+
+APP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "apps", "tumor")
+
+
+def train_offline(studies: str, out: str, conf: dict[str, str]) -> dict:
+    """Train on every labelled case of ``studies`` and write the published checkpoint to ``out``."""
+    with tempfile.TemporaryDirectory() as model_dir:
+        # Training starts from scratch unless a starting checkpoint is named; the click network is not trained.
+        config = parse_config({"checkpoint": "none", "click_epochs": "0", **conf, "model_dir": model_dir}, APP_DIR)
+        datastore = TumorDatastore(studies, config, extensions=VOLUME_EXTENSIONS, auto_reload=False)
+        stats = SegmentationTrainer(config)({}, datastore)
+        if stats.get("status") != "DONE" or not os.path.isfile(config.published_path()):
+            raise RuntimeError(f"training did not finish: {stats}")
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        shutil.copyfile(config.published_path(), out)
+    stats = {k: v for k, v in stats.items() if k not in ("pid", CLICKS)}
+    with open(out + ".json", "w") as f:
+        json.dump({"conf": conf, "stats": stats}, f, indent=1)
+    return stats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--studies", required=True, help="folder of images with labels/final/")
+    parser.add_argument("--out", required=True, help="checkpoint file to write")
+    parser.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    stats = train_offline(args.studies, args.out, dict(args.conf))
+    print(json.dumps(stats, indent=1))
+
+
+if __name__ == "__main__":
+    main()

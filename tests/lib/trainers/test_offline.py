@@ -1,0 +1,36 @@
+"""Offline training on a labelled folder (how starting models are made) writes a checkpoint the app serves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lib.checkpoint import read_checkpoint
+from lib.config import parse_config
+from lib.trainers.offline import APP_DIR, train_offline
+from tests.lib.conftest import TINY
+from tests.synthetic import write_case
+
+
+def test_offline_training_writes_a_checkpoint_and_its_stats(tmp_path: Path) -> None:
+    studies = tmp_path / "studies"
+    for i in range(2):
+        write_case(str(studies), f"case{i}", seed=i, label_folder=str(studies / "labels" / "final"))
+    out = tmp_path / "pretrained" / "ct_tumor.pt"
+    conf = {**TINY, "epochs": "2", "samples_per_case": "2"}
+
+    stats = train_offline(str(studies), str(out), conf)
+
+    assert stats["status"] == "DONE" and stats["epoch"] == 2 and stats["cases"] == {"train": 1, "val": 1}
+    _, meta = read_checkpoint(str(out), parse_config(conf, APP_DIR))  # fits the configuration it was made for
+    assert meta["run_id"] == stats["run_id"]
+    assert json.loads(Path(f"{out}.json").read_text())["conf"] == conf
+
+
+def test_offline_training_without_labels_is_a_clear_error(tmp_path: Path) -> None:
+    write_case(str(tmp_path / "studies"), "case0", seed=0, label_folder=str(tmp_path / "elsewhere"))
+    with pytest.raises(ValueError, match="no usable labelled images"):
+        train_offline(str(tmp_path / "studies"), str(tmp_path / "out.pt"), dict(TINY))
+    assert not (tmp_path / "out.pt").exists()
