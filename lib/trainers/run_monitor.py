@@ -5,6 +5,9 @@
 are kept in memory and published (atomically) only when the run completes: a stopped, crashed or killed run
 leaves the previously served weights untouched. A run with a deadline (the ``train_minutes`` budget) ends after
 the last epoch that fits before it, and completes normally.
+
+A fine-tuning run first validates the weights it starts from ("epoch 0") and publishes the best of those and its
+own epochs: a short Auto-Update round cannot replace the served model by one that validates worse.
 """
 
 from __future__ import annotations
@@ -64,6 +67,9 @@ class RunMonitor:
         model: which of the app's networks is trained (segmentation or clicks).
         deadline: ``time.time()`` by which the run must end (None: run all epochs). The run stops after an epoch
             when one more epoch, as long as the slowest so far, would end past it; at least one epoch runs.
+        validate_start: validate the starting weights before the first epoch (fine-tuning runs whose starting
+            weights never trained on the validation cases), so they are published again if no epoch beats them.
+        trained_on: names of the training cases, recorded in the published checkpoint.
     """
 
     def __init__(
@@ -75,6 +81,8 @@ class RunMonitor:
         cases: dict[str, int],
         model: str = SEGMENTATION,
         deadline: float | None = None,
+        validate_start: bool = False,
+        trained_on: Sequence[str] = (),
     ) -> None:
         self.config = config
         self.model = model
@@ -89,6 +97,9 @@ class RunMonitor:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.trainer: Engine | None = None
         self.deadline = deadline
+        self.validate_start = validate_start
+        self.trained_on = list(trained_on)
+        self.start_metric: float | None = None  # validation of the starting weights of a fine-tuning run
         self.epoch_start = self.start
         self.epoch_seconds: list[float] = []  # whole epochs, validation included
         self.train_seconds: list[float] = []  # training iterations only
@@ -101,6 +112,8 @@ class RunMonitor:
         trainer.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
         if evaluator is not None:
             evaluator.add_event_handler(Events.EPOCH_COMPLETED, self._validated)
+            if self.validate_start:
+                trainer.add_event_handler(Events.STARTED, lambda _: evaluator.run(0))  # "epoch 0"
         else:
             trainer.add_event_handler(Events.EPOCH_COMPLETED, self._trained_without_validation)
         trainer.add_event_handler(Events.EPOCH_COMPLETED, self._stop_before_deadline)
@@ -140,6 +153,8 @@ class RunMonitor:
         values: Sequence[Any] = torch.as_tensor(per_label).flatten().tolist() if per_label is not None else []
         names = self.config.labels if self.model == SEGMENTATION else ("clicked object",)
         named = {name: _number(v) for name, v in zip(names, values)}
+        if self.trainer is not None and self.trainer.state.epoch == 0:
+            self.start_metric = _number(metrics.get(VAL_DICE))
         self._keep_if_best(_number(metrics.get(VAL_DICE)), named)
 
     def _trained_without_validation(self, trainer: Engine) -> None:
@@ -159,6 +174,7 @@ class RunMonitor:
             "total_epochs": state.max_epochs if state else 0,
             "best_metric": self.best_metric or 0.0,
             "best_metric_epoch": self.best_epoch,
+            "start_metric": self.start_metric,
             "validated": VAL_DICE if self.cases.get("val") else TRAIN_DICE,
             "dice_per_label": self.best_per_label,
             "cases": self.cases,
@@ -184,6 +200,7 @@ class RunMonitor:
             "dice_per_label": self.best_per_label,
             "epoch": self.best_epoch,
             "cases": self.cases,
+            "trained_on": self.trained_on,
         }
         publish_checkpoint(self.best_state, meta, self.config.published_path(self.model), self.config, self.model)
         write_json(self.stats_path, self.stats("DONE"))

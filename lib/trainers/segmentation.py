@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -28,6 +29,15 @@ from lib.transforms.pipeline import LABEL, PRED, sliding_window, training_transf
 logger = logging.getLogger(__name__)
 
 CLICK_STATS_FILE = "clicks_train_stats.json"
+
+
+def case_id(item: dict[str, str]) -> str:
+    """A labelled case's name: its image file name."""
+    return os.path.basename(item["image"])
+
+
+def _hash(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
 
 
 def _coerce(request: dict[str, Any], key: str, cast: type) -> None:
@@ -116,6 +126,7 @@ class SegmentationTrainer(BasicTrainTask):
         self.tumor = config
         self.deadline = deadline
         self._run_deadline: float | None = deadline
+        self._start_trained_on: set[str] | None = None  # cases the starting weights trained on, when recorded
         for key in ("early_stop_patience", "gpus"):
             self._config.pop(key, None)
         self._config["name"] = f"{self.model}_runs"  # each network's runs in their own folder under model_dir
@@ -179,12 +190,19 @@ class SegmentationTrainer(BasicTrainTask):
         return usable
 
     def partition_datalist(self, context: Context, shuffle: bool = False) -> tuple[list, list]:
-        """The last ``val_split`` of the cases (at least one, never all) are held out for validation."""
+        """``val_split`` of the cases (at least one, never all) validate: those whose names hash lowest.
+
+        The hash makes the split stable as annotators add labels: a new case joins validation only by displacing
+        a validation case into training, and a training case moves to validation only when the validation share
+        grows by one case. So successive runs validate mostly on cases the served weights never trained on.
+        """
         datalist = context.datalist
         n_val = round(len(datalist) * float(context.request["val_split"]))
         n_val = min(max(n_val, 1 if context.request["val_split"] > 0 else 0), len(datalist) - 1)
-        train, val = datalist[: len(datalist) - n_val], datalist[len(datalist) - n_val :]
-        logger.info("Cases: %d for training, %d for validation", len(train), len(val))
+        val_ids = {case_id(d) for d in sorted(datalist, key=lambda d: _hash(case_id(d)))[:n_val]}
+        train = [d for d in datalist if case_id(d) not in val_ids]
+        val = [d for d in datalist if case_id(d) in val_ids]
+        logger.info("Cases: %d for training, %d for validation (%s)", len(train), len(val), ", ".join(sorted(val_ids)))
         return train, val
 
     def _dataset(self, context: Context, datalist: list, is_train: bool, replace_rate: float = 0.25):
@@ -234,20 +252,36 @@ class SegmentationTrainer(BasicTrainTask):
         return serving_checkpoint(self.tumor) if pretrained else None
 
     def _load_checkpoint(self, context: Context, train_handlers: list) -> None:
+        self._start_trained_on = None
         path = self.load_path(context.output_dir, bool(context.pretrained))
         if path is None:
             logger.info("No published weights or starting checkpoint: training from scratch")
             return
         try:
-            load_weights(context.network, path, self.tumor, self.model)
+            meta = load_weights(context.network, path, self.tumor, self.model)
+            self._start_trained_on = set(meta.get("trained_on", [])) if "trained_on" in meta else None
             logger.info("Fine-tuning from %s", path)
         except CheckpointError as e:
             logger.warning("Training from scratch: %s", e)
 
     def finalize(self, context: Context) -> None:
         cases = {"train": len(context.train_datalist), "val": len(context.val_datalist)}
+        val_ids = {case_id(d) for d in context.val_datalist}
+        # The starting weights compete with this run's epochs only when validated on cases they never trained on.
+        fair_start = self._start_trained_on is not None and not (val_ids & self._start_trained_on)
+        if self._start_trained_on is not None and not fair_start:
+            logger.info("Starting weights trained on a validation case: not validated against this run's epochs")
         monitor = RunMonitor(
-            self.tumor, context.network, self._stats_path, context.run_id, cases, self.model, self._run_deadline
+            self.tumor,
+            context.network,
+            self._stats_path,
+            context.run_id,
+            cases,
+            self.model,
+            self._run_deadline,
+            validate_start=fair_start,
+            # Fine-tuned weights descend from the starting ones: they have seen those cases too.
+            trained_on=sorted({case_id(d) for d in context.train_datalist} | (self._start_trained_on or set())),
         )
         monitor.attach(context.trainer, context.evaluator)
 

@@ -65,3 +65,26 @@ def test_annotator_time_budget_must_be_positive(make_config, tmp_path: Path) -> 
     config: TumorConfig = make_config(epochs="1", click_epochs="0")
     with pytest.raises(ValueError, match="train_minutes > 0"):
         SegmentationTrainer(config)({"train_minutes": "0"}, TumorDatastore(labelled_studies(tmp_path, 2), config))
+
+
+def test_second_run_validates_the_weights_it_fine_tunes(make_config, tmp_path: Path) -> None:
+    config: TumorConfig = make_config(epochs="1", click_epochs="0", samples_per_case="2")
+    datastore = TumorDatastore(labelled_studies(tmp_path), config)
+    first = SegmentationTrainer(config)({}, datastore)
+    second = SegmentationTrainer(config)({}, datastore)
+
+    assert first["start_metric"] is None  # from scratch: nothing to compare with
+    assert second["start_metric"] is not None and second["best_metric"] >= second["start_metric"]
+    assert second["best_metric_epoch"] in (0, 1)
+
+
+def test_weights_are_not_validated_on_cases_they_trained_on(make_config, tmp_path: Path) -> None:
+    config: TumorConfig = make_config(epochs="1", click_epochs="0", samples_per_case="2")
+    datastore = TumorDatastore(labelled_studies(tmp_path), config)
+    first = SegmentationTrainer(config)({"val_split": 0}, datastore)  # trains on all three cases
+    _, meta = read_checkpoint(config.published_path(), config)
+    second = SegmentationTrainer(config)({"val_split": 0.34}, datastore)
+
+    assert first["cases"] == {"train": 3, "val": 0}
+    assert meta["trained_on"] == ["case0.nii.gz", "case1.nii.gz", "case2.nii.gz"]
+    assert second["cases"] == {"train": 2, "val": 1} and second["start_metric"] is None

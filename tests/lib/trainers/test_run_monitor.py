@@ -41,9 +41,16 @@ def make_trainer(network: torch.nn.Module) -> Engine:
     return Engine(step)
 
 
+class Evaluator(Engine):
+    """Runs like MONAI's evaluator: ``run(global_epoch)``, one pass over one batch."""
+
+    def run(self, global_epoch: object = 1) -> None:  # type: ignore[override]
+        super().run([0], max_epochs=1)
+
+
 def make_evaluator(dice: list[float], labels: int) -> Engine:
-    """An evaluator reporting ``dice[epoch - 1]`` as mean Dice (and per label) at its n-th run."""
-    evaluator = Engine(lambda engine, batch: None)
+    """An evaluator reporting ``dice[n - 1]`` as mean Dice (and per label) at its n-th run."""
+    evaluator = Evaluator(lambda engine, batch: None)
     runs = iter(dice)
 
     @evaluator.on(Events.EPOCH_COMPLETED)
@@ -209,3 +216,42 @@ def test_run_within_its_deadline_runs_every_epoch(config: TumorConfig, stats_pat
 
     assert trainer.state.epoch == 1 and Path(config.published_path()).is_file()
     assert json.loads(stats_path.read_text())["stopped_by_time_budget"] is False
+
+
+def test_fine_tuning_run_keeps_its_starting_weights_when_no_epoch_validates_better(
+    config: TumorConfig, stats_path: Path
+) -> None:
+    network = build_network(config)
+    start = first_weight(network).clone()
+    trainer = make_trainer(network)
+    evaluator = make_evaluator([0.6, 0.3, 0.5], labels=1)  # the starting weights, then epochs 1 and 2
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: evaluator.run(engine.state.epoch))
+    RunMonitor(config, network, str(stats_path), "run-7", {"train": 3, "val": 1}, validate_start=True).attach(
+        trainer, evaluator
+    )
+
+    trainer.run([0], max_epochs=2)
+
+    state, meta = read_checkpoint(config.published_path(), config)
+    assert meta["run_id"] == "run-7" and meta["epoch"] == 0 and meta["val_dice"] == pytest.approx(0.6)
+    torch.testing.assert_close(next(iter(state.values())), start)  # what it started from, not epoch 2's
+    final = json.loads(stats_path.read_text())
+    assert final["best_metric_epoch"] == 0 and final["start_metric"] == pytest.approx(0.6)
+
+
+def test_fine_tuning_run_publishes_an_epoch_that_validates_better_than_its_start(
+    config: TumorConfig, stats_path: Path
+) -> None:
+    network = build_network(config)
+    trainer = make_trainer(network)
+    evaluator = make_evaluator([0.4, 0.3, 0.5], labels=1)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: evaluator.run(engine.state.epoch))
+    RunMonitor(config, network, str(stats_path), "run-8", {"train": 3, "val": 1}, validate_start=True).attach(
+        trainer, evaluator
+    )
+
+    trainer.run([0], max_epochs=2)
+
+    state, meta = read_checkpoint(config.published_path(), config)
+    assert meta["epoch"] == 2 and meta["val_dice"] == pytest.approx(0.5)
+    assert torch.all(next(iter(state.values())) == 2.0)

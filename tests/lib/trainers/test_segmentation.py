@@ -59,7 +59,7 @@ def test_split_keeps_training_cases(config: TumorConfig, cases: int, val_split: 
 
     split = SegmentationTrainer(config).partition_datalist(Context())
     assert (len(split[0]), len(split[1])) == (train, val)
-    assert split[0] + split[1] == Context.datalist
+    assert sorted(split[0] + split[1], key=lambda d: d["image"]) == Context.datalist  # each case once
 
 
 def test_tracking_is_off_unless_opted_in(make_config) -> None:
@@ -88,3 +88,24 @@ def test_stats_report_running_only_while_the_server_runs_the_process(config: Tum
         process.wait()
     # A run left behind by an earlier server (empty registry, pid gone) is stopped too.
     assert trainer.stats()["status"] == "STOPPED"
+
+
+def test_split_is_stable_as_labels_are_added(config: TumorConfig) -> None:
+    class Context:
+        request = {"val_split": 0.2}
+        datalist: list[dict[str, str]] = []
+
+    trainer, previous_val, previous_train, moved = SegmentationTrainer(config), set(), set(), 0
+    for i in range(30):
+        new = f"/studies/case{i:02d}.nii.gz"
+        Context.datalist = [*Context.datalist, {"image": new, "label": "x"}]
+        train, val = trainer.partition_datalist(Context())
+        val_names, train_names = {d["image"] for d in val}, {d["image"] for d in train}
+        assert len(train_names | val_names) == i + 1 and not train_names & val_names
+        if len(val_names) == len(previous_val):  # same share: only the new case can join validation
+            assert val_names <= previous_val | {new}
+        else:  # the share grew by one case: at most one training case moves to validation
+            assert len(val_names) == len(previous_val) + 1 and len(val_names & previous_train) <= 1
+        moved += len(val_names & previous_train)
+        previous_val, previous_train = val_names, train_names
+    assert moved <= 6  # 30 cases: the validation share grows from 1 to 6 cases
