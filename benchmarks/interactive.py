@@ -29,9 +29,8 @@ from monailabel.client import MONAILabelClient
 from monailabel.client.client import MONAILabelClientException
 
 from benchmarks.annotator import dice, next_click, scribbles
-from benchmarks.server import APP, ROOT, start_server, stop_server, wait_until_up
+from benchmarks.server import APP, ROOT, STOCK_APP, start_server, stop_server, wait_until_up
 
-STOCK_APP = os.path.join(sys.prefix, "monailabel", "sample-apps", "radiology")
 STOCK_CONF = {
     "models": "segmentation,deepedit",
     "use_pretrained_model": "false",

@@ -1,0 +1,244 @@
+"""Simulated annotation campaign on the STS sarcomas: does the model learn from each submitted label?
+
+Starts with no labels and an untrained model (``--conf checkpoint auto``: from the shipped model) and loops, for
+each active-learning strategy:
+
+1. the strategy picks the next case (``next_sample``);
+2. the app pre-segments it (``infer segmentation``; before the first training there is nothing to show);
+3. the simulated annotator corrects it into the true outline and submits it (``save_label``, tag ``final``); the
+   annotation effort is the fraction of the tumour's voxels they had to change, |prediction != truth| / |truth|;
+4. one time-bounded fine-tuning round runs (``train``, as Auto-Update starts it; ``--train-minutes``);
+5. the model pre-segments a fixed set of held-out dev cases, never labelled, and their mean Dice is recorded;
+6. for ``epistemic``, the app scores the unlabelled cases again (``scoring epistemic``).
+
+Everything goes through the app object's own methods (``apps/tumor/main.py``: strategies, inference, training,
+scoring), in this process instead of over HTTP. The click network does not change the pre-segmentation, so it
+is not trained here (``click_epochs 0``): the whole budget of a round goes to the segmentation network.
+
+Usage: ``.venv/bin/python -m benchmarks.campaign [--modality CT|MR] [--labels 15] [--train-minutes 2]
+[--strategies random epistemic] [--conf key value ...] [--out benchmarks/results]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from monai.utils import set_determinism
+
+from benchmarks.server import APP, ROOT
+
+SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data", "sts")
+FILES = {"CT": ("CT_image.nii.gz", "CT_mask.nii.gz"), "MR": ("MR_T1_image.nii.gz", "MR_T1_mask.nii.gz")}
+DEV_EVERY = 4  # every 4th STS case (5 of 20) is a dev case, never labelled
+
+
+@dataclass
+class Step:
+    """One labelled case of a campaign."""
+
+    strategy: str
+    labels: int
+    case: str
+    effort: float
+    train_s: float
+    epochs: int
+    dev_dice: float
+    dev_dice_per_case: dict[str, float]
+    scoring_s: float
+
+
+def read_mask(path: str) -> np.ndarray:
+    return sitk.GetArrayFromImage(sitk.ReadImage(path)) > 0
+
+
+def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
+    total = prediction.sum() + truth.sum()
+    return float(2 * (prediction & truth).sum() / total) if total else 1.0
+
+
+def split_cases(data: str) -> tuple[list[str], list[str]]:
+    cases = sorted(c for c in os.listdir(data) if c.startswith("STS_"))
+    dev = cases[DEV_EVERY - 1 :: DEV_EVERY]
+    return [c for c in cases if c not in dev], dev
+
+
+def make_app(studies: str, conf: dict[str, str]):
+    """The tumour app in this process; scoring is run explicitly, not by the server's auto-update."""
+    from monailabel.config import settings
+
+    settings.MONAI_LABEL_AUTO_UPDATE_SCORING = False
+    settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD = False  # no file watcher: the campaign is the only writer
+    from apps.tumor.main import TumorApp
+
+    return TumorApp(APP, studies, conf)
+
+
+def pre_segmentation(app, image: str) -> np.ndarray | None:
+    """The served model's segmentation of ``image`` (id or path), or None before any weights exist."""
+    from fastapi import HTTPException
+
+    try:
+        result = app.infer({"model": "segmentation", "image": image, "result_extension": ".nii.gz"})
+    except HTTPException as e:
+        if e.status_code == 409:  # no trained weights yet
+            return None
+        raise
+    mask = read_mask(result["file"])
+    os.remove(result["file"])
+    return mask
+
+
+def run_campaign(strategy: str, pool: list[str], dev: list[str], args: argparse.Namespace, tmp: str) -> list[Step]:
+    image_name, mask_name = FILES[args.modality]
+    studies = os.path.join(tmp, strategy, "studies")
+    os.makedirs(studies)
+    for case in pool:
+        shutil.copy(os.path.join(args.data, case, image_name), os.path.join(studies, f"{case}.nii.gz"))
+    conf = {
+        "modality": args.modality.lower(),
+        "model_dir": os.path.join(tmp, strategy, "model"),
+        "click_epochs": "0",
+        "train_minutes": str(args.train_minutes),
+        "checkpoint": "none",  # from scratch; --conf checkpoint auto starts from the shipped model
+        **dict(args.conf),
+    }
+    random.seed(args.seed)  # MONAI Label's Random strategy draws from Python's generator
+    set_determinism(args.seed)
+    app = make_app(studies, conf)
+    truths = {c: read_mask(os.path.join(args.data, c, mask_name)) for c in pool + dev}
+    steps: list[Step] = []
+    for n in range(1, args.labels + 1):
+        case = app.next_sample({"strategy": strategy})["id"]
+        shown = pre_segmentation(app, case)
+        truth = truths[case]
+        effort = float((shown != truth).sum() / truth.sum()) if shown is not None else 1.0
+        app.datastore().save_label(case, os.path.join(args.data, case, mask_name), "final", {})
+
+        start = time.perf_counter()
+        stats = app.train({"model": "segmentation"})
+        train_s = time.perf_counter() - start
+
+        per_case = {}
+        for d in dev:
+            prediction = pre_segmentation(app, os.path.join(args.data, d, image_name))
+            per_case[d] = dice(prediction, truths[d])
+        scoring_s = 0.0
+        if strategy == "epistemic" and n < args.labels:
+            start = time.perf_counter()
+            app.scoring({"method": "epistemic"})
+            scoring_s = time.perf_counter() - start
+        step = Step(
+            strategy,
+            n,
+            case,
+            effort,
+            train_s,
+            int(stats.get("epoch", 0)),
+            statistics.mean(per_case.values()),
+            per_case,
+            scoring_s,
+        )
+        print(
+            f"{strategy:<10} labels {n:>2}  picked {case}  effort {effort:.2f}  round {train_s:.0f} s "
+            f"({step.epochs} epochs)  dev Dice {step.dev_dice:.3f}  scoring {scoring_s:.0f} s",
+            flush=True,
+        )
+        steps.append(step)
+    return steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=SHARED)
+    parser.add_argument("--modality", choices=sorted(FILES), default="CT")
+    parser.add_argument("--labels", type=int, default=15, help="cases labelled per campaign (at most 15)")
+    parser.add_argument("--train-minutes", type=float, default=2.0, help="time budget of each fine-tuning round")
+    parser.add_argument("--strategies", nargs="+", default=["random", "epistemic"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
+    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
+    args = parser.parse_args()
+    if not os.path.isdir(args.data):
+        raise SystemExit(f"no STS data at {args.data}: this benchmark needs ../shared/data/sts")
+    pool, dev = split_cases(args.data)
+    args.labels = min(args.labels, len(pool))
+    os.makedirs(args.out, exist_ok=True)
+    torch.set_num_threads(os.cpu_count() or 1)
+
+    steps: list[Step] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for strategy in args.strategies:
+            steps += run_campaign(strategy, pool, dev, args, tmp)
+    report(steps, dev, args)
+
+
+def report(steps: list[Step], dev: list[str], args: argparse.Namespace) -> None:
+    name = f"campaign_{args.modality.lower()}"
+    by = {s: [x for x in steps if x.strategy == s] for s in args.strategies}
+    lines = [
+        f"Simulated annotation campaign, STS {args.modality}: {args.labels} labels per strategy, rounds of "
+        f"{args.train_minutes:g} min, dev cases {', '.join(dev)}; {os.cpu_count()} CPU cores"
+        + (f"; conf {dict(args.conf)}" if args.conf else ""),
+        "",
+        f"{'labels':>6}" + "".join(f"{s + ' Dice':>17}{s + ' effort':>18}" for s in args.strategies),
+    ]
+    for n in range(args.labels):
+        lines.append(f"{n + 1:>6}" + "".join(f"{by[s][n].dev_dice:>17.3f}{by[s][n].effort:>18.2f}" for s in by))
+    lines.append("")
+    for s, run in by.items():
+        at = {x.labels: x for x in run}
+        fall = 1 - at[10].effort / at[1].effort if 10 in at and at[1].effort else float("nan")
+        lines.append(
+            f"{s}: dev Dice at {args.labels} labels {run[-1].dev_dice:.3f}; effort 1st {run[0].effort:.2f} -> "
+            f"10th {at[10].effort if 10 in at else float('nan'):.2f} (falls {fall:.0%}); mean round "
+            f"{statistics.mean(x.train_s for x in run):.0f} s"
+        )
+    if {"random", "epistemic"} <= set(by) and args.labels >= 10:
+        gap = by["epistemic"][9].dev_dice - by["random"][9].dev_dice
+        lines.append(f"epistemic - random at 10 labels: {gap:+.3f} Dice")
+    text = "\n".join(lines)
+    print("\n" + text)
+    with open(os.path.join(args.out, f"{name}.txt"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(args.out, f"{name}.json"), "w") as f:
+        json.dump([asdict(s) for s in steps], f, indent=1)
+    plot(by, args, os.path.join(args.out, f"{name}.png"))
+
+
+def plot(by: dict[str, list[Step]], args: argparse.Namespace, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (dice_ax, effort_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for strategy, run in by.items():
+        labels = [x.labels for x in run]
+        dice_ax.plot(labels, [x.dev_dice for x in run], marker="o", label=strategy)
+        effort_ax.plot(labels, [x.effort for x in run], marker="o", label=strategy)
+    dice_ax.set(xlabel="labelled cases", ylabel="mean Dice on held-out dev cases", ylim=(0, 1))
+    effort_ax.set(xlabel="case number", ylabel="effort: changed voxels / tumour voxels")
+    effort_ax.set_yscale("symlog", linthresh=1.0)  # an early model can mark many times the tumour's volume
+    dice_ax.axhline(0.8, color="grey", linestyle=":", linewidth=1)
+    for ax in (dice_ax, effort_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"Simulated annotation campaign, STS {args.modality}, {args.train_minutes:g}-minute rounds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
