@@ -179,14 +179,20 @@ class Clock:
         return self.now
 
 
-def test_run_stops_after_the_last_epoch_that_fits_its_deadline(
-    config: TumorConfig, stats_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def clocked_trainer(config: TumorConfig, monkeypatch: pytest.MonkeyPatch) -> tuple[Clock, torch.nn.Module, Engine]:
+    """A network, its trainer (one iteration per epoch) and a clock that every iteration moves 10 s on."""
     clock = Clock(epoch_s=10.0)
     monkeypatch.setattr("lib.trainers.run_monitor.time.time", clock)
     network = build_network(config)
     trainer = make_trainer(network)
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: setattr(clock, "now", clock.now + clock.epoch_s))
+    return clock, network, trainer
+
+
+def test_run_stops_after_the_last_epoch_that_fits_its_deadline(
+    config: TumorConfig, stats_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock, network, trainer = clocked_trainer(config, monkeypatch)
     # 35 s of budget for 10 s epochs: epochs 1-3 end at 10, 20, 30 s; a 4th would end at 40 s, past the deadline.
     RunMonitor(config, network, str(stats_path), "run-5", {"train": 1, "val": 0}, deadline=clock.now + 35).attach(
         trainer, None
@@ -203,11 +209,7 @@ def test_run_stops_after_the_last_epoch_that_fits_its_deadline(
 
 
 def test_run_within_its_deadline_runs_every_epoch(config: TumorConfig, stats_path: Path, monkeypatch) -> None:
-    clock = Clock(epoch_s=10.0)
-    monkeypatch.setattr("lib.trainers.run_monitor.time.time", clock)
-    network = build_network(config)
-    trainer = make_trainer(network)
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: setattr(clock, "now", clock.now + clock.epoch_s))
+    clock, network, trainer = clocked_trainer(config, monkeypatch)
     RunMonitor(config, network, str(stats_path), "run-6", {"train": 1, "val": 0}, deadline=clock.now + 1).attach(
         trainer, None
     )
