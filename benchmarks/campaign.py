@@ -36,6 +36,7 @@ import SimpleITK as sitk
 import torch
 from monai.utils import set_determinism
 
+from benchmarks.annotator import dice
 from benchmarks.server import APP, ROOT
 
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data", "sts")
@@ -60,11 +61,6 @@ class Step:
 
 def read_mask(path: str) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.ReadImage(path)) > 0
-
-
-def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
-    total = prediction.sum() + truth.sum()
-    return float(2 * (prediction & truth).sum() / total) if total else 1.0
 
 
 def split_cases(data: str) -> tuple[list[str], list[str]]:

@@ -18,7 +18,8 @@ import statistics
 import tempfile
 import time
 
-from benchmarks.campaign import FILES, SHARED, dice, read_mask, split_cases
+from benchmarks.annotator import dice
+from benchmarks.campaign import FILES, SHARED, read_mask, split_cases
 from benchmarks.server import APP, ROOT
 from benchmarks.train_speed import labelled_studies
 

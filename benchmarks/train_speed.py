@@ -24,11 +24,11 @@ import time
 import torch
 from monailabel.client import MONAILabelClient
 
-from benchmarks.campaign import dice, read_mask, split_cases
+from benchmarks.annotator import dice
+from benchmarks.campaign import SHARED, read_mask, split_cases
 from benchmarks.server import APP, ROOT, start_server, stop_server, wait_until_up
 from lib.config import CLICKS, parse_config
 
-SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data", "sts")
 IMAGE, MASK = "CT_image.nii.gz", "CT_mask.nii.gz"
 FIRST_LABELS = 5
 
@@ -86,7 +86,7 @@ def wait_for_run(client: MONAILabelClient, task_id: str, deadline_s: float = 360
     raise TimeoutError("training did not end")
 
 
-def dev_dice(client: MONAILabelClient, dev: list[str], data: str, tmp: str) -> dict[str, float]:
+def dev_dice(client: MONAILabelClient, dev: list[str], data: str) -> dict[str, float]:
     scores = {}
     for case in dev:
         path, _ = client.infer("segmentation", case, {"result_extension": ".nii.gz"})
@@ -107,7 +107,7 @@ def auto_update_round(pool: list[str], dev: list[str], data: str, tmp: str) -> d
         status = wait_for_run(client, client.train_start("segmentation", {})["id"])
         if status["status"] != "DONE":
             raise RuntimeError(f"the first training run ended {status['status']}")
-        before = dev_dice(client, dev, data, tmp)
+        before = dev_dice(client, dev, data)
 
         start = time.perf_counter()
         client.save_label(submitted, os.path.join(data, submitted, MASK))
@@ -115,7 +115,7 @@ def auto_update_round(pool: list[str], dev: list[str], data: str, tmp: str) -> d
         status = wait_for_run(client, task["id"])
         round_s = time.perf_counter() - start
         stats = client.info()["train_stats"]["segmentation"]
-        after = dev_dice(client, dev, data, tmp)
+        after = dev_dice(client, dev, data)
     finally:
         stop_server(process)
     return {
