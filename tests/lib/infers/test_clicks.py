@@ -64,4 +64,5 @@ def test_the_network_learns_to_segment_the_clicked_tumour(make_config, tmp_path:
     assert geometry.size == read_volume(new.image_path)[1].size and set(np.unique(mask)) <= {0, 1}
     assert result["label_names"] == {"tumor": 1}
     learned = dice(mask[0], new.label)
-    assert learned > 0.6 and learned > untrained + 0.2, (untrained, learned)
+    # Over seeds 0-10 the trained network scored 0.59-0.77 (untrained 0.00-0.06); the tests run with seed 0.
+    assert learned > 0.5 and learned > untrained + 0.3, (untrained, learned)
