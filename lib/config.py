@@ -122,6 +122,10 @@ class TumorConfig:
         """Where finished training runs publish the served weights of ``model`` (segmentation or clicks)."""
         return os.path.join(self.model_dir, f"{model}.pt")
 
+    def last_path(self, model: str = SEGMENTATION) -> str:
+        """Where finished training runs keep the final weights of ``model``, which the next run continues from."""
+        return os.path.join(self.model_dir, f"{model}_last.pt")
+
     def in_channels(self, model: str = SEGMENTATION) -> int:
         """Network input channels: the image's, plus the click guidance for the clicks model."""
         return self.channels + (len(GUIDANCE) if model == CLICKS else 0)

@@ -6,8 +6,10 @@ are kept in memory and published (atomically) only when the run completes: a sto
 leaves the previously served weights untouched. A run with a deadline (the ``train_minutes`` budget) ends after
 the last epoch that fits before it, and completes normally.
 
-A fine-tuning run first validates the weights it starts from ("epoch 0") and publishes the best of those and its
-own epochs: a short Auto-Update round cannot replace the served model by one that validates worse.
+A fine-tuning run first validates the served weights ("epoch 0") and publishes the best of those and its own
+epochs: a short Auto-Update round cannot replace the served model by one that validates worse. The run's final
+weights are kept too (``last_path``), tagged with the run id of the published ones: the next run continues from
+them, so successive short rounds build on each other even while the served weights stay the same.
 """
 
 from __future__ import annotations
@@ -67,9 +69,9 @@ class RunMonitor:
         model: which of the app's networks is trained (segmentation or clicks).
         deadline: ``time.time()`` by which the run must end (None: run all epochs). The run stops after an epoch
             when one more epoch, as long as the slowest so far, would end past it; at least one epoch runs.
-        validate_start: validate the starting weights before the first epoch (fine-tuning runs whose starting
-            weights never trained on the validation cases), so they are published again if no epoch beats them.
-        trained_on: names of the training cases, recorded in the published checkpoint.
+        served: the served weights and the cases they trained on, validated before the first epoch ("epoch 0") and
+            published again if no epoch beats them; give them only when they never trained on a validation case.
+        trained_on: names of the cases this run's weights have trained on, recorded in the checkpoints.
     """
 
     def __init__(
@@ -81,7 +83,7 @@ class RunMonitor:
         cases: dict[str, int],
         model: str = SEGMENTATION,
         deadline: float | None = None,
-        validate_start: bool = False,
+        served: tuple[dict[str, torch.Tensor], Sequence[str]] | None = None,
         trained_on: Sequence[str] = (),
     ) -> None:
         self.config = config
@@ -97,8 +99,9 @@ class RunMonitor:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.trainer: Engine | None = None
         self.deadline = deadline
-        self.validate_start = validate_start
+        self.served = served
         self.trained_on = list(trained_on)
+        self.best_trained_on = self.trained_on
         self.start_metric: float | None = None  # validation of the starting weights of a fine-tuning run
         self.epoch_start = self.start
         self.epoch_seconds: list[float] = []  # whole epochs, validation included
@@ -112,13 +115,21 @@ class RunMonitor:
         trainer.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
         if evaluator is not None:
             evaluator.add_event_handler(Events.EPOCH_COMPLETED, self._validated)
-            if self.validate_start:
-                trainer.add_event_handler(Events.STARTED, lambda _: evaluator.run(0))  # "epoch 0"
+            if self.served is not None:
+                trainer.add_event_handler(Events.STARTED, self._validate_served, evaluator)
         else:
             trainer.add_event_handler(Events.EPOCH_COMPLETED, self._trained_without_validation)
         trainer.add_event_handler(Events.EPOCH_COMPLETED, self._stop_before_deadline)
         trainer.add_event_handler(Events.EPOCH_COMPLETED, self._write, "RUNNING")
         trainer.add_event_handler(Events.COMPLETED, self._completed)
+
+    def _validate_served(self, trainer: Engine, evaluator: Engine) -> None:
+        """Validate the served weights as "epoch 0", then put back the weights this run trains from."""
+        assert self.served is not None
+        start = copy.deepcopy(self.network.state_dict())
+        self.network.load_state_dict(self.served[0])
+        evaluator.run(0)
+        self.network.load_state_dict(start)
 
     def _epoch_started(self, trainer: Engine) -> None:
         self.epoch_start = time.time()
@@ -141,6 +152,8 @@ class RunMonitor:
     def _keep(self, metric: float | None, per_label: dict[str, float | None]) -> None:
         self.best_metric, self.best_per_label = metric, per_label
         self.best_epoch = self.trainer.state.epoch if self.trainer else 0
+        served = self.served is not None and self.best_epoch == 0
+        self.best_trained_on = list(self.served[1]) if served else self.trained_on
         self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.network.state_dict().items()})
 
     def _keep_if_best(self, metric: float | None, per_label: dict[str, float | None]) -> None:
@@ -200,7 +213,9 @@ class RunMonitor:
             "dice_per_label": self.best_per_label,
             "epoch": self.best_epoch,
             "cases": self.cases,
-            "trained_on": self.trained_on,
+            "trained_on": self.best_trained_on,
         }
         publish_checkpoint(self.best_state, meta, self.config.published_path(self.model), self.config, self.model)
+        final = {"run_id": self.run_id, "epoch": trainer.state.epoch, "trained_on": self.trained_on}
+        publish_checkpoint(self.network.state_dict(), final, self.config.last_path(self.model), self.config, self.model)
         write_json(self.stats_path, self.stats("DONE"))

@@ -19,7 +19,7 @@ from monailabel.interfaces.datastore import Datastore
 from monailabel.tasks.train.basic_train import BasicTrainTask, Context
 from monailabel.utils.async_tasks.utils import processes
 
-from lib.checkpoint import CheckpointError, load_weights, serving_checkpoint
+from lib.checkpoint import CheckpointError, read_checkpoint, serving_checkpoint
 from lib.config import CLICKS, SEGMENTATION, SEGMENTATION_SHARE, TumorConfig
 from lib.datastore.validation import InvalidUploadError, check_image, check_label
 from lib.networks import build_network
@@ -72,9 +72,11 @@ def _live(stats: dict[str, Any]) -> dict[str, Any]:
 class SegmentationTrainer(BasicTrainTask):
     """Patch-based training of the served network from annotators' corrections.
 
-    Starts from the latest published weights, else the starting checkpoint, else from scratch; holds out
-    ``val_split`` of the cases for validation (per-label Dice); keeps at most ``cache_cases`` preprocessed cases in
-    memory; uses AMP on CUDA. Weights are published only when the run completes (see :class:`RunMonitor`).
+    Continues from the final weights of the previous run, else the latest published weights, else the starting
+    checkpoint, else from scratch; the served weights are validated as "epoch 0" and kept if no epoch beats them.
+    Holds out ``val_split`` of the cases for validation (per-label Dice); keeps at most ``cache_cases``
+    preprocessed cases in memory; uses AMP on CUDA. Weights are published only when the run completes (see
+    :class:`RunMonitor`).
 
     When ``click_epochs`` > 0, the same run then trains the click-guided network (:class:`ClickTrainer`) on the
     same cases, so every Train or Auto-Update round improves both.
@@ -126,7 +128,8 @@ class SegmentationTrainer(BasicTrainTask):
         self.tumor = config
         self.deadline = deadline
         self._run_deadline: float | None = deadline
-        self._start_trained_on: set[str] | None = None  # cases the starting weights trained on, when recorded
+        self._served: tuple[dict[str, torch.Tensor], list[str] | None] | None = None  # served weights, trained on
+        self._start_trained_on: set[str] | None = None  # cases the weights this run starts from trained on
         for key in ("early_stop_patience", "gpus"):
             self._config.pop(key, None)
         self._config["name"] = f"{self.model}_runs"  # each network's runs in their own folder under model_dir
@@ -252,25 +255,53 @@ class SegmentationTrainer(BasicTrainTask):
         return serving_checkpoint(self.tumor) if pretrained else None
 
     def _load_checkpoint(self, context: Context, train_handlers: list) -> None:
-        self._start_trained_on = None
+        """Load the weights this run continues from, and keep the served ones for "epoch 0".
+
+        The run continues from the final weights of the run that published the served weights (``last_path``),
+        else from the served weights themselves (the latest published, else the starting checkpoint).
+        """
+        self._served, self._start_trained_on = None, None
         path = self.load_path(context.output_dir, bool(context.pretrained))
         if path is None:
             logger.info("No published weights or starting checkpoint: training from scratch")
             return
         try:
-            meta = load_weights(context.network, path, self.tumor, self.model)
-            self._start_trained_on = set(meta.get("trained_on", [])) if "trained_on" in meta else None
-            logger.info("Fine-tuning from %s", path)
+            state, meta = read_checkpoint(path, self.tumor, self.model)
         except CheckpointError as e:
             logger.warning("Training from scratch: %s", e)
+            return
+        trained_on = meta.get("trained_on")
+        self._served = (state, trained_on)
+        start, start_meta = self._last_weights(meta) or (state, meta)
+        try:
+            context.network.load_state_dict(start, strict=True)
+        except RuntimeError as e:
+            logger.warning("Training from scratch: %s does not fit the configured network: %s", path, e)
+            self._served = None
+            return
+        self._start_trained_on = set(start_meta["trained_on"]) if "trained_on" in start_meta else None
+        logger.info("Fine-tuning from %s", self.tumor.last_path(self.model) if start is not state else path)
+
+    def _last_weights(self, served: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        """The final weights of the run that published the served ones, when kept and still loadable."""
+        path = self.tumor.last_path(self.model)
+        if not os.path.isfile(path) or "run_id" not in served:
+            return None
+        try:
+            state, meta = read_checkpoint(path, self.tumor, self.model)
+        except CheckpointError as e:
+            logger.warning("Not continuing from the last run's final weights: %s", e)
+            return None
+        return (state, meta) if meta.get("run_id") == served["run_id"] else None
 
     def finalize(self, context: Context) -> None:
         cases = {"train": len(context.train_datalist), "val": len(context.val_datalist)}
         val_ids = {case_id(d) for d in context.val_datalist}
-        # The starting weights compete with this run's epochs only when validated on cases they never trained on.
-        fair_start = self._start_trained_on is not None and not (val_ids & self._start_trained_on)
-        if self._start_trained_on is not None and not fair_start:
-            logger.info("Starting weights trained on a validation case: not validated against this run's epochs")
+        # The served weights compete with this run's epochs only when validated on cases they never trained on.
+        served = self._served
+        fair = served is not None and served[1] is not None and not (val_ids & set(served[1]))
+        if served is not None and not fair:
+            logger.info("Served weights trained on a validation case (or not recorded): not validated as epoch 0")
         monitor = RunMonitor(
             self.tumor,
             context.network,
@@ -279,7 +310,7 @@ class SegmentationTrainer(BasicTrainTask):
             cases,
             self.model,
             self._run_deadline,
-            validate_start=fair_start,
+            served=served if fair else None,
             # Fine-tuned weights descend from the starting ones: they have seen those cases too.
             trained_on=sorted({case_id(d) for d in context.train_datalist} | (self._start_trained_on or set())),
         )

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
-from lib.checkpoint import load_weights, read_checkpoint
+from lib.checkpoint import load_weights, publish_checkpoint, read_checkpoint
 from lib.config import CLICKS, GUIDANCE, TumorConfig
 from lib.datastore import TumorDatastore
 from lib.networks import build_network
@@ -88,3 +89,29 @@ def test_weights_are_not_validated_on_cases_they_trained_on(make_config, tmp_pat
     assert first["cases"] == {"train": 3, "val": 0}
     assert meta["trained_on"] == ["case0.nii.gz", "case1.nii.gz", "case2.nii.gz"]
     assert second["cases"] == {"train": 2, "val": 1} and second["start_metric"] is None
+
+
+def first_tensor(path: str, config: TumorConfig) -> torch.Tensor:
+    return next(iter(read_checkpoint(path, config)[0].values()))
+
+
+@pytest.mark.parametrize("same_run", [True, False])
+def test_next_run_continues_from_the_final_weights_of_the_run_that_published_the_served_ones(
+    make_config, tmp_path: Path, same_run: bool
+) -> None:
+    config: TumorConfig = make_config(epochs="1", click_epochs="0", samples_per_case="2")
+    datastore = TumorDatastore(labelled_studies(tmp_path), config)
+    first = SegmentationTrainer(config)({}, datastore)
+    final = first_tensor(config.last_path(), config)
+    # Served weights unlike the first run's final ones: published by that run (an earlier, better epoch) or not.
+    served = {k: torch.full_like(v, 0.5) for k, v in build_network(config).state_dict().items()}
+    run_id = first["run_id"] if same_run else "replaced by hand"
+    publish_checkpoint(served, {"run_id": run_id, "trained_on": []}, config.published_path(), config)
+
+    # A learning rate so small that the second run's final weights are the ones it started from.
+    SegmentationTrainer(make_config(epochs="1", click_epochs="0", samples_per_case="2", learning_rate="1e-9"))(
+        {}, datastore
+    )
+
+    start = final if same_run else served[next(iter(served))]
+    torch.testing.assert_close(first_tensor(config.last_path(), config), start, atol=1e-5, rtol=0)

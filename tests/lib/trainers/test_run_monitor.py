@@ -220,40 +220,60 @@ def test_run_within_its_deadline_runs_every_epoch(config: TumorConfig, stats_pat
     assert json.loads(stats_path.read_text())["stopped_by_time_budget"] is False
 
 
-def test_fine_tuning_run_keeps_its_starting_weights_when_no_epoch_validates_better(
+def served_weights(network: torch.nn.Module, value: float) -> dict[str, torch.Tensor]:
+    """The network's weights with the first tensor filled with ``value``, so tests can tell them apart."""
+    state = {k: v.clone() for k, v in network.state_dict().items()}
+    next(iter(state.values())).fill_(value)
+    return state
+
+
+def test_fine_tuning_run_keeps_the_served_weights_when_no_epoch_validates_better(
     config: TumorConfig, stats_path: Path
 ) -> None:
     network = build_network(config)
-    start = first_weight(network).clone()
+    first_weight(network).fill_(-7.0)  # the previous run's final weights, which this run continues from
+    served = served_weights(network, -1.0)
     trainer = make_trainer(network)
-    evaluator = make_evaluator([0.6, 0.3, 0.5], labels=1)  # the starting weights, then epochs 1 and 2
+    evaluator = make_evaluator([0.6, 0.3, 0.5], labels=1)  # the served weights, then epochs 1 and 2
+    validated: list[float] = []
+    evaluator.add_event_handler(Events.STARTED, lambda _: validated.append(float(first_weight(network).flatten()[0])))
+    starts: list[float] = []
+    trainer.add_event_handler(Events.EPOCH_STARTED, lambda _: starts.append(float(first_weight(network).flatten()[0])))
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: evaluator.run(engine.state.epoch))
-    RunMonitor(config, network, str(stats_path), "run-7", {"train": 3, "val": 1}, validate_start=True).attach(
-        trainer, evaluator
+    monitor = RunMonitor(
+        config, network, str(stats_path), "run-7", {"train": 3, "val": 1}, served=(served, ["a"]), trained_on=["a", "b"]
     )
+    monitor.attach(trainer, evaluator)
 
     trainer.run([0], max_epochs=2)
 
+    assert validated == [-1.0, 1.0, 2.0]  # epoch 0 validated the served weights...
+    assert starts[0] == -7.0  # ...and training went on from the weights the run started from
     state, meta = read_checkpoint(config.published_path(), config)
     assert meta["run_id"] == "run-7" and meta["epoch"] == 0 and meta["val_dice"] == pytest.approx(0.6)
-    torch.testing.assert_close(next(iter(state.values())), start)  # what it started from, not epoch 2's
+    assert meta["trained_on"] == ["a"]  # the served weights' own record
+    assert torch.all(next(iter(state.values())) == -1.0)  # the served weights, not epoch 2's
+    last, last_meta = read_checkpoint(config.last_path(), config)
+    assert torch.all(next(iter(last.values())) == 2.0)  # the next run continues from this run's final weights
+    assert last_meta == {"run_id": "run-7", "epoch": 2, "trained_on": ["a", "b"], "architecture": config.architecture()}
     final = json.loads(stats_path.read_text())
     assert final["best_metric_epoch"] == 0 and final["start_metric"] == pytest.approx(0.6)
 
 
-def test_fine_tuning_run_publishes_an_epoch_that_validates_better_than_its_start(
+def test_fine_tuning_run_publishes_an_epoch_that_validates_better_than_the_served_weights(
     config: TumorConfig, stats_path: Path
 ) -> None:
     network = build_network(config)
     trainer = make_trainer(network)
     evaluator = make_evaluator([0.4, 0.3, 0.5], labels=1)
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: evaluator.run(engine.state.epoch))
-    RunMonitor(config, network, str(stats_path), "run-8", {"train": 3, "val": 1}, validate_start=True).attach(
-        trainer, evaluator
-    )
+    served = (served_weights(network, -1.0), ["a"])
+    RunMonitor(
+        config, network, str(stats_path), "run-8", {"train": 3, "val": 1}, served=served, trained_on=["a", "b"]
+    ).attach(trainer, evaluator)
 
     trainer.run([0], max_epochs=2)
 
     state, meta = read_checkpoint(config.published_path(), config)
-    assert meta["epoch"] == 2 and meta["val_dice"] == pytest.approx(0.5)
+    assert meta["epoch"] == 2 and meta["val_dice"] == pytest.approx(0.5) and meta["trained_on"] == ["a", "b"]
     assert torch.all(next(iter(state.values())) == 2.0)
