@@ -72,6 +72,7 @@ class RunMonitor:
         served: the served weights and the cases they trained on, validated before the first epoch ("epoch 0") and
             published again if no epoch beats them; give them only when they never trained on a validation case.
         trained_on: names of the cases this run's weights have trained on, recorded in the checkpoints.
+        validated_on: names of the validation cases, recorded in the published checkpoint.
     """
 
     def __init__(
@@ -85,6 +86,7 @@ class RunMonitor:
         deadline: float | None = None,
         served: tuple[dict[str, torch.Tensor], Sequence[str]] | None = None,
         trained_on: Sequence[str] = (),
+        validated_on: Sequence[str] = (),
     ) -> None:
         self.config = config
         self.model = model
@@ -102,6 +104,7 @@ class RunMonitor:
         self.served = served
         self.trained_on = list(trained_on)
         self.best_trained_on = self.trained_on
+        self.validated_on = list(validated_on)
         self.start_metric: float | None = None  # validation of the starting weights of a fine-tuning run
         self.epoch_start = self.start
         self.epoch_seconds: list[float] = []  # whole epochs, validation included
@@ -214,6 +217,7 @@ class RunMonitor:
             "epoch": self.best_epoch,
             "cases": self.cases,
             "trained_on": self.best_trained_on,
+            "validated_on": self.validated_on,
         }
         publish_checkpoint(self.best_state, meta, self.config.published_path(self.model), self.config, self.model)
         final = {"run_id": self.run_id, "epoch": trainer.state.epoch, "trained_on": self.trained_on}

@@ -313,6 +313,7 @@ class SegmentationTrainer(BasicTrainTask):
             served=served if fair else None,
             # Fine-tuned weights descend from the starting ones: they have seen those cases too.
             trained_on=sorted({case_id(d) for d in context.train_datalist} | (self._start_trained_on or set())),
+            validated_on=sorted(val_ids),
         )
         monitor.attach(context.trainer, context.evaluator)
 

@@ -89,6 +89,8 @@ def test_weights_are_not_validated_on_cases_they_trained_on(make_config, tmp_pat
     assert first["cases"] == {"train": 3, "val": 0}
     assert meta["trained_on"] == ["case0.nii.gz", "case1.nii.gz", "case2.nii.gz"]
     assert second["cases"] == {"train": 2, "val": 1} and second["start_metric"] is None
+    _, second_meta = read_checkpoint(config.published_path(), config)
+    assert len(second_meta["validated_on"]) == 1 and second_meta["validated_on"][0] in meta["trained_on"]
 
 
 def first_tensor(path: str, config: TumorConfig) -> torch.Tensor:
