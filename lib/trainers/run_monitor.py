@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 VAL_DICE = "val_mean_dice"
 VAL_DICE_PER_LABEL = "val_dice_per_label"
 TRAIN_DICE = "train_mean_dice"
+PREDICTING_EPOCHS = 3  # the slowest of the last epochs predicts the next one's length
 
 
 def write_json(path: str, content: dict[str, Any]) -> None:
@@ -68,7 +69,9 @@ class RunMonitor:
         cases: number of training and validation cases.
         model: which of the app's networks is trained (segmentation or clicks).
         deadline: ``time.time()`` by which the run must end (None: run all epochs). The run stops after an epoch
-            when one more epoch, as long as the slowest so far, would end past it; at least one epoch runs.
+            when one more epoch, as long as the slowest of the last ``PREDICTING_EPOCHS``, would end past it; at
+            least one epoch runs. Only recent epochs predict the next, so one epoch slowed by a job that shared
+            the CPU for a while does not end the run early.
         served: the served weights and the cases they trained on, validated before the first epoch ("epoch 0") and
             published again if no epoch beats them; give them only when they never trained on a validation case.
         trained_on: names of the cases this run's weights have trained on, recorded in the checkpoints.
@@ -142,7 +145,8 @@ class RunMonitor:
         self.epoch_seconds.append(now - self.epoch_start)
         self.train_seconds.append(trainer.state.times.get(Events.EPOCH_COMPLETED.name) or 0.0)
         more = trainer.state.epoch < trainer.state.max_epochs
-        if self.deadline is not None and more and now + max(self.epoch_seconds) > self.deadline:
+        next_epoch = max(self.epoch_seconds[-PREDICTING_EPOCHS:])
+        if self.deadline is not None and more and now + next_epoch > self.deadline:
             logger.info(
                 "Run %s: stopping after epoch %d of %d, the next would pass the time budget",
                 self.run_id,

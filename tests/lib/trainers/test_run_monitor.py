@@ -208,6 +208,23 @@ def test_run_stops_after_the_last_epoch_that_fits_its_deadline(
     assert final["seconds_per_epoch"] == pytest.approx(10.0)  # what a 4th epoch was predicted to take
 
 
+def test_one_slow_epoch_does_not_end_the_run_early(config: TumorConfig, stats_path: Path, monkeypatch) -> None:
+    clock, network, trainer = clocked_trainer(config, monkeypatch)
+    # The first epoch takes 60 s (another job shared the CPU), the next ones 10 s; 200 s of budget.
+    trainer.add_event_handler(
+        Events.EPOCH_STARTED, lambda e: setattr(clock, "epoch_s", 60.0 if e.state.epoch == 1 else 10.0)
+    )
+    RunMonitor(config, network, str(stats_path), "run-9", {"train": 1, "val": 0}, deadline=clock.now + 200).attach(
+        trainer, None
+    )
+
+    trainer.run([0], max_epochs=20)
+
+    # Epochs end at 60, 70, ..., 200 s: a 16th, predicted from the last three (10 s), would end at 210 s. Predicted
+    # from the slowest epoch (60 s), the run would have stopped after the 10th, at 150 s.
+    assert trainer.state.epoch == 15
+
+
 def test_run_within_its_deadline_runs_every_epoch(config: TumorConfig, stats_path: Path, monkeypatch) -> None:
     clock, network, trainer = clocked_trainer(config, monkeypatch)
     RunMonitor(config, network, str(stats_path), "run-6", {"train": 1, "val": 0}, deadline=clock.now + 1).attach(
