@@ -58,13 +58,18 @@ def read_checkpoint(
     return state, meta
 
 
-def load_weights(network: nn.Module, path: str, config: TumorConfig, model: str = SEGMENTATION) -> dict[str, Any]:
-    """Load checkpoint weights of ``model`` into ``network`` (strict) and return the checkpoint's metadata."""
-    state, meta = read_checkpoint(path, config, model)
+def load_state(network: nn.Module, state: dict[str, torch.Tensor], path: str) -> None:
+    """Load ``state`` (read from checkpoint ``path``) into ``network``, strictly."""
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint {path} does not fit the configured network: {e}") from e
+
+
+def load_weights(network: nn.Module, path: str, config: TumorConfig, model: str = SEGMENTATION) -> dict[str, Any]:
+    """Load checkpoint weights of ``model`` into ``network`` (strict) and return the checkpoint's metadata."""
+    state, meta = read_checkpoint(path, config, model)
+    load_state(network, state, path)
     return meta
 
 

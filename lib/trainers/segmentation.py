@@ -19,7 +19,7 @@ from monailabel.interfaces.datastore import Datastore
 from monailabel.tasks.train.basic_train import BasicTrainTask, Context
 from monailabel.utils.async_tasks.utils import processes
 
-from lib.checkpoint import CheckpointError, read_checkpoint, serving_checkpoint
+from lib.checkpoint import CheckpointError, load_state, read_checkpoint, serving_checkpoint
 from lib.config import CLICKS, SEGMENTATION, SEGMENTATION_SHARE, TumorConfig
 from lib.datastore.validation import InvalidUploadError, check_image, check_label
 from lib.networks import build_network
@@ -267,20 +267,15 @@ class SegmentationTrainer(BasicTrainTask):
             return
         try:
             state, meta = read_checkpoint(path, self.tumor, self.model)
+            start, start_meta = self._last_weights(meta) or (state, meta)
+            source = self.tumor.last_path(self.model) if start is not state else path
+            load_state(context.network, start, source)
         except CheckpointError as e:
             logger.warning("Training from scratch: %s", e)
             return
-        trained_on = meta.get("trained_on")
-        self._served = (state, trained_on)
-        start, start_meta = self._last_weights(meta) or (state, meta)
-        try:
-            context.network.load_state_dict(start, strict=True)
-        except RuntimeError as e:
-            logger.warning("Training from scratch: %s does not fit the configured network: %s", path, e)
-            self._served = None
-            return
+        self._served = (state, meta.get("trained_on"))
         self._start_trained_on = set(start_meta["trained_on"]) if "trained_on" in start_meta else None
-        logger.info("Fine-tuning from %s", self.tumor.last_path(self.model) if start is not state else path)
+        logger.info("Fine-tuning from %s", source)
 
     def _last_weights(self, served: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
         """The final weights of the run that published the served ones, when kept and still loadable."""
