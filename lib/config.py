@@ -70,6 +70,9 @@ class TumorConfig:
             may use ``SEGMENTATION_SHARE`` of it when the click network is trained too, which gets the rest.
         learning_rate: AdamW learning rate.
         val_split: fraction of labelled cases held out for validation (at least one case is kept for training).
+        min_val_cases: validation cases a run needs to publish its best-validating epoch (or keep the served
+            weights when none beats them); with fewer, validation is too noisy to choose by and the run publishes
+            its final weights.
         samples_per_case: random patches drawn from a case per training iteration.
         cache_cases: preprocessed training cases kept in memory (the rest are loaded on demand).
         mc_samples: Monte-Carlo dropout passes per image for epistemic scoring.
@@ -96,6 +99,7 @@ class TumorConfig:
     train_minutes: float = 8.0
     learning_rate: float = 1e-3
     val_split: float = 0.2
+    min_val_cases: int = 3
     samples_per_case: int = 4
     cache_cases: int = 16
     mc_samples: int = 5
@@ -270,6 +274,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "train_minutes": lambda v: _scalar("train_minutes", v, _positive_float, "a positive number of minutes"),
     "learning_rate": lambda v: _scalar("learning_rate", v, _positive_float, "a positive number"),
     "val_split": lambda v: _scalar("val_split", v, _fraction, "a fraction in [0, 1)"),
+    "min_val_cases": lambda v: _scalar("min_val_cases", v, _positive_int, "a positive integer"),
     "samples_per_case": lambda v: _scalar("samples_per_case", v, _positive_int, "a positive integer"),
     "cache_cases": lambda v: _scalar("cache_cases", v, _at_least(0), "a non-negative integer"),
     "mc_samples": lambda v: _scalar("mc_samples", v, _at_least(2), "an integer >= 2"),

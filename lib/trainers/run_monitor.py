@@ -7,7 +7,10 @@ leaves the previously served weights untouched. A run with a deadline (the ``tra
 the last epoch that fits before it, and completes normally.
 
 A fine-tuning run first validates the served weights ("epoch 0") and publishes the best of those and its own
-epochs: a short Auto-Update round cannot replace the served model by one that validates worse. The run's final
+epochs: a short Auto-Update round cannot replace the served model by one that validates worse. Choosing by
+validation needs enough validation cases (``min_val_cases``): on one or two, a case's Dice swings by 0.2-0.3 between
+epochs, so a lucky epoch would stay served for many rounds. With fewer, the run publishes its final weights, as
+nnU-Net does, and reports their validation Dice. The run's final
 weights are kept too (``last_path``), tagged with the run id of the published ones: the next run continues from
 them, so successive short rounds build on each other even while the served weights stay the same.
 """
@@ -74,6 +77,8 @@ class RunMonitor:
             the CPU for a while does not end the run early.
         served: the served weights and the cases they trained on, validated before the first epoch ("epoch 0") and
             published again if no epoch beats them; give them only when they never trained on a validation case.
+            Ignored when there are fewer than ``config.min_val_cases`` validation cases (the final weights are
+            published then).
         trained_on: names of the cases this run's weights have trained on, recorded in the checkpoints.
         validated_on: names of the validation cases, recorded in the published checkpoint.
     """
@@ -108,6 +113,8 @@ class RunMonitor:
         self.trained_on = list(trained_on)
         self.best_trained_on = self.trained_on
         self.validated_on = list(validated_on)
+        # Too few validation cases to choose by: publish the final weights.
+        self.select_best = cases.get("val", 0) >= config.min_val_cases
         self.start_metric: float | None = None  # validation of the starting weights of a fine-tuning run
         self.epoch_start = self.start
         self.epoch_seconds: list[float] = []  # whole epochs, validation included
@@ -121,7 +128,7 @@ class RunMonitor:
         trainer.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
         if evaluator is not None:
             evaluator.add_event_handler(Events.EPOCH_COMPLETED, self._validated)
-            if self.served is not None:
+            if self.served is not None and self.select_best:
                 trainer.add_event_handler(Events.STARTED, self._validate_served, evaluator)
         else:
             trainer.add_event_handler(Events.EPOCH_COMPLETED, self._trained_without_validation)
@@ -175,7 +182,10 @@ class RunMonitor:
         named = {name: _number(v) for name, v in zip(names, values)}
         if self.trainer is not None and self.trainer.state.epoch == 0:
             self.start_metric = _number(metrics.get(VAL_DICE))
-        self._keep_if_best(_number(metrics.get(VAL_DICE)), named)
+        if self.select_best:
+            self._keep_if_best(_number(metrics.get(VAL_DICE)), named)
+        else:
+            self._keep(_number(metrics.get(VAL_DICE)), named)
 
     def _trained_without_validation(self, trainer: Engine) -> None:
         # One labelled case: nothing to validate on, so the latest weights are the ones to publish.

@@ -69,7 +69,7 @@ def test_annotator_time_budget_must_be_positive(make_config, tmp_path: Path) -> 
 
 
 def test_second_run_validates_the_weights_it_fine_tunes(make_config, tmp_path: Path) -> None:
-    config: TumorConfig = make_config(epochs="1", click_epochs="0", samples_per_case="2")
+    config: TumorConfig = make_config(epochs="1", click_epochs="0", samples_per_case="2", min_val_cases="1")
     datastore = TumorDatastore(labelled_studies(tmp_path), config)
     first = SegmentationTrainer(config)({}, datastore)
     second = SegmentationTrainer(config)({}, datastore)

@@ -135,7 +135,7 @@ def test_completed_run_publishes_best_validated_weights(
     trainer = make_trainer(network)
     evaluator = make_evaluator([0.3, 0.7, 0.5], labels=2)
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: evaluator.run([0]))  # validation before the monitor
-    RunMonitor(config, network, str(stats_path), "run-2", {"train": 3, "val": 1}).attach(trainer, evaluator)
+    RunMonitor(config, network, str(stats_path), "run-2", {"train": 3, "val": 3}).attach(trainer, evaluator)
 
     trainer.run([0], max_epochs=3)
 
@@ -258,7 +258,7 @@ def test_fine_tuning_run_keeps_the_served_weights_when_no_epoch_validates_better
     trainer.add_event_handler(Events.EPOCH_STARTED, lambda _: starts.append(float(first_weight(network).flatten()[0])))
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: evaluator.run(engine.state.epoch))
     monitor = RunMonitor(
-        config, network, str(stats_path), "run-7", {"train": 3, "val": 1}, served=(served, ["a"]), trained_on=["a", "b"]
+        config, network, str(stats_path), "run-7", {"train": 3, "val": 3}, served=(served, ["a"]), trained_on=["a", "b"]
     )
     monitor.attach(trainer, evaluator)
 
@@ -286,7 +286,7 @@ def test_fine_tuning_run_publishes_an_epoch_that_validates_better_than_the_serve
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: evaluator.run(engine.state.epoch))
     served = (served_weights(network, -1.0), ["a"])
     RunMonitor(
-        config, network, str(stats_path), "run-8", {"train": 3, "val": 1}, served=served, trained_on=["a", "b"]
+        config, network, str(stats_path), "run-8", {"train": 3, "val": 3}, served=served, trained_on=["a", "b"]
     ).attach(trainer, evaluator)
 
     trainer.run([0], max_epochs=2)
@@ -294,3 +294,25 @@ def test_fine_tuning_run_publishes_an_epoch_that_validates_better_than_the_serve
     state, meta = read_checkpoint(config.published_path(), config)
     assert meta["epoch"] == 2 and meta["val_dice"] == pytest.approx(0.5) and meta["trained_on"] == ["a", "b"]
     assert torch.all(next(iter(state.values())) == 2.0)
+
+
+def test_run_with_too_few_validation_cases_publishes_its_final_weights(config: TumorConfig, stats_path: Path) -> None:
+    assert config.min_val_cases == 3
+    network = build_network(config)
+    trainer = make_trainer(network)
+    evaluator = make_evaluator([0.7, 0.3], labels=1)  # epochs 1 and 2: the served weights are not validated
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: evaluator.run(engine.state.epoch))
+    served = (served_weights(network, -1.0), ["a"])
+    RunMonitor(
+        config, network, str(stats_path), "run-10", {"train": 8, "val": 2}, served=served, trained_on=["a", "b"]
+    ).attach(trainer, evaluator)
+
+    trainer.run([0], max_epochs=2)
+
+    state, meta = read_checkpoint(config.published_path(), config)
+    assert meta["epoch"] == 2 and meta["val_dice"] == pytest.approx(0.3)  # the final epoch, not the better first
+    assert meta["trained_on"] == ["a", "b"]
+    assert torch.all(next(iter(state.values())) == 2.0)
+    final = json.loads(stats_path.read_text())
+    assert final["best_metric"] == pytest.approx(0.3) and final["best_metric_epoch"] == 2
+    assert final["start_metric"] is None
