@@ -28,7 +28,7 @@ from monai.transforms import (
 )
 
 from lib.config import NETWORKS, TumorConfig
-from lib.transforms.resample import ResampleToSpacingd, ResizeToGeometryd
+from lib.transforms.resample import ResampleToSpacingd, resize
 from lib.transforms.volume_io import LoadVolumed
 
 IMAGE = "image"
@@ -93,37 +93,45 @@ def inference_transforms(config: TumorConfig) -> list[Transform]:
     return preprocessing(config, with_label=False)
 
 
-def argmax_channels(probabilities: torch.Tensor) -> torch.Tensor:
-    """Index of the largest channel at each voxel of a ``(C, ...)`` tensor, as ``(1, ...)`` uint8.
+def argmax_channels(probabilities: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    """Index of the largest channel at each voxel of a ``(C, ...)`` tensor (or C tensors), as ``(1, ...)`` uint8.
 
     Same result as ``torch.argmax(dim=0)`` (the first channel wins ties), as a running maximum over the channels:
     on CPU ``torch.argmax`` over the leading dimension of a volume is about 100 times slower.
     """
     best = probabilities[0].clone()
     label = torch.zeros(best.shape, dtype=torch.uint8, device=best.device)
-    for channel in range(1, probabilities.shape[0]):
+    for channel in range(1, len(probabilities)):
         label[probabilities[channel] > best] = channel
         torch.maximum(best, probabilities[channel], out=best)
     return label[None]
 
 
-class ArgmaxChannelsd(MapTransform):
-    """:func:`argmax_channels` on ``keys``."""
+class LabelOnGeometryd(MapTransform):
+    """Class probabilities ``(K + 1, ...)`` on the model grid -> label values ``(1, ...)`` 0..K on the grid stored
+    under ``f"{ref}_geometry"``: trilinear resizing of the probabilities, then the most likely class.
+
+    Only the K label channels are resized. Interpolation is linear, so the background's interpolated probability
+    is 1 minus theirs: the same labels (up to float rounding at exact ties) for a (K + 1)-th less of the costliest
+    step after the network.
+    """
+
+    def __init__(self, keys: Sequence[Hashable], ref: str = IMAGE) -> None:
+        super().__init__(keys)
+        self.ref = ref
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
+        size = d[f"{self.ref}_geometry"].size
         for key in self.key_iterator(d):
-            d[key] = argmax_channels(torch.as_tensor(d[key]))
+            labels = resize(torch.as_tensor(d[key])[1:], size, "trilinear")
+            d[key] = argmax_channels([1 - labels.sum(0), *labels])
         return d
 
 
 def inference_postprocessing() -> list[Transform]:
-    """Softmax, back to the original grid, then one label value per voxel (0..K)."""
-    return [
-        Activationsd(PRED, softmax=True),
-        ResizeToGeometryd(PRED, ref=IMAGE, mode="trilinear"),
-        ArgmaxChannelsd(PRED),
-    ]
+    """Softmax, then one label value per voxel (0..K) on the original grid."""
+    return [Activationsd(PRED, softmax=True), LabelOnGeometryd(PRED, ref=IMAGE)]
 
 
 def window_size(config: TumorConfig, shape: Sequence[int]) -> tuple[int, int, int]:

@@ -53,19 +53,3 @@ class ResampleToSpacingd(MapTransform):
         for key, mode in zip(self.key_iterator(d), self.modes):
             d[key] = resize(d[key], shape, mode)  # type: ignore[arg-type]
         return d
-
-
-class ResizeToGeometryd(MapTransform):
-    """Resize ``keys`` back to the original grid size stored under ``f"{ref}_geometry"`` (inverse of resampling)."""
-
-    def __init__(self, keys: Sequence[Hashable], ref: str = "image", mode: str = "trilinear") -> None:
-        super().__init__(keys)
-        self.ref = ref
-        self.mode = mode
-
-    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
-        d = dict(data)
-        geometry: Geometry = d[f"{self.ref}_geometry"]  # type: ignore[assignment]
-        for key in self.key_iterator(d):
-            d[key] = resize(d[key], geometry.size, self.mode)  # type: ignore[arg-type]
-        return d

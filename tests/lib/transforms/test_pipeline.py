@@ -19,6 +19,8 @@ from lib.transforms.geometry import Geometry
 from lib.transforms.pipeline import (
     IMAGE,
     LABEL,
+    PRED,
+    LabelOnGeometryd,
     argmax_channels,
     inference_transforms,
     sliding_window,
@@ -26,7 +28,7 @@ from lib.transforms.pipeline import (
     validation_transforms,
     window_size,
 )
-from lib.transforms.resample import resampled_shape
+from lib.transforms.resample import resampled_shape, resize
 from tests.synthetic import SyntheticCase
 
 CaseWriter = Callable[..., SyntheticCase]
@@ -244,3 +246,23 @@ def test_argmax_channels_matches_torch_argmax_ties_included(channels: int) -> No
     label = argmax_channels(probabilities)
     assert label.dtype == torch.uint8 and label.shape == (1, 9, 8, 7)
     torch.testing.assert_close(label[0], torch.argmax(probabilities, dim=0).to(torch.uint8))
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_label_on_geometry_equals_the_argmax_of_every_resized_class(classes: int) -> None:
+    """Resizing only the label channels gives the labels of resizing all of them, except at float-rounding ties."""
+    generator = torch.Generator().manual_seed(classes)
+    probabilities = torch.softmax(4 * torch.randn(classes, 12, 10, 6, generator=generator), dim=0)
+    geometry = Geometry(
+        size=(31, 23, 17), spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)
+    )
+
+    label = LabelOnGeometryd(PRED)({PRED: probabilities, f"{IMAGE}_geometry": geometry})[PRED]
+
+    every_class = resize(probabilities, geometry.size, "trilinear")
+    assert label.dtype == torch.uint8 and label.shape == (1, 31, 23, 17)
+    top2 = every_class.topk(2, dim=0).values
+    clear = (top2[0] - top2[1]) > 1e-5  # not a tie up to float rounding
+    assert clear.float().mean() > 0.99
+    torch.testing.assert_close(label[0][clear], torch.argmax(every_class, dim=0).to(torch.uint8)[clear])
+    assert set(label.unique().tolist()) == set(range(classes))  # every class is found somewhere
