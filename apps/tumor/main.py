@@ -20,8 +20,8 @@ from lib.checkpoint import CheckpointError
 from lib.config import TumorConfig, parse_config
 from lib.datastore import VOLUME_EXTENSIONS, TumorDatastore
 from lib.infers import ClickSegmentationInfer, InteractionError, ModelNotTrainedError, SegmentationInfer
+from lib.priority import LOW_PRIORITY
 from lib.scoring import EpistemicScoring
-from lib.scoring.epistemic import LOW_PRIORITY
 from lib.trainers import SegmentationTrainer
 from lib.transforms.volume_io import VolumeReadError
 from scribbles import ClicksInfer, ScribblesInfer

@@ -23,6 +23,7 @@ from monailabel.interfaces.tasks.scoring import ScoringMethod
 from lib.checkpoint import load_weights, serving_checkpoint
 from lib.config import TumorConfig
 from lib.networks import build_network, enable_mc_dropout
+from lib.priority import LOW_PRIORITY, NICENESS, lower_priority
 from lib.transforms.pipeline import IMAGE, inference_transforms, sliding_window
 from lib.transforms.volume_io import VolumeReadError
 
@@ -30,20 +31,6 @@ logger = logging.getLogger(__name__)
 
 SCORE_KEY = "epistemic_entropy"
 MODEL_TS_KEY = "epistemic_ts"
-LOW_PRIORITY = "low_priority"  # request key: lower this process's CPU priority before scoring
-NICENESS = 10
-
-
-def lower_priority(increment: int = NICENESS) -> None:
-    """Raise the niceness of every thread of this process (Linux applies niceness per thread; threads started
-    later, such as PyTorch's intra-op pool, inherit it from their creator)."""
-    tasks = "/proc/self/task"
-    threads = [int(t) for t in os.listdir(tasks)] if os.path.isdir(tasks) else [0]
-    for tid in threads:
-        try:
-            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
-        except OSError as e:  # a thread that just ended
-            logger.debug("Could not lower the priority of thread %d: %s", tid, e)
 
 
 def mutual_information(probabilities: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
