@@ -24,6 +24,7 @@ from lib.config import CLICKS, SEGMENTATION, SEGMENTATION_SHARE, TumorConfig
 from lib.datastore.validation import InvalidUploadError, check_image, check_label
 from lib.networks import build_network
 from lib.trainers.run_monitor import VAL_DICE, VAL_DICE_PER_LABEL, RunMonitor
+from lib.trainers.schedule import PolyLearningRate
 from lib.transforms.pipeline import LABEL, PRED, sliding_window, training_transforms, validation_transforms
 
 logger = logging.getLogger(__name__)
@@ -222,8 +223,8 @@ class SegmentationTrainer(BasicTrainTask):
     def loss_function(self, context: Context) -> torch.nn.Module:
         return DiceCELoss(to_onehot_y=True, softmax=True, squared_pred=True)
 
-    def lr_scheduler_handler(self, context: Context) -> None:
-        return None
+    def lr_scheduler_handler(self, context: Context) -> PolyLearningRate:
+        return PolyLearningRate(context.optimizer, self._run_deadline)
 
     def train_pre_transforms(self, context: Context) -> list:
         return training_transforms(self.tumor)

@@ -46,7 +46,7 @@ def test_bad_clicks_are_refused(config: TumorConfig, case, publish_weights) -> N
 
 
 def test_the_network_learns_to_segment_the_clicked_tumour(make_config, tmp_path: Path, publish_weights) -> None:
-    config: TumorConfig = make_config(click_epochs="25", click_rounds="2", samples_per_case="4", learning_rate="0.003")
+    config: TumorConfig = make_config(click_epochs="40", click_rounds="2", samples_per_case="4", learning_rate="0.003")
     studies = tmp_path / "studies"
     for i in range(4):
         write_case(str(studies), f"case{i}", seed=i, label_folder=str(studies / "labels" / "final"))
@@ -64,5 +64,5 @@ def test_the_network_learns_to_segment_the_clicked_tumour(make_config, tmp_path:
     assert geometry.size == read_volume(new.image_path)[1].size and set(np.unique(mask)) <= {0, 1}
     assert result["label_names"] == {"tumor": 1}
     learned = dice(mask[0], new.label)
-    # Over seeds 0-10 the trained network scored 0.59-0.77 (untrained 0.00-0.06); the tests run with seed 0.
-    assert learned > 0.5 and learned > untrained + 0.3, (untrained, learned)
+    # Over seeds 0-9 the trained network scored 0.52-0.77 (untrained 0.00-0.06); the tests run with seed 0.
+    assert learned > 0.4 and learned > untrained + 0.3, (untrained, learned)

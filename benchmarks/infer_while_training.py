@@ -1,0 +1,189 @@
+"""Auto-segmentation latency while a training run shares the CPU with it.
+
+An annotator asks for the next pre-segmentation while the server trains on their last corrections (Train or
+Auto-Update). On the real server with the default configuration (the shipped CT model, both networks trained in
+each run) and 8 labelled STS CT cases:
+
+1. **idle**: after a warm-up, ``--repeats`` requests for STS_004 (the voxel count of the issue's 189x210x67 case);
+2. **during training**: a training run of ``--train-minutes`` starts, and the client asks for STS_004 every
+   ``--gap`` seconds (an annotator's pace, not a load test) until the run has ended;
+3. **training alone**: a second run of the same length with no requests, for the training's own slowdown.
+
+Reports the latency (median, 90th percentile, max) idle and during training, and the training's seconds per
+epoch of each network with and without the requests. Plot: latency against time since the run started.
+
+Usage: ``.venv/bin/python -m benchmarks.infer_while_training [--train-minutes 2] [--gap 3] [--repeats 5]
+[--conf KEY VALUE ...] [--out benchmarks/results]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+from monailabel.client import MONAILabelClient
+
+from benchmarks.campaign import SHARED, split_cases
+from benchmarks.infer_latency import wait_for_scoring
+from benchmarks.server import APP, ROOT, start_server, stop_server, wait_until_up
+from benchmarks.train_speed import labelled_studies
+from lib.config import CLICKS, SEGMENTATION
+
+CASE = "STS_004"
+LABELLED = 8
+PARAMS = {"result_extension": ".nrrd", "result_dtype": "uint8"}  # as 3D Slicer asks
+
+
+def request_once(client: MONAILabelClient) -> float:
+    start = time.perf_counter()
+    path, _ = client.infer(SEGMENTATION, CASE, PARAMS)
+    latency = time.perf_counter() - start
+    os.remove(path)
+    return latency
+
+
+def run_ended(client: MONAILabelClient, task_id: str) -> dict | None:
+    status = client.train_status()
+    done = status and status.get("id") == task_id and status["status"] in ("DONE", "ERROR", "STOPPED")
+    return status if done else None
+
+
+def train(client: MONAILabelClient, minutes: float, gap: float | None) -> tuple[list[tuple[float, float]], dict]:
+    """One training run; with ``gap``, a request every ``gap`` seconds while it runs (each sent after checking
+    that the run had not ended). Returns the (time since the run started, latency) of each request and the run's
+    stats of both networks."""
+    task = client.train_start(SEGMENTATION, {"train_minutes": minutes})
+    start = time.perf_counter()
+    requests: list[tuple[float, float]] = []
+    while (status := run_ended(client, task["id"])) is None:
+        if gap is None:
+            time.sleep(2)
+            continue
+        sent = time.perf_counter()
+        requests.append((sent - start, request_once(client)))
+        time.sleep(max(0.0, gap - (time.perf_counter() - sent)))
+    if status["status"] != "DONE":
+        raise RuntimeError(f"the training run ended {status['status']}")
+    return requests, client.info()["train_stats"][SEGMENTATION]
+
+
+def summary(latencies: list[float]) -> dict[str, float]:
+    return {
+        "requests": len(latencies),
+        "median_s": statistics.median(latencies),
+        "p90_s": float(np.percentile(latencies, 90)),
+        "max_s": max(latencies),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train-minutes", type=float, default=2.0)
+    parser.add_argument("--gap", type=float, default=3.0, help="seconds from one request to the next")
+    parser.add_argument("--repeats", type=int, default=5, help="idle requests after the warm-up")
+    parser.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
+    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
+    args = parser.parse_args()
+    if not os.path.isdir(SHARED):
+        raise SystemExit(f"{SHARED} is absent: this benchmark needs the shared real data")
+    os.makedirs(args.out, exist_ok=True)
+    pool, _ = split_cases(SHARED)
+    labelled = [c for c in pool if c != CASE][:LABELLED]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        studies = labelled_studies(os.path.join(tmp, "studies"), SHARED, [*labelled, CASE], labelled)
+        conf = {"model_dir": os.path.join(tmp, "model"), **dict(args.conf)}
+        process, url = start_server(APP, studies, conf, os.path.join(tmp, "server.log"))
+        try:
+            wait_until_up(process, url, deadline_s=300)
+            wait_for_scoring(url)
+            client = MONAILabelClient(url, tmpdir=tmp)
+            request_once(client)  # warm-up
+            idle = [request_once(client) for _ in range(args.repeats)]
+            during, shared_stats = train(client, args.train_minutes, args.gap)
+            wait_for_scoring(url)  # the run's scoring job, so the next run trains alone
+            _, alone_stats = train(client, args.train_minutes, None)
+        finally:
+            stop_server(process)
+
+    result = {
+        "case": CASE,
+        "labelled": labelled,
+        "train_minutes": args.train_minutes,
+        "gap_s": args.gap,
+        "conf": dict(args.conf),
+        "idle": {**summary(idle), "runs": idle},
+        "during_training": {**summary([r[1] for r in during]), "runs": during},
+        "seconds_per_epoch": {
+            "with requests": epochs_of(shared_stats),
+            "alone": epochs_of(alone_stats),
+        },
+    }
+    report(result, args)
+
+
+def epochs_of(stats: dict) -> dict[str, float | None]:
+    return {SEGMENTATION: stats.get("seconds_per_epoch"), CLICKS: stats.get(CLICKS, {}).get("seconds_per_epoch")}
+
+
+def report(result: dict, args: argparse.Namespace) -> None:
+    idle, during = result["idle"], result["during_training"]
+    epochs = result["seconds_per_epoch"]
+    lines = [
+        f"Auto segmentation of {CASE} while a {args.train_minutes:g}-minute training run (both networks, "
+        f"{LABELLED} labelled STS CT cases) shares {os.cpu_count()} CPU cores; a request every {args.gap:g} s"
+        + (f"; conf {result['conf']}" if result["conf"] else ""),
+        "",
+        f"{'latency':<18}{'requests':>9}{'median s':>10}{'p90 s':>8}{'max s':>8}",
+        *(
+            f"{name:<18}{s['requests']:>9}{s['median_s']:>10.2f}{s['p90_s']:>8.2f}{s['max_s']:>8.2f}"
+            for name, s in (("idle", idle), ("during training", during))
+        ),
+        "",
+        f"{'training s/epoch':<18}{SEGMENTATION:>14}{CLICKS:>8}",
+        *(
+            f"{name:<18}{_s(epochs[name][SEGMENTATION]):>14}{_s(epochs[name][CLICKS]):>8}"
+            for name in ("alone", "with requests")
+        ),
+        "",
+        f"latency during training / idle: {during['median_s'] / idle['median_s']:.1f}x (median), "
+        f"{during['max_s'] / idle['median_s']:.1f}x (max)",
+    ]
+    text = "\n".join(lines)
+    print("\n" + text)
+    with open(os.path.join(args.out, "infer_while_training.txt"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(args.out, "infer_while_training.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    plot(result, os.path.join(args.out, "infer_while_training.png"))
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def plot(result: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    times, latencies = zip(*result["during_training"]["runs"]) if result["during_training"]["runs"] else ((), ())
+    ax.plot(times, latencies, "o-", label="during training")
+    ax.axhline(result["idle"]["median_s"], color="grey", linestyle="--", label="idle (median)")
+    ax.set(xlabel="seconds since the training run started", ylabel="end-to-end latency, s", ylim=(0, None))
+    ax.set_title(f"Auto segmentation of {result['case']} while training runs")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
