@@ -2,7 +2,8 @@
 
 An annotator asks for the next pre-segmentation while the server trains on their last corrections (Train or
 Auto-Update). On the real server with the default configuration (the shipped CT model, both networks trained in
-each run) and 8 labelled STS CT cases:
+each run) and 8 labelled STS CT cases, once for each ``--niceness`` (``background_niceness``: how much lower the
+training process's CPU priority is than the server's):
 
 1. **idle**: after a warm-up, ``--repeats`` requests for STS_004 (the voxel count of the issue's 189x210x67 case);
 2. **during training**: a training run of ``--train-minutes`` starts, and the client asks for STS_004 every
@@ -12,8 +13,8 @@ each run) and 8 labelled STS CT cases:
 Reports the latency (median, 90th percentile, max) idle and during training, and the training's seconds per
 epoch of each network with and without the requests. Plot: latency against time since the run started.
 
-Usage: ``.venv/bin/python -m benchmarks.infer_while_training [--train-minutes 2] [--gap 3] [--repeats 5]
-[--conf KEY VALUE ...] [--out benchmarks/results]``
+Usage: ``.venv/bin/python -m benchmarks.infer_while_training [--niceness 0 10] [--train-minutes 1] [--gap 3]
+[--repeats 5] [--out benchmarks/results]``
 """
 
 from __future__ import annotations
@@ -81,12 +82,42 @@ def summary(latencies: list[float]) -> dict[str, float]:
     }
 
 
+def epochs_of(stats: dict) -> dict[str, float | None]:
+    return {SEGMENTATION: stats.get("seconds_per_epoch"), CLICKS: stats.get(CLICKS, {}).get("seconds_per_epoch")}
+
+
+def measure(niceness: int, labelled: list[str], args: argparse.Namespace, tmp: str) -> dict:
+    """Idle, during-training and training-alone figures on a fresh server with ``background_niceness``."""
+    folder = os.path.join(tmp, f"niceness-{niceness}")
+    studies = labelled_studies(os.path.join(folder, "studies"), SHARED, [*labelled, CASE], labelled)
+    conf = {"model_dir": os.path.join(folder, "model"), "background_niceness": str(niceness)}
+    process, url = start_server(APP, studies, conf, os.path.join(folder, "server.log"))
+    try:
+        wait_until_up(process, url, deadline_s=300)
+        wait_for_scoring(url)
+        client = MONAILabelClient(url, tmpdir=folder)
+        request_once(client)  # warm-up
+        idle = [request_once(client) for _ in range(args.repeats)]
+        during, shared_stats = train(client, args.train_minutes, args.gap)
+        wait_for_scoring(url)  # the run's scoring job, so the next run trains alone
+        _, alone_stats = train(client, args.train_minutes, None)
+    finally:
+        stop_server(process)
+    return {
+        "niceness": niceness,
+        "training_process_niceness": shared_stats.get("niceness"),
+        "idle": {**summary(idle), "runs": idle},
+        "during_training": {**summary([r[1] for r in during]), "runs": during},
+        "seconds_per_epoch": {"with requests": epochs_of(shared_stats), "alone": epochs_of(alone_stats)},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-minutes", type=float, default=2.0)
+    parser.add_argument("--niceness", type=int, nargs="+", default=[0, 10], help="background_niceness values")
+    parser.add_argument("--train-minutes", type=float, default=1.0)
     parser.add_argument("--gap", type=float, default=3.0, help="seconds from one request to the next")
     parser.add_argument("--repeats", type=int, default=5, help="idle requests after the warm-up")
-    parser.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
     args = parser.parse_args()
     if not os.path.isdir(SHARED):
@@ -94,66 +125,30 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     pool, _ = split_cases(SHARED)
     labelled = [c for c in pool if c != CASE][:LABELLED]
-
     with tempfile.TemporaryDirectory() as tmp:
-        studies = labelled_studies(os.path.join(tmp, "studies"), SHARED, [*labelled, CASE], labelled)
-        conf = {"model_dir": os.path.join(tmp, "model"), **dict(args.conf)}
-        process, url = start_server(APP, studies, conf, os.path.join(tmp, "server.log"))
-        try:
-            wait_until_up(process, url, deadline_s=300)
-            wait_for_scoring(url)
-            client = MONAILabelClient(url, tmpdir=tmp)
-            request_once(client)  # warm-up
-            idle = [request_once(client) for _ in range(args.repeats)]
-            during, shared_stats = train(client, args.train_minutes, args.gap)
-            wait_for_scoring(url)  # the run's scoring job, so the next run trains alone
-            _, alone_stats = train(client, args.train_minutes, None)
-        finally:
-            stop_server(process)
-
-    result = {
-        "case": CASE,
-        "labelled": labelled,
-        "train_minutes": args.train_minutes,
-        "gap_s": args.gap,
-        "conf": dict(args.conf),
-        "idle": {**summary(idle), "runs": idle},
-        "during_training": {**summary([r[1] for r in during]), "runs": during},
-        "seconds_per_epoch": {
-            "with requests": epochs_of(shared_stats),
-            "alone": epochs_of(alone_stats),
-        },
-    }
+        runs = [measure(niceness, labelled, args, tmp) for niceness in args.niceness]
+    result = {"case": CASE, "labelled": labelled, "train_minutes": args.train_minutes, "gap_s": args.gap, "runs": runs}
     report(result, args)
 
 
-def epochs_of(stats: dict) -> dict[str, float | None]:
-    return {SEGMENTATION: stats.get("seconds_per_epoch"), CLICKS: stats.get(CLICKS, {}).get("seconds_per_epoch")}
-
-
 def report(result: dict, args: argparse.Namespace) -> None:
-    idle, during = result["idle"], result["during_training"]
-    epochs = result["seconds_per_epoch"]
     lines = [
         f"Auto segmentation of {CASE} while a {args.train_minutes:g}-minute training run (both networks, "
-        f"{LABELLED} labelled STS CT cases) shares {os.cpu_count()} CPU cores; a request every {args.gap:g} s"
-        + (f"; conf {result['conf']}" if result["conf"] else ""),
+        f"{LABELLED} labelled STS CT cases) shares {os.cpu_count()} CPU cores; a request every {args.gap:g} s",
         "",
-        f"{'latency':<18}{'requests':>9}{'median s':>10}{'p90 s':>8}{'max s':>8}",
-        *(
-            f"{name:<18}{s['requests']:>9}{s['median_s']:>10.2f}{s['p90_s']:>8.2f}{s['max_s']:>8.2f}"
-            for name, s in (("idle", idle), ("during training", during))
-        ),
-        "",
-        f"{'training s/epoch':<18}{SEGMENTATION:>14}{CLICKS:>8}",
-        *(
-            f"{name:<18}{_s(epochs[name][SEGMENTATION]):>14}{_s(epochs[name][CLICKS]):>8}"
-            for name in ("alone", "with requests")
-        ),
-        "",
-        f"latency during training / idle: {during['median_s'] / idle['median_s']:.1f}x (median), "
-        f"{during['max_s'] / idle['median_s']:.1f}x (max)",
+        f"{'niceness':>8}  {'latency':<16}{'requests':>9}{'median s':>10}{'p90 s':>8}{'max s':>8}"
+        f"{'vs idle':>9}   {'train s/epoch: seg, clicks':<28}",
     ]
+    for run in result["runs"]:
+        idle = run["idle"]["median_s"]
+        epochs = run["seconds_per_epoch"]
+        for name, key, trained in (("idle", "idle", "alone"), ("during training", "during_training", "with requests")):
+            s = run[key]
+            lines.append(
+                f"{run['niceness']:>8}  {name:<16}{s['requests']:>9}{s['median_s']:>10.2f}{s['p90_s']:>8.2f}"
+                f"{s['max_s']:>8.2f}{s['median_s'] / idle:>8.1f}x   "
+                f"{trained + ':':<15}{_s(epochs[trained][SEGMENTATION])}, {_s(epochs[trained][CLICKS])}"
+            )
     text = "\n".join(lines)
     print("\n" + text)
     with open(os.path.join(args.out, "infer_while_training.txt"), "w") as f:
@@ -174,12 +169,14 @@ def plot(result: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4))
-    times, latencies = zip(*result["during_training"]["runs"]) if result["during_training"]["runs"] else ((), ())
-    ax.plot(times, latencies, "o-", label="during training")
-    ax.axhline(result["idle"]["median_s"], color="grey", linestyle="--", label="idle (median)")
+    for run, colour in zip(result["runs"], plt.cm.tab10.colors):
+        if run["during_training"]["runs"]:
+            times, latencies = zip(*run["during_training"]["runs"])
+            ax.plot(times, latencies, "o-", color=colour, label=f"during training, niceness {run['niceness']}")
+        ax.axhline(run["idle"]["median_s"], color=colour, linestyle="--", label=f"idle, niceness {run['niceness']}")
     ax.set(xlabel="seconds since the training run started", ylabel="end-to-end latency, s", ylim=(0, None))
     ax.set_title(f"Auto segmentation of {result['case']} while training runs")
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -76,6 +76,8 @@ class TumorConfig:
         samples_per_case: random patches drawn from a case per training iteration.
         cache_cases: preprocessed training cases kept in memory (the rest are loaded on demand).
         mc_samples: Monte-Carlo dropout passes per image for epistemic scoring.
+        background_niceness: niceness added to the server's background jobs (training runs and scoring), so an
+            annotator's requests get the CPU first when they share it; 0 runs them at the server's priority.
         tracking: ``"none"`` or ``"mlflow"`` (an sqlite store inside ``model_dir`` unless a URI is given).
         tracking_uri: MLflow tracking URI when ``tracking`` is ``"mlflow"``.
     """
@@ -103,6 +105,7 @@ class TumorConfig:
     samples_per_case: int = 4
     cache_cases: int = 16
     mc_samples: int = 5
+    background_niceness: int = 10
     tracking: str = "none"
     tracking_uri: str = ""
 
@@ -233,6 +236,13 @@ def _fraction(text: str) -> float:
     return number
 
 
+def _niceness(text: str) -> int:
+    number = int(text)
+    if not 0 <= number <= 19:
+        raise ValueError(text)
+    return number
+
+
 def _dropout(text: str) -> float:
     number = float(text)
     if not 0.0 < number < 1.0:
@@ -278,6 +288,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "samples_per_case": lambda v: _scalar("samples_per_case", v, _positive_int, "a positive integer"),
     "cache_cases": lambda v: _scalar("cache_cases", v, _at_least(0), "a non-negative integer"),
     "mc_samples": lambda v: _scalar("mc_samples", v, _at_least(2), "an integer >= 2"),
+    "background_niceness": lambda v: _scalar("background_niceness", v, _niceness, "an integer from 0 to 19"),
     "tracking": lambda v: _choice("tracking", v, TRACKING),
     "tracking_uri": lambda v: _tracking_uri(v),
 }

@@ -13,10 +13,12 @@ import os
 logger = logging.getLogger(__name__)
 
 LOW_PRIORITY = "low_priority"  # scoring request key: lower this process's CPU priority before scoring
-NICENESS = 10
+# MONAI Label runs /train and Auto-Update in a process of their own (``monailabel.interfaces.utils.app -m train``),
+# which adds this key to the training request; a run inside the server (``run_sync``) or a script has none.
+BACKGROUND_TRAINING = "local_rank"
 
 
-def lower_priority(increment: int = NICENESS) -> None:
+def lower_priority(increment: int) -> None:
     """Raise the niceness of every thread of this process by ``increment`` (at most to 19)."""
     tasks = "/proc/self/task"
     threads = [int(t) for t in os.listdir(tasks)] if os.path.isdir(tasks) else [0]

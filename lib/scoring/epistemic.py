@@ -23,7 +23,7 @@ from monailabel.interfaces.tasks.scoring import ScoringMethod
 from lib.checkpoint import load_weights, serving_checkpoint
 from lib.config import TumorConfig
 from lib.networks import build_network, enable_mc_dropout
-from lib.priority import LOW_PRIORITY, NICENESS, lower_priority
+from lib.priority import LOW_PRIORITY, lower_priority
 from lib.transforms.pipeline import IMAGE, inference_transforms, sliding_window
 from lib.transforms.volume_io import VolumeReadError
 
@@ -60,9 +60,9 @@ class EpistemicScoring(ScoringMethod):
         if path is None:
             logger.info("Epistemic scoring skipped: no trained weights yet")
             return {"scored": 0, "skipped": "no trained weights"}
-        if request.get(LOW_PRIORITY):
-            lower_priority()
-            logger.info("Epistemic scoring at a lower CPU priority (niceness +%d)", NICENESS)
+        if request.get(LOW_PRIORITY) and self.tumor.background_niceness:
+            lower_priority(self.tumor.background_niceness)
+            logger.info("Epistemic scoring at a lower CPU priority (niceness +%d)", self.tumor.background_niceness)
         model_ts = os.stat(path).st_mtime_ns  # weights published within one second still differ
         samples = int(request.get("mc_samples", self.tumor.mc_samples))
         device = self.tumor.torch_device()

@@ -199,6 +199,7 @@ class RunMonitor:
             "status": status,
             "run_id": self.run_id,
             "pid": os.getpid(),
+            "niceness": os.getpriority(os.PRIO_PROCESS, 0),
             "start_ts": int(self.start),
             "epoch": state.epoch if state else 0,
             "total_epochs": state.max_epochs if state else 0,

@@ -23,6 +23,7 @@ from lib.checkpoint import CheckpointError, load_state, read_checkpoint, serving
 from lib.config import CLICKS, SEGMENTATION, SEGMENTATION_SHARE, TumorConfig
 from lib.datastore.validation import InvalidUploadError, check_image, check_label
 from lib.networks import build_network
+from lib.priority import BACKGROUND_TRAINING, lower_priority
 from lib.trainers.run_monitor import VAL_DICE, VAL_DICE_PER_LABEL, RunMonitor
 from lib.trainers.schedule import PolyLearningRate
 from lib.transforms.pipeline import LABEL, PRED, sliding_window, training_transforms, validation_transforms
@@ -150,6 +151,9 @@ class SegmentationTrainer(BasicTrainTask):
 
     def __call__(self, request: dict[str, Any], datastore: Datastore) -> dict[str, Any]:
         start = time.time()
+        if self.model == SEGMENTATION and BACKGROUND_TRAINING in request and self.tumor.background_niceness:
+            lower_priority(self.tumor.background_niceness)  # this process runs nothing but the training run
+            logger.info("Training at a lower CPU priority (niceness +%d)", self.tumor.background_niceness)
         request = {**self._config, **request}
         casts = (("max_epochs", int), ("val_split", float), ("learning_rate", float), ("train_minutes", float))
         for key, cast in casts:

@@ -134,6 +134,9 @@ def test_annotation_loop(server: Server) -> None:
     stats = client.info()["train_stats"]["segmentation"]
     assert (stats["epoch"], stats["total_epochs"]) == (2, 2) and "total_time" in stats
     assert stats["cases"] == {"train": 1, "val": 1} and set(stats["dice_per_label"]) == {"tumor"}
+    # The run trained in its own process at a lower CPU priority than the server (which has the test's).
+    assert stats["pid"] != server.process.pid
+    assert stats["niceness"] == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
     assert os.path.isfile(published)
 
     # Inference now works, on exactly the input grid, with the new weights.

@@ -11,15 +11,15 @@ def test_lower_priority_renices_every_thread_of_the_process() -> None:
     # In a child process: the test process itself keeps its priority.
     script = (
         "import os, threading, time\n"
-        "from lib.priority import NICENESS, lower_priority\n"
+        "from lib.priority import lower_priority\n"
         "ready, done = threading.Event(), threading.Event()\n"
         "threading.Thread(target=lambda: (ready.set(), done.wait())).start()\n"
         "ready.wait()\n"
         "before = os.getpriority(os.PRIO_PROCESS, 0)\n"
-        "lower_priority()\n"
+        "lower_priority(10)\n"
         "nices = {os.getpriority(os.PRIO_PROCESS, int(t)) for t in os.listdir('/proc/self/task')}\n"
         "done.set()\n"
-        "print(before, NICENESS, sorted(nices))\n"
+        "print(before, 10, sorted(nices))\n"
     )
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,7 @@ def test_second_run_validates_the_weights_it_fine_tunes(make_config, tmp_path: P
     second = SegmentationTrainer(config)({}, datastore)
 
     assert first["start_metric"] is None  # from scratch: nothing to compare with
+    assert first["niceness"] == os.getpriority(os.PRIO_PROCESS, 0)  # a run in the caller's process keeps its priority
     assert second["start_metric"] is not None and second["best_metric"] >= second["start_metric"]
     assert second["best_metric_epoch"] in (0, 1)
 
