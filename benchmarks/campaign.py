@@ -22,7 +22,6 @@ Usage: ``.venv/bin/python -m benchmarks.campaign [--modality CT|MR] [--labels 15
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
@@ -37,6 +36,7 @@ import torch
 from monai.utils import set_determinism
 
 from benchmarks.annotator import dice
+from benchmarks.report import save_report
 from benchmarks.server import APP, ROOT
 
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data", "sts")
@@ -204,12 +204,7 @@ def report(steps: list[Step], dev: list[str], args: argparse.Namespace) -> None:
         gap = by["epistemic"][9].dev_dice - by["random"][9].dev_dice
         lines.append(f"epistemic - random at 10 labels: {gap:+.3f} Dice")
     text = "\n".join(lines)
-    print("\n" + text)
-    with open(os.path.join(args.out, f"{name}.txt"), "w") as f:
-        f.write(text + "\n")
-    with open(os.path.join(args.out, f"{name}.json"), "w") as f:
-        json.dump([asdict(s) for s in steps], f, indent=1)
-    plot(by, args, os.path.join(args.out, f"{name}.png"))
+    plot(by, args, save_report(args.out, name, text, [asdict(s) for s in steps]))
 
 
 def plot(by: dict[str, list[Step]], args: argparse.Namespace, path: str) -> None:

@@ -12,7 +12,6 @@ Usage: ``.venv/bin/python -m benchmarks.config_search [--modality CT] [--train-m
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -20,6 +19,7 @@ import time
 
 from benchmarks.annotator import dice
 from benchmarks.campaign import FILES, SHARED, read_mask, split_cases
+from benchmarks.report import save_report
 from benchmarks.server import APP, ROOT
 from benchmarks.train_speed import labelled_studies
 
@@ -104,13 +104,7 @@ def main() -> None:
         name = ", ".join(f"{k}={v}" for k, v in r["candidate"].items()) or "defaults"
         lines.append(f"{name:<60}{r['epochs']:>7}{r['val_dice']:>9.3f}{r['dev_dice']:>9.3f}{r['infer_s']:>8.2f}")
     text = "\n".join(lines)
-    print("\n" + text)
-    name = f"config_search_{args.modality.lower()}"
-    with open(os.path.join(args.out, f"{name}.txt"), "w") as f:
-        f.write(text + "\n")
-    with open(os.path.join(args.out, f"{name}.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    plot(results, os.path.join(args.out, f"{name}.png"))
+    plot(results, save_report(args.out, f"config_search_{args.modality.lower()}", text, results))
 
 
 def plot(results: list[dict], path: str) -> None:

@@ -22,7 +22,6 @@ Usage: ``.venv/bin/python -m benchmarks.infer_latency [--cases STS_001 ...] [--r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -39,6 +38,7 @@ import SimpleITK as sitk
 import torch
 from monailabel.client import MONAILabelClient
 
+from benchmarks.report import save_report
 from benchmarks.server import APP, ROOT, STOCK_APP, start_server, stop_server, wait_until_up
 from lib.checkpoint import publish_checkpoint, serving_checkpoint
 from lib.config import parse_config
@@ -249,12 +249,7 @@ def report(timings: list[Timing], args: argparse.Namespace) -> None:
             + f"{t.outside_network:>12.0%}{t.peak_rss_mb:>12.0f}{ratio:>11}"
         )
     text = "\n".join(lines)
-    print("\n" + text)
-    with open(os.path.join(args.out, "infer_latency.txt"), "w") as f:
-        f.write(text + "\n")
-    with open(os.path.join(args.out, "infer_latency.json"), "w") as f:
-        json.dump([asdict(t) for t in timings], f, indent=1)
-    plot(timings, os.path.join(args.out, "infer_latency.png"))
+    plot(timings, save_report(args.out, "infer_latency", text, [asdict(t) for t in timings]))
 
 
 def plot(timings: list[Timing], path: str) -> None:

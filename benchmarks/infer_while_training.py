@@ -20,7 +20,6 @@ Usage: ``.venv/bin/python -m benchmarks.infer_while_training [--niceness 0 10] [
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -31,6 +30,7 @@ from monailabel.client import MONAILabelClient
 
 from benchmarks.campaign import SHARED, split_cases
 from benchmarks.infer_latency import wait_for_scoring
+from benchmarks.report import save_report
 from benchmarks.server import APP, ROOT, start_server, stop_server, wait_until_up
 from benchmarks.train_speed import labelled_studies
 from lib.config import CLICKS, SEGMENTATION
@@ -150,12 +150,7 @@ def report(result: dict, args: argparse.Namespace) -> None:
                 f"{trained + ':':<15}{_s(epochs[trained][SEGMENTATION])}, {_s(epochs[trained][CLICKS])}"
             )
     text = "\n".join(lines)
-    print("\n" + text)
-    with open(os.path.join(args.out, "infer_while_training.txt"), "w") as f:
-        f.write(text + "\n")
-    with open(os.path.join(args.out, "infer_while_training.json"), "w") as f:
-        json.dump(result, f, indent=1)
-    plot(result, os.path.join(args.out, "infer_while_training.png"))
+    plot(result, save_report(args.out, "infer_while_training", text, result))
 
 
 def _s(value: float | None) -> str:

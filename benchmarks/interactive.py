@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
 import statistics
 import sys
@@ -29,6 +28,7 @@ from monailabel.client import MONAILabelClient
 from monailabel.client.client import MONAILabelClientException
 
 from benchmarks.annotator import dice, next_click, scribbles
+from benchmarks.report import save_report
 from benchmarks.server import APP, ROOT, STOCK_APP, start_server, stop_server, wait_until_up
 
 STOCK_CONF = {
@@ -236,11 +236,7 @@ def report(results: dict, args: argparse.Namespace) -> None:
             "note": note,
         }
     table = "\n".join(lines)
-    print("\n" + table)
-    with open(os.path.join(args.out, "interactive.txt"), "w") as f:
-        f.write(table + "\n")
-    with open(os.path.join(args.out, "interactive.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    save_report(args.out, "interactive", table, summary)
     plot(results, os.path.join(args.out, "interactive_clicks.png"))
 
 

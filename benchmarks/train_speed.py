@@ -14,7 +14,6 @@ Usage: ``.venv/bin/python -m benchmarks.train_speed [--skip-throughput] [--skip-
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -26,6 +25,7 @@ from monailabel.client import MONAILabelClient
 
 from benchmarks.annotator import dice
 from benchmarks.campaign import SHARED, read_mask, split_cases
+from benchmarks.report import save_report
 from benchmarks.server import APP, ROOT, start_server, stop_server, wait_until_up
 from lib.config import CLICKS, parse_config
 
@@ -180,13 +180,9 @@ def report(rows: list[dict], round_result: dict | None, args: argparse.Namespace
             ),
         ]
     text = "\n".join(lines)
-    print("\n" + text)
-    with open(os.path.join(args.out, "train_speed.txt"), "w") as f:
-        f.write(text + "\n")
-    with open(os.path.join(args.out, "train_speed.json"), "w") as f:
-        json.dump({"throughput": rows, "auto_update_round": round_result}, f, indent=1)
+    path = save_report(args.out, "train_speed", text, {"throughput": rows, "auto_update_round": round_result})
     if rows:
-        plot(rows, os.path.join(args.out, "train_speed.png"))
+        plot(rows, path)
 
 
 def plot(rows: list[dict], path: str) -> None:

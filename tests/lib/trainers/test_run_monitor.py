@@ -277,19 +277,27 @@ def test_fine_tuning_run_keeps_the_served_weights_when_no_epoch_validates_better
     assert final["best_metric_epoch"] == 0 and final["start_metric"] == pytest.approx(0.6)
 
 
+def two_epochs_with_served_weights(
+    config: TumorConfig, stats_path: Path, dice: list[float], validation_cases: int
+) -> None:
+    """A two-epoch fine-tuning run on cases a and b whose served weights (first tensor -1) trained on a; the
+    evaluator reports ``dice`` in turn (the served weights first, when they are validated)."""
+    network = build_network(config)
+    trainer = make_trainer(network)
+    evaluator = make_evaluator(dice, labels=1)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: evaluator.run(engine.state.epoch))
+    cases = {"train": 3, "val": validation_cases}
+    served = (served_weights(network, -1.0), ["a"])
+    RunMonitor(config, network, str(stats_path), "run", cases, served=served, trained_on=["a", "b"]).attach(
+        trainer, evaluator
+    )
+    trainer.run([0], max_epochs=2)
+
+
 def test_fine_tuning_run_publishes_an_epoch_that_validates_better_than_the_served_weights(
     config: TumorConfig, stats_path: Path
 ) -> None:
-    network = build_network(config)
-    trainer = make_trainer(network)
-    evaluator = make_evaluator([0.4, 0.3, 0.5], labels=1)
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: evaluator.run(engine.state.epoch))
-    served = (served_weights(network, -1.0), ["a"])
-    RunMonitor(
-        config, network, str(stats_path), "run-8", {"train": 3, "val": 3}, served=served, trained_on=["a", "b"]
-    ).attach(trainer, evaluator)
-
-    trainer.run([0], max_epochs=2)
+    two_epochs_with_served_weights(config, stats_path, [0.4, 0.3, 0.5], validation_cases=3)
 
     state, meta = read_checkpoint(config.published_path(), config)
     assert meta["epoch"] == 2 and meta["val_dice"] == pytest.approx(0.5) and meta["trained_on"] == ["a", "b"]
@@ -298,16 +306,8 @@ def test_fine_tuning_run_publishes_an_epoch_that_validates_better_than_the_serve
 
 def test_run_with_too_few_validation_cases_publishes_its_final_weights(config: TumorConfig, stats_path: Path) -> None:
     assert config.min_val_cases == 3
-    network = build_network(config)
-    trainer = make_trainer(network)
-    evaluator = make_evaluator([0.7, 0.3], labels=1)  # epochs 1 and 2: the served weights are not validated
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: evaluator.run(engine.state.epoch))
-    served = (served_weights(network, -1.0), ["a"])
-    RunMonitor(
-        config, network, str(stats_path), "run-10", {"train": 8, "val": 2}, served=served, trained_on=["a", "b"]
-    ).attach(trainer, evaluator)
-
-    trainer.run([0], max_epochs=2)
+    # Epochs 1 and 2 validate at 0.7 and 0.3; the served weights are not validated.
+    two_epochs_with_served_weights(config, stats_path, [0.7, 0.3], validation_cases=2)
 
     state, meta = read_checkpoint(config.published_path(), config)
     assert meta["epoch"] == 2 and meta["val_dice"] == pytest.approx(0.3)  # the final epoch, not the better first
