@@ -33,16 +33,15 @@ class PolyLearningRate:
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.ITERATION_STARTED, self)
 
-    def progress(self, engine: Engine) -> float:
+    def progress(self, engine: Engine, now: float) -> float:
         iterations = (engine.state.iteration - 1) / (engine.state.max_epochs * (engine.state.epoch_length or 1))
-        now = time.time()
-        self.start = self.start if self.start is not None else now
-        budget = (
-            (now - self.start) / (self.deadline - self.start) if self.deadline and self.deadline > self.start else 0.0
-        )
+        start = self.start if self.start is not None else now
+        budget = (now - start) / (self.deadline - start) if self.deadline and self.deadline > start else 0.0
         return min(1.0, max(iterations, budget))
 
     def __call__(self, engine: Engine) -> None:
-        factor = (1.0 - self.progress(engine)) ** POLY_EXPONENT
+        now = time.time()
+        self.start = now if self.start is None else self.start  # the budget is counted from the first iteration
+        factor = (1.0 - self.progress(engine, now)) ** POLY_EXPONENT
         for group, initial in zip(self.optimizer.param_groups, self.initial):
             group["lr"] = initial * factor
