@@ -115,6 +115,13 @@ class RunMonitor:
         self.validated_on = list(validated_on)
         # Too few validation cases to choose by: publish the final weights.
         self.select_best = cases.get("val", 0) >= config.min_val_cases
+        if cases.get("val") and not self.select_best:
+            logger.info(
+                "Run %s: %d validation case(s), fewer than min_val_cases (%d): publishing the final weights",
+                run_id,
+                cases["val"],
+                config.min_val_cases,
+            )
         self.start_metric: float | None = None  # validation of the starting weights of a fine-tuning run
         self.epoch_start = self.start
         self.epoch_seconds: list[float] = []  # whole epochs, validation included
