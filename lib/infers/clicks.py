@@ -11,6 +11,7 @@ from lib.config import CLICKS, TumorConfig
 from lib.datastore.validation import image_geometry
 from lib.infers.errors import InteractionError, ModelNotTrainedError
 from lib.infers.segmentation import SegmentationInfer
+from lib.transforms.components import KEEP_LARGEST
 from lib.transforms.guidance import ClickGuidanced, check_points
 from lib.transforms.pipeline import inference_transforms
 
@@ -51,6 +52,11 @@ class ClickSegmentationInfer(SegmentationInfer):
             "Learned clicks: click inside the tumour, then on what it missed (tumour) or leaked into (background); "
             "trained on your labels",
         )
+        self._config.pop(KEEP_LARGEST)
+
+    def _keep_largest(self, option: str, meta: dict[str, Any]) -> list[str]:
+        """Never: a separate region the annotator clicked into the object must stay in it."""
+        return []
 
     def is_valid(self) -> bool:
         return self.get_path() is not None

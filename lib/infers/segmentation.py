@@ -17,6 +17,7 @@ from lib.checkpoint import load_weights, serving_checkpoint
 from lib.config import SEGMENTATION, TumorConfig
 from lib.infers.errors import ModelNotTrainedError
 from lib.networks import build_network
+from lib.transforms.components import KEEP_LARGEST, KEEP_LARGEST_VALUES
 from lib.transforms.pipeline import (
     IMAGE,
     PRED,
@@ -29,10 +30,16 @@ from lib.transforms.volume_io import write_label
 logger = logging.getLogger(__name__)
 
 RESULT_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha")
+# Keep only the largest connected component of each label: as validation decided when the served weights were
+# trained ("auto"), for every label ("on"), or never ("off"). The first is the default (3D Slicer sends the first).
+KEEP_LARGEST_CHOICES = ("auto", "on", "off")
 
 
 class SegmentationInfer(BasicInferTask):
     """Auto segmentation of the configured labels (values 1..K in label order).
+
+    Keeps only the largest connected component of the labels for which validation chose it when the served weights
+    were trained (nnU-Net's post-processing; the ``keep_largest`` option can force it on or off for a request).
 
     Serves the latest published weights, else the starting checkpoint. With neither it refuses with
     :class:`ModelNotTrainedError` instead of answering with an untrained network. Newly published weights are
@@ -53,7 +60,11 @@ class SegmentationInfer(BasicInferTask):
             dimension=3,
             description=description
             or f"Tumour auto segmentation ({config.modality.upper()}, {', '.join(config.labels)})",
-            config={"device": [str(config.torch_device())], "result_extension": list(RESULT_EXTENSIONS)},
+            config={
+                "device": [str(config.torch_device())],
+                "result_extension": list(RESULT_EXTENSIONS),
+                KEEP_LARGEST: list(KEEP_LARGEST_CHOICES),
+            },
         )
         self.tumor = config
         self._loaded: dict[str, tuple[nn.Module, str, int, dict[str, Any]]] = {}
@@ -85,11 +96,9 @@ class SegmentationInfer(BasicInferTask):
                 "The segmentation model has no trained weights yet. Submit at least one corrected label and press "
                 "Train (or start the server with --conf checkpoint <file> to load a starting model)."
             )
-        extension = request.get("result_extension") or RESULT_EXTENSIONS[0]
-        extension = extension[0] if isinstance(extension, list) else extension
-        if extension not in RESULT_EXTENSIONS:
-            raise ValueError(f"result_extension {extension!r} is not supported; use one of {RESULT_EXTENSIONS}")
-        return super().__call__({**request, "result_extension": extension}, callbacks)
+        extension = _option(request, "result_extension", RESULT_EXTENSIONS)
+        keep_largest = _option(request, KEEP_LARGEST, KEEP_LARGEST_CHOICES)
+        return super().__call__({**request, "result_extension": extension, KEEP_LARGEST: keep_largest}, callbacks)
 
     def network_for(self, device: str) -> tuple[nn.Module, dict[str, Any]]:
         """The served network on ``device`` and its checkpoint metadata, reloaded when new weights are published."""
@@ -120,7 +129,17 @@ class SegmentationInfer(BasicInferTask):
             logits = self.inferer(data)(image, network)
         data[PRED] = logits[0].float().cpu()
         data["model_meta"] = meta
+        data[KEEP_LARGEST] = self._keep_largest(data[KEEP_LARGEST], meta)
+        data[KEEP_LARGEST_VALUES] = [self.tumor.label_values[name] for name in data[KEEP_LARGEST]]
         return data
+
+    def _keep_largest(self, option: str, meta: dict[str, Any]) -> list[str]:
+        """Names of the labels to reduce to their largest component, for the request's ``keep_largest`` option."""
+        if option == "on":
+            return list(self.tumor.labels)
+        if option == "off":
+            return []
+        return [name for name in meta.get(KEEP_LARGEST, []) if name in self.tumor.label_values]
 
     def writer(self, data: dict[str, Any], extension: str | None = None, dtype: Any = None) -> tuple[str, dict]:
         fd, path = tempfile.mkstemp(suffix=data["result_extension"], prefix="segmentation-")
@@ -128,4 +147,13 @@ class SegmentationInfer(BasicInferTask):
         write_label(torch.as_tensor(data[PRED])[0].numpy(), data[f"{IMAGE}_geometry"], path)
         meta = data.get("model_meta", {})
         model = {k: meta[k] for k in ("checkpoint", "run_id", "published", "val_dice") if k in meta}
-        return path, {"model": model}
+        return path, {"model": model, KEEP_LARGEST: data[KEEP_LARGEST]}
+
+
+def _option(request: dict[str, Any], key: str, choices: tuple[str, ...]) -> str:
+    """The request's value of an option offered as ``choices`` (the first when absent; a list sends its first)."""
+    value = request.get(key) or choices[0]
+    value = value[0] if isinstance(value, list) else value
+    if value not in choices:
+        raise ValueError(f"{key} {value!r} is not supported; use one of {choices}")
+    return value

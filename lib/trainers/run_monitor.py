@@ -13,6 +13,10 @@ epochs, so a lucky epoch would stay served for many rounds. With fewer, the run 
 nnU-Net does, and reports their validation Dice. The run's final
 weights are kept too (``last_path``), tagged with the run id of the published ones: the next run continues from
 them, so successive short rounds build on each other even while the served weights stay the same.
+
+Each validation also decides nnU-Net's post-processing for the weights it validated: the labels whose mean
+validation Dice rises when only their largest connected component is kept (``VAL_DICE_LARGEST_PER_LABEL``). The
+published checkpoint lists them under ``keep_largest`` and inference applies it to those labels only.
 """
 
 from __future__ import annotations
@@ -34,11 +38,13 @@ from torch import nn
 
 from lib.checkpoint import publish_checkpoint
 from lib.config import SEGMENTATION, TumorConfig
+from lib.transforms.components import KEEP_LARGEST
 
 logger = logging.getLogger(__name__)
 
 VAL_DICE = "val_mean_dice"
 VAL_DICE_PER_LABEL = "val_dice_per_label"
+VAL_DICE_LARGEST_PER_LABEL = "val_dice_largest_per_label"  # with each label reduced to its largest component
 TRAIN_DICE = "train_mean_dice"
 PREDICTING_EPOCHS = 3  # the slowest of the last epochs predicts the next one's length
 
@@ -54,6 +60,11 @@ def write_json(path: str, content: dict[str, Any]) -> None:
 
 def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 3) if values else None
+
+
+def _per_label(names: Sequence[str], values: Any) -> dict[str, float | None]:
+    """A per-label metric tensor as ``{label name: value}`` (empty when the metric was not computed)."""
+    return {} if values is None else dict(zip(names, map(_number, torch.as_tensor(values).flatten())))
 
 
 def _number(value: Any) -> float | None:
@@ -106,6 +117,8 @@ class RunMonitor:
         self.best_metric: float | None = None
         self.best_epoch = 0
         self.best_per_label: dict[str, float | None] = {}
+        self.best_keep_largest: list[str] = []  # labels post-processed to their largest component
+        self.best_postprocessed: float | None = None  # mean validation Dice with that post-processing
         self.best_state: dict[str, torch.Tensor] | None = None
         self.trainer: Engine | None = None
         self.deadline = deadline
@@ -170,33 +183,38 @@ class RunMonitor:
             self.stopped_early = True
             trainer.terminate()
 
-    def _keep(self, metric: float | None, per_label: dict[str, float | None]) -> None:
+    def _keep(self, metric: float | None, per_label: dict[str, float | None], largest: dict[str, float | None]) -> None:
         self.best_metric, self.best_per_label = metric, per_label
+        # nnU-Net's rule: post-process a label only when that raises its validation Dice.
+        post = {name: max(dice, largest.get(name) or 0.0) for name, dice in per_label.items() if dice is not None}
+        self.best_keep_largest = [name for name, dice in post.items() if dice > per_label[name]]  # type: ignore[operator]
+        self.best_postprocessed = sum(post.values()) / len(post) if self.best_keep_largest else metric
         self.best_epoch = self.trainer.state.epoch if self.trainer else 0
         served = self.served is not None and self.best_epoch == 0
         self.best_trained_on = list(self.served[1]) if served else self.trained_on
         self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.network.state_dict().items()})
 
-    def _keep_if_best(self, metric: float | None, per_label: dict[str, float | None]) -> None:
+    def _keep_if_best(
+        self, metric: float | None, per_label: dict[str, float | None], largest: dict[str, float | None]
+    ) -> None:
         if self.best_state is None or (metric is not None and (self.best_metric is None or metric > self.best_metric)):
-            self._keep(metric, per_label)
+            self._keep(metric, per_label, largest)
 
     def _validated(self, evaluator: Engine) -> None:
         metrics = evaluator.state.metrics
-        per_label = metrics.get(VAL_DICE_PER_LABEL)
-        values: Sequence[Any] = torch.as_tensor(per_label).flatten().tolist() if per_label is not None else []
         names = self.config.labels if self.model == SEGMENTATION else ("clicked object",)
-        named = {name: _number(v) for name, v in zip(names, values)}
+        named = _per_label(names, metrics.get(VAL_DICE_PER_LABEL))
+        largest = _per_label(names, metrics.get(VAL_DICE_LARGEST_PER_LABEL))
         if self.trainer is not None and self.trainer.state.epoch == 0:
             self.start_metric = _number(metrics.get(VAL_DICE))
         if self.select_best:
-            self._keep_if_best(_number(metrics.get(VAL_DICE)), named)
+            self._keep_if_best(_number(metrics.get(VAL_DICE)), named, largest)
         else:
-            self._keep(_number(metrics.get(VAL_DICE)), named)
+            self._keep(_number(metrics.get(VAL_DICE)), named, largest)
 
     def _trained_without_validation(self, trainer: Engine) -> None:
         # One labelled case: nothing to validate on, so the latest weights are the ones to publish.
-        self._keep(_number(trainer.state.metrics.get(TRAIN_DICE)), {})
+        self._keep(_number(trainer.state.metrics.get(TRAIN_DICE)), {}, {})
 
     def stats(self, status: str) -> dict[str, Any]:
         """The stats document for ``/info`` (``train_stats``)."""
@@ -215,6 +233,8 @@ class RunMonitor:
             "start_metric": self.start_metric,
             "validated": VAL_DICE if self.cases.get("val") else TRAIN_DICE,
             "dice_per_label": self.best_per_label,
+            KEEP_LARGEST: self.best_keep_largest,
+            "val_dice_postprocessed": self.best_postprocessed,
             "cases": self.cases,
             "stopped_by_time_budget": self.stopped_early,
             "seconds_per_epoch": _mean(self.epoch_seconds),
@@ -236,6 +256,8 @@ class RunMonitor:
             "published": datetime.datetime.now().isoformat(timespec="seconds"),
             "val_dice": self.best_metric,
             "dice_per_label": self.best_per_label,
+            KEEP_LARGEST: self.best_keep_largest,
+            "val_dice_postprocessed": self.best_postprocessed,
             "epoch": self.best_epoch,
             "cases": self.cases,
             "trained_on": self.best_trained_on,

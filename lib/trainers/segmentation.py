@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psutil
@@ -24,8 +25,9 @@ from lib.config import CLICKS, SEGMENTATION, SEGMENTATION_SHARE, TumorConfig
 from lib.datastore.validation import InvalidUploadError, check_image, check_label
 from lib.networks import build_network
 from lib.priority import BACKGROUND_TRAINING, lower_priority
-from lib.trainers.run_monitor import VAL_DICE, VAL_DICE_PER_LABEL, RunMonitor
+from lib.trainers.run_monitor import VAL_DICE, VAL_DICE_LARGEST_PER_LABEL, VAL_DICE_PER_LABEL, RunMonitor
 from lib.trainers.schedule import PolyLearningRate
+from lib.transforms.components import keep_largest_onehot
 from lib.transforms.pipeline import LABEL, PRED, sliding_window, training_transforms, validation_transforms
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,17 @@ def _coerce(request: dict[str, Any], key: str, cast: type) -> None:
         request[key] = cast(value)
     except (TypeError, ValueError):
         raise ValueError(f"training option {key}={value!r} is not a valid {cast.__name__}") from None
+
+
+def largest_components(classes: int) -> Callable[[Any], tuple[list[torch.Tensor], list[torch.Tensor]]]:
+    """Validation output transform: one-hot predictions with every label reduced to its largest component."""
+    pairs = from_engine([PRED, LABEL])
+
+    def transform(output: Any) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        predictions, labels = pairs(output)
+        return [keep_largest_onehot(p, range(1, classes)) for p in predictions], labels
+
+    return transform
 
 
 def _running(pid: int) -> bool:
@@ -250,11 +263,18 @@ class SegmentationTrainer(BasicTrainTask):
         return {VAL_DICE: MeanDice(output_transform=from_engine([PRED, LABEL]), include_background=False)}
 
     def val_additional_metrics(self, context: Context) -> dict[str, MeanDice]:
-        return {
+        metrics = {
             VAL_DICE_PER_LABEL: MeanDice(
                 output_transform=from_engine([PRED, LABEL]), include_background=False, reduction="mean_batch"
             )
         }
+        if self.model == SEGMENTATION:  # decides the post-processing of the served model (see RunMonitor)
+            metrics[VAL_DICE_LARGEST_PER_LABEL] = MeanDice(
+                output_transform=largest_components(self.tumor.num_classes),
+                include_background=False,
+                reduction="mean_batch",
+            )
+        return metrics
 
     def load_path(self, output_dir: str, pretrained: bool = True) -> str | None:
         return serving_checkpoint(self.tumor) if pretrained else None

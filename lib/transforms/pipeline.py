@@ -28,6 +28,7 @@ from monai.transforms import (
 )
 
 from lib.config import NETWORKS, TumorConfig
+from lib.transforms.components import KEEP_LARGEST_VALUES, outside_largest
 from lib.transforms.resample import ResampleToSpacingd, resize
 from lib.transforms.volume_io import LoadVolumed
 
@@ -129,9 +130,38 @@ class LabelOnGeometryd(MapTransform):
         return d
 
 
+class KeepLargestComponentd(MapTransform):
+    """Class probabilities ``(K + 1, ...)``: voxels whose most likely class is one of the label values listed under
+    ``d[values_key]`` but that lie outside that class's largest component become certain background.
+
+    nnU-Net's post-processing (see :mod:`lib.transforms.components`), on the argmax of the grid of the
+    probabilities (the model grid), as in validation. Nothing changes when no values are listed.
+    """
+
+    def __init__(self, keys: Sequence[Hashable], values_key: str = KEEP_LARGEST_VALUES) -> None:
+        super().__init__(keys)
+        self.values_key = values_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        values = list(d.get(self.values_key) or [])
+        if not values:
+            return d
+        for key in self.key_iterator(d):
+            probabilities = torch.as_tensor(d[key]).clone()
+            label = argmax_channels(probabilities)[0]
+            for value in values:
+                removed = outside_largest(label == value)
+                probabilities[:, removed] = 0
+                probabilities[0, removed] = 1
+            d[key] = probabilities
+        return d
+
+
 def inference_postprocessing() -> list[Transform]:
-    """Softmax, then one label value per voxel (0..K) on the original grid."""
-    return [Activationsd(PRED, softmax=True), LabelOnGeometryd(PRED, ref=IMAGE)]
+    """Softmax, the largest component of the label values listed under ``keep_largest_values``, then one label
+    value per voxel (0..K) on the original grid."""
+    return [Activationsd(PRED, softmax=True), KeepLargestComponentd(PRED), LabelOnGeometryd(PRED, ref=IMAGE)]
 
 
 def window_size(config: TumorConfig, shape: Sequence[int]) -> tuple[int, int, int]:

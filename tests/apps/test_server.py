@@ -77,6 +77,7 @@ def test_info_has_what_slicer_needs(server: Server) -> None:
     assert info["models"]["segmentation"]["type"] == "segmentation"
     assert info["models"]["segmentation"]["labels"] == {"tumor": 1}
     assert info["models"]["segmentation"]["description"]
+    assert info["models"]["segmentation"]["config"]["keep_largest"] == ["auto", "on", "off"]  # a combo box
     assert list(info["trainers"]) == ["segmentation"]
     assert info["trainers"]["segmentation"]["config"]["tracking"][0] == "None"  # mlflow only when opted in
     assert set(info["strategies"]) == {"epistemic", "random", "first"}
@@ -147,6 +148,8 @@ def test_annotation_loop(server: Server) -> None:
     assert set(np.unique(array)) <= {0, 1} and array.dtype == np.uint8
     assert params["label_names"] == {"tumor": 1}
     assert params["model"]["run_id"] == stats["run_id"]
+    assert params["keep_largest"] == stats["keep_largest"]  # post-processed as the run's validation decided
+    assert set(stats["keep_largest"]) <= {"tumor"} and stats["val_dice_postprocessed"] >= stats["best_metric"]
 
     # The same run trained the click-guided network: the app now advertises it (type deepedit), with a
     # background label so that Slicer's DeepEdit panel can place background clicks.

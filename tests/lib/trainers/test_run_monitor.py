@@ -13,7 +13,14 @@ from ignite.engine import Engine, Events
 from lib.checkpoint import read_checkpoint
 from lib.config import TumorConfig
 from lib.networks import build_network
-from lib.trainers.run_monitor import TRAIN_DICE, VAL_DICE, VAL_DICE_PER_LABEL, RunMonitor, write_json
+from lib.trainers.run_monitor import (
+    TRAIN_DICE,
+    VAL_DICE,
+    VAL_DICE_LARGEST_PER_LABEL,
+    VAL_DICE_PER_LABEL,
+    RunMonitor,
+    write_json,
+)
 
 
 def test_write_json_replaces_file_atomically(tmp_path: Path) -> None:
@@ -48,16 +55,20 @@ class Evaluator(Engine):
         super().run([0], max_epochs=1)
 
 
-def make_evaluator(dice: list[float], labels: int) -> Engine:
-    """An evaluator reporting ``dice[n - 1]`` as mean Dice (and per label) at its n-th run."""
+def make_evaluator(dice: list[float], labels: int, largest: list[list[float]] | None = None) -> Engine:
+    """An evaluator reporting ``dice[n - 1]`` as mean Dice (and per label) at its n-th run, and ``largest[n - 1]``
+    as the per-label Dice with only the largest components kept (when given)."""
     evaluator = Evaluator(lambda engine, batch: None)
     runs = iter(dice)
+    post = iter(largest or [])
 
     @evaluator.on(Events.EPOCH_COMPLETED)
     def report(engine: Engine) -> None:
         value = next(runs)
         engine.state.metrics[VAL_DICE] = value
         engine.state.metrics[VAL_DICE_PER_LABEL] = torch.full((labels,), value)
+        if largest is not None:
+            engine.state.metrics[VAL_DICE_LARGEST_PER_LABEL] = torch.tensor(next(post))
 
     return evaluator
 
@@ -149,6 +160,42 @@ def test_completed_run_publishes_best_validated_weights(
     assert final["status"] == "DONE"
     assert final["best_metric"] == pytest.approx(0.7)
     assert final["best_metric_epoch"] == 2
+
+
+def test_largest_component_is_kept_for_the_labels_whose_validation_it_improves(
+    make_config: Callable[..., TumorConfig], stats_path: Path
+) -> None:
+    """The published epoch is chosen on the network's Dice; its own validation decides the post-processing."""
+    config = make_config(labels="tumor,edema")
+    network = build_network(config)
+    trainer = make_trainer(network)
+    # epoch 1: post-processing would win everywhere, but the epoch loses; epoch 2 (best): it raises tumour's Dice
+    # and leaves edema's equal; epoch 3 loses.
+    evaluator = make_evaluator([0.3, 0.7, 0.5], labels=2, largest=[[0.9, 0.9], [0.8, 0.7], [0.5, 0.5]])
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: evaluator.run([0]))
+    RunMonitor(config, network, str(stats_path), "run-2", {"train": 3, "val": 3}).attach(trainer, evaluator)
+
+    trainer.run([0], max_epochs=3)
+
+    _, meta = read_checkpoint(config.published_path(), config)
+    assert meta["epoch"] == 2
+    assert meta["keep_largest"] == ["tumor"]
+    assert meta["val_dice"] == pytest.approx(0.7)
+    assert meta["val_dice_postprocessed"] == pytest.approx(0.75)
+    final = json.loads(stats_path.read_text())
+    assert final["keep_largest"] == ["tumor"]
+    assert final["val_dice_postprocessed"] == pytest.approx(0.75)
+
+
+def test_no_post_processing_without_validation(config: TumorConfig, stats_path: Path) -> None:
+    network = build_network(config)
+    trainer = make_trainer(network)
+    RunMonitor(config, network, str(stats_path), "run-1", {"train": 1, "val": 0}).attach(trainer, None)
+
+    trainer.run([0], max_epochs=1)
+
+    _, meta = read_checkpoint(config.published_path(), config)
+    assert meta["keep_largest"] == []
 
 
 def test_crashed_run_publishes_nothing(config: TumorConfig, stats_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The segmentation trainer's choice of training cases and its split."""
+"""The segmentation trainer: its choice of training cases, its split and its validation metrics."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 
 from lib.config import TumorConfig
 from lib.datastore import TumorDatastore
 from lib.trainers import SegmentationTrainer
 from lib.trainers.run_monitor import write_json
+from lib.trainers.segmentation import largest_components
+from lib.transforms.pipeline import LABEL, PRED
 from tests.synthetic import write_case
 
 
@@ -109,3 +112,18 @@ def test_split_is_stable_as_labels_are_added(config: TumorConfig) -> None:
         moved += len(val_names & previous_train)
         previous_val, previous_train = val_names, train_names
     assert moved <= 6  # 30 cases: the validation share grows from 1 to 6 cases
+
+
+def test_validation_also_scores_each_label_reduced_to_its_largest_component() -> None:
+    tumour = torch.zeros(10, 10, 10, dtype=torch.bool)
+    tumour[1:5, 1:5, 1:5] = True
+    speck = torch.zeros_like(tumour)
+    speck[8, 8, 8] = True
+    prediction = torch.stack([~(tumour | speck), tumour | speck]).float()
+    label = torch.stack([~tumour, tumour]).float()
+
+    predictions, labels = largest_components(2)([{PRED: prediction, LABEL: label}])
+
+    assert torch.equal(predictions[0], label)  # the speck became background
+    assert labels[0] is label
+    assert torch.equal(prediction[1].bool(), tumour | speck)  # the evaluator's output is untouched
