@@ -8,7 +8,8 @@ each active-learning strategy:
 3. the simulated annotator corrects it into the true outline and submits it (``save_label``, tag ``final``); the
    annotation effort is the fraction of the tumour's voxels they had to change, |prediction != truth| / |truth|;
 4. one time-bounded fine-tuning round runs (``train``, as Auto-Update starts it; ``--train-minutes``);
-5. the model pre-segments a fixed set of held-out dev cases, never labelled, and their mean Dice is recorded;
+5. the model pre-segments a fixed set of held-out dev cases, never labelled, and their mean Dice is recorded: as
+   served (with the largest-component post-processing the round's validation chose) and without post-processing;
 6. for ``epistemic``, the app scores the unlabelled cases again (``scoring epistemic``).
 
 Everything goes through the app object's own methods (``apps/tumor/main.py``: strategies, inference, training,
@@ -56,6 +57,8 @@ class Step:
     epochs: int
     dev_dice: float
     dev_dice_per_case: dict[str, float]
+    dev_dice_raw: float  # without the largest-component post-processing
+    keep_largest: list[str]  # the labels the round's validation chose to post-process
     scoring_s: float
 
 
@@ -80,12 +83,13 @@ def make_app(studies: str, conf: dict[str, str]):
     return TumorApp(APP, studies, conf)
 
 
-def pre_segmentation(app, image: str) -> np.ndarray | None:
+def pre_segmentation(app, image: str, keep_largest: str = "auto") -> np.ndarray | None:
     """The served model's segmentation of ``image`` (id or path), or None before any weights exist."""
     from fastapi import HTTPException
 
+    request = {"model": "segmentation", "image": image, "result_extension": ".nii.gz", "keep_largest": keep_largest}
     try:
-        result = app.infer({"model": "segmentation", "image": image, "result_extension": ".nii.gz"})
+        result = app.infer(request)
     except HTTPException as e:
         if e.status_code == 409:  # no trained weights yet
             return None
@@ -125,10 +129,11 @@ def run_campaign(strategy: str, pool: list[str], dev: list[str], args: argparse.
         stats = app.train({"model": "segmentation"})
         train_s = time.perf_counter() - start
 
-        per_case = {}
+        per_case, raw = {}, []
         for d in dev:
-            prediction = pre_segmentation(app, os.path.join(args.data, d, image_name))
-            per_case[d] = dice(prediction, truths[d])
+            path = os.path.join(args.data, d, image_name)
+            per_case[d] = dice(pre_segmentation(app, path), truths[d])
+            raw.append(dice(pre_segmentation(app, path, keep_largest="off"), truths[d]))
         scoring_s = 0.0
         if strategy == "epistemic" and n < args.labels:
             start = time.perf_counter()
@@ -143,11 +148,15 @@ def run_campaign(strategy: str, pool: list[str], dev: list[str], args: argparse.
             int(stats.get("epoch", 0)),
             statistics.mean(per_case.values()),
             per_case,
+            statistics.mean(raw),
+            list(stats.get("keep_largest", [])),
             scoring_s,
         )
         print(
             f"{strategy:<10} labels {n:>2}  picked {case}  effort {effort:.2f}  round {train_s:.0f} s "
-            f"({step.epochs} epochs)  dev Dice {step.dev_dice:.3f}  scoring {scoring_s:.0f} s",
+            f"({step.epochs} epochs)  dev Dice {step.dev_dice:.3f} (without post-processing "
+            f"{step.dev_dice_raw:.3f}; largest component: {', '.join(step.keep_largest) or 'none'})  "
+            f"scoring {scoring_s:.0f} s",
             flush=True,
         )
         steps.append(step)
@@ -199,6 +208,11 @@ def report(steps: list[Step], dev: list[str], args: argparse.Namespace) -> None:
             f"{s}: dev Dice at {args.labels} labels {run[-1].dev_dice:.3f}; effort 1st {run[0].effort:.2f} -> "
             f"10th {at[10].effort if 10 in at else float('nan'):.2f} (falls {fall:.0%}); mean round "
             f"{statistics.mean(x.train_s for x in run):.0f} s"
+        )
+        chosen = [x.dev_dice - x.dev_dice_raw for x in run if x.keep_largest]
+        lines.append(
+            f"{s}: largest-component post-processing chosen in {len(chosen)} of {len(run)} rounds; dev Dice with it "
+            f"minus without, mean over those rounds {statistics.mean(chosen) if chosen else 0.0:+.3f}"
         )
     if {"random", "epistemic"} <= set(by) and args.labels >= 10:
         gap = by["epistemic"][9].dev_dice - by["random"][9].dev_dice
