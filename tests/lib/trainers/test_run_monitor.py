@@ -134,6 +134,7 @@ def test_completed_run_without_validation_publishes_last_weights(config: TumorCo
     assert meta["run_id"] == "run-1"
     assert meta["epoch"] == 2
     assert meta["cases"] == {"train": 1, "val": 0}
+    assert meta["keep_largest"] == []  # no validation to decide the post-processing on
     assert torch.all(next(iter(state.values())) == 2.0)
     build_network(config).load_state_dict(state, strict=True)
 
@@ -185,17 +186,6 @@ def test_largest_component_is_kept_for_the_labels_whose_validation_it_improves(
     final = json.loads(stats_path.read_text())
     assert final["keep_largest"] == ["tumor"]
     assert final["val_dice_postprocessed"] == pytest.approx(0.75)
-
-
-def test_no_post_processing_without_validation(config: TumorConfig, stats_path: Path) -> None:
-    network = build_network(config)
-    trainer = make_trainer(network)
-    RunMonitor(config, network, str(stats_path), "run-1", {"train": 1, "val": 0}).attach(trainer, None)
-
-    trainer.run([0], max_epochs=1)
-
-    _, meta = read_checkpoint(config.published_path(), config)
-    assert meta["keep_largest"] == []
 
 
 def test_crashed_run_publishes_nothing(config: TumorConfig, stats_path: Path) -> None:
