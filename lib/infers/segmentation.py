@@ -129,8 +129,8 @@ class SegmentationInfer(BasicInferTask):
             logits = self.inferer(data)(image, network)
         data[PRED] = logits[0].float().cpu()
         data["model_meta"] = meta
-        data[KEEP_LARGEST] = self._keep_largest(data[KEEP_LARGEST], meta)
-        data[KEEP_LARGEST_VALUES] = [self.tumor.label_values[name] for name in data[KEEP_LARGEST]]
+        names = self._keep_largest(data[KEEP_LARGEST], meta)
+        data[KEEP_LARGEST_VALUES] = [self.tumor.label_values[name] for name in names]
         return data
 
     def _keep_largest(self, option: str, meta: dict[str, Any]) -> list[str]:
@@ -147,7 +147,8 @@ class SegmentationInfer(BasicInferTask):
         write_label(torch.as_tensor(data[PRED])[0].numpy(), data[f"{IMAGE}_geometry"], path)
         meta = data.get("model_meta", {})
         model = {k: meta[k] for k in ("checkpoint", "run_id", "published", "val_dice") if k in meta}
-        return path, {"model": model, KEEP_LARGEST: data[KEEP_LARGEST]}
+        post_processed = [name for name, value in self.tumor.label_values.items() if value in data[KEEP_LARGEST_VALUES]]
+        return path, {"model": model, KEEP_LARGEST: post_processed}
 
 
 def _option(request: dict[str, Any], key: str, choices: tuple[str, ...]) -> str:

@@ -187,7 +187,7 @@ class RunMonitor:
         self.best_metric, self.best_per_label = metric, per_label
         # nnU-Net's rule: post-process a label only when that raises its validation Dice.
         post = {name: max(dice, largest.get(name) or 0.0) for name, dice in per_label.items() if dice is not None}
-        self.best_keep_largest = [name for name, dice in post.items() if dice > per_label[name]]  # type: ignore[operator]
+        self.best_keep_largest = [name for name, dice in per_label.items() if dice is not None and post[name] > dice]
         self.best_postprocessed = sum(post.values()) / len(post) if self.best_keep_largest else metric
         self.best_epoch = self.trainer.state.epoch if self.trainer else 0
         served = self.served is not None and self.best_epoch == 0
