@@ -29,6 +29,7 @@ GUIDANCE = ("foreground", "background")
 SEGMENTATION_SHARE = 2 / 3
 NETWORKS = {"segresnet": 8, "unet": 16}  # name -> the factor every patch dimension must divide by
 TRACKING = ("none", "mlflow")
+AMP_CHOICES = ("auto", "on", "off")  # mixed precision of the forward pass (lib.networks.precision)
 AUTO = "auto"  # --conf checkpoint default: the shipped starting model of the modality, when it fits
 SHIPPED_FOLDER = "pretrained"  # in the app folder: <modality>_tumor.pt and its model card
 # Keys that monailabel itself understands in --conf; accepted and left to monailabel.
@@ -56,6 +57,8 @@ class TumorConfig:
         network: ``"segresnet"`` (default) or ``"unet"``.
         features: feature maps of the first network level (network width).
         dropout: dropout probability used only by the Monte-Carlo uncertainty network.
+        amp: mixed precision of the networks' forward pass (:mod:`lib.networks.precision`): ``auto`` (float16 on
+            CUDA, bfloat16 on CPUs with native bfloat16, else float32), ``on`` (bfloat16 on any CPU) or ``off``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         checkpoint: starting checkpoint used until the first training run publishes weights ("" for none). By
             default (``auto``) the model shipped for the modality (``<app_dir>/pretrained/<modality>_tumor.pt``),
@@ -93,6 +96,7 @@ class TumorConfig:
     features: int = 8
     dropout: float = 0.2
     device: str = "auto"
+    amp: str = "auto"
     checkpoint: str = ""
     model_dir: str = ""
     epochs: int = 50
@@ -276,6 +280,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "features": lambda v: _scalar("features", v, _positive_int, "a positive integer"),
     "dropout": lambda v: _scalar("dropout", v, _dropout, "a probability strictly between 0 and 1"),
     "device": _device,
+    "amp": lambda v: _choice("amp", v, AMP_CHOICES),
     "checkpoint": lambda v: "" if v.lower() in ("", "none") else AUTO if v.lower() == AUTO else v,
     "model_dir": str,
     "epochs": lambda v: _scalar("epochs", v, _positive_int, "a positive integer"),

@@ -124,10 +124,9 @@ class SegmentationInfer(BasicInferTask):
     def run_inferer(self, data: dict[str, Any], convert_to_batch: bool = True, device: str = "cuda") -> dict:
         network, meta = self.network_for(device)
         image = torch.as_tensor(data[IMAGE])[None].to(torch.device(device))
-        amp = torch.device(device).type == "cuda"
-        with torch.inference_mode(), torch.autocast("cuda", enabled=amp):
+        with torch.inference_mode():
             logits = self.inferer(data)(image, network)
-        data[PRED] = logits[0].float().cpu()
+        data[PRED] = logits[0].cpu()
         data["model_meta"] = meta
         names = self._keep_largest(data[KEEP_LARGEST], meta)
         data[KEEP_LARGEST_VALUES] = [self.tumor.label_values[name] for name in names]

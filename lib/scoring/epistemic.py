@@ -82,10 +82,8 @@ class EpistemicScoring(ScoringMethod):
                 logger.warning("Epistemic scoring skipped %s: %s", image_id, e)
                 failed.append(image_id)
                 continue
-            with torch.inference_mode(), torch.autocast("cuda", enabled=device.type == "cuda"):
-                probabilities = torch.stack(
-                    [torch.softmax(inferer(image, network)[0].float(), 0) for _ in range(samples)]
-                )
+            with torch.inference_mode():
+                probabilities = torch.stack([torch.softmax(inferer(image, network)[0], 0) for _ in range(samples)])
             score = float(mutual_information(probabilities).mean())
             datastore.update_image_info(image_id, {SCORE_KEY: score, MODEL_TS_KEY: model_ts})
             scored += 1

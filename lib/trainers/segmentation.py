@@ -24,7 +24,9 @@ from lib.checkpoint import CheckpointError, load_state, read_checkpoint, serving
 from lib.config import CLICKS, SEGMENTATION, SEGMENTATION_SHARE, TumorConfig
 from lib.datastore.validation import InvalidUploadError, check_image, check_label
 from lib.networks import build_network
+from lib.networks.precision import MixedPrecisionInferer, autocast_dtype
 from lib.priority import BACKGROUND_TRAINING, lower_priority
+from lib.trainers.optimizer import FiniteAdamW
 from lib.trainers.run_monitor import VAL_DICE, VAL_DICE_LARGEST_PER_LABEL, VAL_DICE_PER_LABEL, RunMonitor
 from lib.trainers.schedule import PolyLearningRate
 from lib.transforms.components import keep_largest_onehot
@@ -132,7 +134,8 @@ class SegmentationTrainer(BasicTrainTask):
                 "tracking": ["mlflow", "None"] if mlflow else ["None", "mlflow"],
                 "tracking_uri": tracking_uri,
             },
-            amp=config.torch_device().type == "cuda",
+            # MONAI's amp adds the float16 loss scaling; bfloat16 needs none (lib.networks.precision).
+            amp=autocast_dtype(config.amp, config.torch_device()) == torch.float16,
             publish_path=config.published_path(self.model),
             stats_path=os.path.join(config.model_dir, self.stats_file),
             labels=list(config.labels),
@@ -235,13 +238,16 @@ class SegmentationTrainer(BasicTrainTask):
         return build_network(self.tumor, model=self.model)
 
     def optimizer(self, context: Context) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(context.network.parameters(), lr=float(context.request["learning_rate"]))
+        return FiniteAdamW(context.network.parameters(), lr=float(context.request["learning_rate"]))
 
     def loss_function(self, context: Context) -> torch.nn.Module:
         return DiceCELoss(to_onehot_y=True, softmax=True, squared_pred=True)
 
     def lr_scheduler_handler(self, context: Context) -> PolyLearningRate:
         return PolyLearningRate(context.optimizer, self._run_deadline)
+
+    def train_inferer(self, context: Context) -> MixedPrecisionInferer:
+        return MixedPrecisionInferer(self.tumor.amp)
 
     def train_pre_transforms(self, context: Context) -> list:
         return training_transforms(self.tumor)

@@ -28,6 +28,7 @@ from monai.transforms import (
 )
 
 from lib.config import NETWORKS, TumorConfig
+from lib.networks.precision import MixedPrecision, autocast_dtype
 from lib.transforms.components import KEEP_LARGEST_VALUES, outside_largest
 from lib.transforms.resample import ResampleToSpacingd, resize
 from lib.transforms.volume_io import LoadVolumed
@@ -182,7 +183,8 @@ def window_size(config: TumorConfig, shape: Sequence[int]) -> tuple[int, int, in
 
 
 class SlidingWindow(Inferer):
-    """Whole-volume inference in windows sized by :func:`window_size`, blended with Gaussian weights.
+    """Whole-volume inference in windows sized by :func:`window_size`, blended with Gaussian weights in float32;
+    each window's forward pass in the configured mixed precision (:mod:`lib.networks.precision`).
 
     Used by inference, validation and scoring alike, so the validation Dice is the served model's.
     """
@@ -197,7 +199,7 @@ class SlidingWindow(Inferer):
             inputs,
             window_size(self.config, inputs.shape[2:]),
             self.batch_size,
-            network,
+            MixedPrecision(network, autocast_dtype(self.config.amp, inputs.device)),
             overlap=0.25,
             mode="gaussian",
             padding_mode="constant",
