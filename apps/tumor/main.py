@@ -20,6 +20,7 @@ from lib.checkpoint import CheckpointError
 from lib.config import TumorConfig, parse_config
 from lib.datastore import VOLUME_EXTENSIONS, TumorDatastore
 from lib.infers import ClickSegmentationInfer, InteractionError, ModelNotTrainedError, SegmentationInfer
+from lib.networks.precision import describe
 from lib.priority import LOW_PRIORITY
 from lib.scoring import EpistemicScoring
 from lib.trainers import SegmentationTrainer
@@ -43,6 +44,7 @@ class TumorApp(MONAILabelApp):
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
         self.config: TumorConfig = parse_config(conf or {}, app_dir)
         logger.info("Tumour app configuration: %s", self.config)
+        logger.info("Network forward passes in %s", describe(self.config.amp, self.config.torch_device()))
         super().__init__(
             app_dir=app_dir,
             studies=studies,

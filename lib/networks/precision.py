@@ -68,3 +68,9 @@ class MixedPrecisionInferer(Inferer):
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any):
         return MixedPrecision(network, autocast_dtype(self.amp, inputs.device))(inputs, *args, **kwargs)
+
+
+def describe(amp: str, device: torch.device) -> str:
+    """What the ``amp`` setting means on ``device``, for the server's log: e.g. ``"bfloat16 on cpu (amp auto)"``."""
+    dtype = autocast_dtype(amp, device)
+    return f"{'float32' if dtype is None else str(dtype).removeprefix('torch.')} on {device.type} (amp {amp})"

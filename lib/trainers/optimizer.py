@@ -2,8 +2,7 @@
 
 PyTorch's ``GradScaler`` does the same for float16 on CUDA. On CPU, oneDNN's bfloat16 convolution sometimes returns
 a non-finite weight gradient when a feature map is only 2 voxels wide, as at SegResNet's deepest level for 16-voxel
-patches (measured: 6 of 30 first iterations at a 16x16x16 patch; none at 24x24x16 and larger, none with oneDNN
-off). One such update would turn every weight into NaN for the rest of the run.
+patches (not with oneDNN turned off). One such update would turn every weight into NaN for the rest of the run.
 """
 
 from __future__ import annotations

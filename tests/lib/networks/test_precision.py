@@ -43,6 +43,13 @@ def test_cuda_runs_float16_unless_off() -> None:
     assert autocast_dtype("off", CUDA) is None
 
 
+def test_the_log_line_names_the_dtype_device_and_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda: True)
+    assert precision.describe("auto", CPU) == "bfloat16 on cpu (amp auto)"
+    assert precision.describe("off", CPU) == "float32 on cpu (amp off)"
+    assert precision.describe("auto", CUDA) == "float16 on cuda (amp auto)"
+
+
 def test_unknown_setting_is_refused_with_the_choices() -> None:
     with pytest.raises(ValueError, match=r"amp 'fp8' is not one of \('auto', 'on', 'off'\)"):
         autocast_dtype("fp8", CPU)
