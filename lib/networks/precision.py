@@ -1,8 +1,9 @@
 """Mixed precision of the networks' forward pass: float16 on CUDA, bfloat16 on CPUs that compute it natively.
 
-CPUs with AVX512-BF16 or AMX run oneDNN's bfloat16 convolutions about twice as fast as float32 (the default
-SegResNet on 2 cores: a training iteration 1.7 s instead of 2.9 s, a 96x112x64 forward pass 0.18 s instead of
-0.38 s). Elsewhere bfloat16 is emulated and slower, so ``--conf amp auto`` keeps float32 on those CPUs.
+CPUs with AVX512-BF16 or AMX run oneDNN's bfloat16 convolutions much faster than float32 (2 cores: the network's
+time for a 173x183x85 CT fell from 0.54 to 0.23 s, training from 1.51 to 1.92 samples/s; ``benchmarks.infer_latency``
+and ``benchmarks.train_speed``, figures in the README). Elsewhere bfloat16 is emulated and slower, so
+``--conf amp auto`` keeps float32 on those CPUs.
 
 Only the forward pass is cast: weights, optimiser state, losses, window blending and everything after the network
 stay float32, as with MONAI's ``amp`` on CUDA.
