@@ -11,6 +11,7 @@ stay float32, as with MONAI's ``amp`` on CUDA.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -23,8 +24,10 @@ from lib.config import AMP_CHOICES
 _NATIVE_BF16_PROBES = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
 
 
+@functools.cache
 def native_bf16_cpu() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX)."""
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); probed once per process, not per forward
+    pass (every training iteration and sliding window asks)."""
     return any(getattr(torch.cpu, probe, lambda: False)() for probe in _NATIVE_BF16_PROBES)
 
 
