@@ -25,7 +25,8 @@ class FiniteAdamW(torch.optim.AdamW):
 
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
-        if all(bool(torch.isfinite(g).all()) for g in grads):
+        # One host-device synchronisation per step, not one per parameter tensor.
+        if not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
             return super().step(closure)
         self.skipped += 1
         logger.warning("Training step skipped: a gradient is not finite (%d skipped in this run)", self.skipped)
