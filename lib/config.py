@@ -30,6 +30,7 @@ SEGMENTATION_SHARE = 2 / 3
 NETWORKS = {"segresnet": 8, "unet": 16}  # name -> the factor every patch dimension must divide by
 TRACKING = ("none", "mlflow")
 AMP_CHOICES = ("auto", "on", "off")  # mixed precision of the forward pass (lib.networks.precision)
+AUTH_CHOICES = ("auto", "off")  # login: on when --conf users is given; "off" to serve a network without it
 AUTO = "auto"  # --conf checkpoint default: the shipped starting model of the modality, when it fits
 SHIPPED_FOLDER = "pretrained"  # in the app folder: <modality>_tumor.pt and its model card
 # Keys that monailabel itself understands in --conf; accepted and left to monailabel.
@@ -83,6 +84,12 @@ class TumorConfig:
             annotator's requests get the CPU first when they share it; 0 runs them at the server's priority.
         tracking: ``"none"`` or ``"mlflow"`` (an sqlite store inside ``model_dir`` unless a URI is given).
         tracking_uri: MLflow tracking URI when ``tracking`` is ``"mlflow"``.
+        users: the users file (``tumor-users``); login is on when it is given.
+        auth: ``"auto"`` (login on when ``users`` is given) or ``"off"``, which lets the server listen beyond
+            this machine without login (a warning is logged).
+        token_minutes: lifetime of a login token.
+        max_upload_mb: largest request body accepted, in MiB (413 above it).
+        max_voxels: largest volume accepted (voxels times channels, read from the header before the voxels).
     """
 
     labels: tuple[str, ...] = ("tumor",)
@@ -112,6 +119,11 @@ class TumorConfig:
     background_niceness: int = 10
     tracking: str = "none"
     tracking_uri: str = ""
+    users: str = ""
+    auth: str = AUTO
+    token_minutes: float = 8 * 60.0
+    max_upload_mb: int = 1024
+    max_voxels: int = 256_000_000  # a 512x512 CT of up to 976 slices
 
     @property
     def num_classes(self) -> int:
@@ -296,6 +308,11 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "background_niceness": lambda v: _scalar("background_niceness", v, _niceness, "an integer from 0 to 19"),
     "tracking": lambda v: _choice("tracking", v, TRACKING),
     "tracking_uri": lambda v: _tracking_uri(v),
+    "users": str,
+    "auth": lambda v: _choice("auth", v, AUTH_CHOICES),
+    "token_minutes": lambda v: _scalar("token_minutes", v, _positive_float, "a positive number of minutes"),
+    "max_upload_mb": lambda v: _scalar("max_upload_mb", v, _positive_int, "a positive number of MiB"),
+    "max_voxels": lambda v: _scalar("max_voxels", v, _positive_int, "a positive number of voxels"),
 }
 
 
@@ -371,6 +388,10 @@ def parse_config(conf: Mapping[str, str], app_dir: str) -> TumorConfig:
         config = dataclasses.replace(config, checkpoint=shipped_checkpoint(config, app_dir))
     if config.checkpoint and not os.path.isfile(config.checkpoint):
         raise _fail("checkpoint", config.checkpoint, "the path of an existing checkpoint file")
+    if config.users and config.auth == "off":
+        raise _fail("auth", "off", "auto when --conf users is given (login cannot be both on and off)")
+    if config.users and not os.path.isfile(config.users):
+        raise _fail("users", config.users, "an existing users file: create it with 'tumor-users --file PATH add NAME'")
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise _fail("device", config.device, "auto or cpu: this machine has no CUDA device")
     return config

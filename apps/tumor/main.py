@@ -6,6 +6,7 @@ import logging
 import os
 from typing import Any
 
+import requests
 from fastapi import HTTPException
 from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
@@ -23,6 +24,7 @@ from lib.infers import ClickSegmentationInfer, InteractionError, ModelNotTrained
 from lib.networks.precision import describe
 from lib.priority import LOW_PRIORITY
 from lib.scoring import EpistemicScoring
+from lib.server.install import INTERNAL_TOKEN_ENV, secure
 from lib.trainers import SegmentationTrainer
 from lib.transforms.volume_io import VolumeReadError
 from scribbles import ClicksInfer, ScribblesInfer
@@ -54,6 +56,7 @@ class TumorApp(MONAILabelApp):
             version="0.1.0",
             labels=list(self.config.labels),
         )
+        secure(self, self.config)
 
     def init_datastore(self) -> Datastore:
         if self.studies.startswith(("http://", "https://")):
@@ -89,11 +92,7 @@ class TumorApp(MONAILabelApp):
         model = request.get("model")
         if model not in self._infers:
             raise HTTPException(404, f"unknown model {model!r}; available: {', '.join(self._infers)}")
-        image = request.get("image")
-        if isinstance(image, str) and not os.path.exists(image):
-            store = datastore or self.datastore()
-            if image not in store.list_images():
-                raise HTTPException(404, f"image {image!r} is not in the datastore")
+        self._check_image(request.get("image"), datastore or self.datastore())
         try:
             return super().infer(request, datastore)
         except ModelNotTrainedError as e:
@@ -104,6 +103,30 @@ class TumorApp(MONAILabelApp):
             raise HTTPException(422, f"image refused: {e}") from e
         except InteractionError as e:
             raise HTTPException(422, str(e)) from e
+
+    def _check_image(self, image: Any, store: Datastore) -> None:
+        """Infer reads datastore images and session volumes only, never a path a client names."""
+        sessions = self.sessions()
+        if isinstance(image, str) and sessions is not None and os.path.isabs(image):
+            folder = os.path.realpath(sessions.store_path)
+            if os.path.commonpath([folder, os.path.realpath(image)]) == folder:
+                return
+        if not isinstance(image, str) or image not in store.list_images():
+            raise HTTPException(404, f"image {str(image)[:60]!r} is not in the datastore")
+
+    def _local_request(self, url: str, params: dict[str, Any], action: str) -> dict[str, Any] | None:
+        """A request from a background process to its server, with the server's internal token."""
+        token = os.environ.get(INTERNAL_TOKEN_ENV, "")
+        response = requests.post(
+            f"http://127.0.0.1:{settings.MONAI_LABEL_SERVER_PORT}{url}",
+            json=params or {},
+            headers={"Authorization": f"Bearer {token}"} if token else {},
+            timeout=60,
+        )
+        if response.status_code != 200:
+            logger.error("Failed to trigger %s: %s", action, response.text[:300])
+            return None
+        return response.json()
 
     def info(self) -> dict[str, Any]:
         """``/info``; once the learned clicks model is served, a ``background`` label is listed too.

@@ -4,32 +4,32 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import tempfile
 from typing import Any
 
 from fastapi import HTTPException
 from monailabel.datastore.local import LocalDatastore
-from monailabel.interfaces.datastore import DefaultLabelTag
 
 from lib.config import TumorConfig
+from lib.datastore.names import InvalidNameError, check_name, check_tag
 from lib.datastore.validation import InvalidUploadError, check_image, check_label, image_geometry, remap_label
 from lib.transforms.volume_io import write_label
 
 logger = logging.getLogger(__name__)
 
-IMAGE_ID = re.compile(r"^[^/\\.][^/\\]*$")
 VOLUME_EXTENSIONS = ["*.nii.gz", "*.nii", "*.nrrd", "*.mha"]  # image files the datastore lists
 
 
 class TumorDatastore(LocalDatastore):
     """:class:`LocalDatastore` with checks on every upload.
 
-    * ``add_image``: the file must be a readable volume with the model's channel count, and the id a plain name.
-    * ``save_label`` (``final`` tag): the label must lie on its image's grid with values 0..K; when the client sends
-      ``label_info`` (3D Slicer does), segment values are mapped to the app's label values by name.
+    * ``add_image``: the id must be a plain name, the file a complete volume within ``max_voxels`` with the
+      model's channel count; an image that has labels is not replaced (409).
+    * ``save_label``: the tag must be one of :data:`lib.datastore.names.TAGS`, and the label, whatever its tag, a
+      complete file on its image's grid with values 0..K; when the client sends ``label_info`` (3D Slicer does),
+      segment values are mapped to the app's label values by name.
 
-    A refused upload raises ``HTTPException(422)`` naming the problem; the datastore is left unchanged.
+    A refused upload raises ``HTTPException`` (4xx) naming the problem; the datastore is left unchanged.
 
     Args:
         studies: the studies folder.
@@ -42,22 +42,30 @@ class TumorDatastore(LocalDatastore):
         super().__init__(studies, **kwargs)
 
     def add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
-        if image_id and not IMAGE_ID.match(image_id):
-            raise HTTPException(422, f"image id {image_id!r} must be a plain name (no path separators, no leading dot)")
         try:
-            check_image(image_filename, self.tumor.channels)
+            check_name(image_id, "image id")
+        except InvalidNameError as e:
+            raise HTTPException(422, str(e)) from None
+        if image_id in self._datastore.objects and self.get_labels_by_image_id(image_id):
+            raise HTTPException(
+                409, f"image {image_id!r} has labels and is not replaced: upload the new image under another id"
+            )
+        try:
+            check_image(image_filename, self.tumor.channels, self.tumor.max_voxels)
         except InvalidUploadError as e:
             raise HTTPException(422, f"image refused: {e}") from e
         return super().add_image(image_id, image_filename, image_info)
 
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
+        try:
+            check_tag(label_tag)
+        except InvalidNameError as e:
+            raise HTTPException(422, str(e)) from None
         if image_id not in self._datastore.objects:
             raise HTTPException(404, f"image {image_id!r} is not in the datastore")
-        if label_tag != DefaultLabelTag.FINAL:
-            return super().save_label(image_id, label_filename, label_tag, label_info)
         image_path = self.get_image_uri(image_id)
         try:
-            array = check_label(label_filename, image_path, num_labels=255)
+            array = check_label(label_filename, image_path, num_labels=255, max_voxels=self.tumor.max_voxels)
             if label_info and label_info.get("label_info"):
                 array = remap_label(array, label_info["label_info"], self.tumor.labels)
             elif array.max() > len(self.tumor.labels):

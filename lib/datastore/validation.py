@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
+import logging
+import math
 import os
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,27 +16,78 @@ import SimpleITK as sitk
 from lib.transforms.geometry import Geometry
 from lib.transforms.volume_io import VolumeReadError, read_volume
 
+logger = logging.getLogger(__name__)
+NIFTI_HEADER_BYTES = 348  # NIfTI-1; the voxels follow at vox_offset >= 352
+
 
 class InvalidUploadError(ValueError):
     """An uploaded image or label cannot be used; the message says why."""
 
 
-def image_geometry(path: str) -> Geometry:
-    """The grid of an image file, read from its header only."""
+def _header(path: str) -> sitk.ImageFileReader:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
     except RuntimeError as e:
-        raise InvalidUploadError(f"cannot read {os.path.basename(path)}: {str(e).strip()[:300]}") from e
+        logger.info("Cannot read the header of %s: %s", path, str(e).strip()[-300:])
+        raise InvalidUploadError(
+            f"cannot read {os.path.basename(path)} (not a NIfTI, NRRD or MHA volume, or damaged)"
+        ) from e
+    return reader
+
+
+def check_file(path: str, max_voxels: int) -> None:
+    """Check, before reading the voxels, that the declared volume is within ``max_voxels`` and the file complete.
+
+    ITK reads a truncated NIfTI file without an error and fills the missing voxels with zeros, so NIfTI files are
+    checked here: the gzip stream must be intact (CRC, end marker) and hold the declared voxels. NRRD and MHA
+    readers refuse truncated files themselves.
+    """
+    reader = _header(path)
+    voxels = math.prod(reader.GetSize()) * reader.GetNumberOfComponents()
+    if voxels > max_voxels:
+        raise InvalidUploadError(
+            f"{os.path.basename(path)} declares {'x'.join(map(str, reader.GetSize()))} voxels "
+            f"({voxels:,}); at most {max_voxels:,} are accepted (--conf max_voxels)"
+        )
+    name = path.lower()
+    if not name.endswith((".nii", ".nii.gz")):
+        return
+    expected = NIFTI_HEADER_BYTES + voxels * _bytes_per_component(reader)
+    if name.endswith(".gz"):
+        size = 0
+        try:
+            with gzip.open(path, "rb") as f:
+                while chunk := f.read(2**22):
+                    size += len(chunk)
+        except (OSError, EOFError, zlib.error) as e:
+            raise InvalidUploadError(f"{os.path.basename(path)} is damaged or truncated ({e})") from None
+    else:
+        size = os.path.getsize(path)
+    if size < expected:
+        raise InvalidUploadError(
+            f"{os.path.basename(path)} is truncated: it holds {size:,} bytes of the {expected:,} its header declares"
+        )
+
+
+def _bytes_per_component(reader: sitk.ImageFileReader) -> int:
+    return sitk.Image([1] * reader.GetDimension(), reader.GetPixelID(), 1).GetSizeOfPixelComponent()
+
+
+def image_geometry(path: str) -> Geometry:
+    """The grid of an image file, read from its header only."""
+    reader = _header(path)
     try:
         return Geometry.of(reader)  # the header reader has the same accessors as an image
     except ValueError as e:
         raise InvalidUploadError(f"{os.path.basename(path)}: {e}") from e
 
 
-def check_image(path: str, channels: int) -> Geometry:
-    """Check that ``path`` is a readable volume with ``channels`` channels and at least 2 voxels per axis."""
+def check_image(path: str, channels: int, max_voxels: int) -> Geometry:
+    """Check that ``path`` is a complete volume within ``max_voxels``, with ``channels`` channels and at least 2
+    voxels per axis."""
+    check_file(path, max_voxels)
     try:
         array, geometry = read_volume(path)
     except VolumeReadError as e:
@@ -46,12 +101,16 @@ def check_image(path: str, channels: int) -> Geometry:
     return geometry
 
 
-def check_label(label_path: str, image_path: str, num_labels: int) -> np.ndarray:
-    """Check a label against its image: same grid, one channel, integer values in 0..num_labels.
+def check_label(label_path: str, image_path: str, num_labels: int, max_voxels: int) -> np.ndarray:
+    """Check a label against its image: complete file, same grid, one channel, integer values in 0..num_labels.
 
     Returns:
         The label as an (I, J, K) uint8 array.
     """
+    try:
+        check_file(label_path, max_voxels)
+    except InvalidUploadError as e:
+        raise InvalidUploadError(f"label: {e}") from e
     try:
         array, geometry = read_volume(label_path)
     except VolumeReadError as e:

@@ -38,6 +38,7 @@ from torch import nn
 
 from lib.checkpoint import publish_checkpoint
 from lib.config import SEGMENTATION, TumorConfig
+from lib.server.lifeline import server_alive
 from lib.transforms.components import KEEP_LARGEST
 
 logger = logging.getLogger(__name__)
@@ -248,6 +249,9 @@ class RunMonitor:
         write_json(self.stats_path, self.stats(status))
 
     def _completed(self, trainer: Engine) -> None:
+        if not server_alive():
+            logger.error("Run %s: the server that started it has ended; nothing is published", self.run_id)
+            return
         if self.best_state is None:
             logger.warning("Run %s finished without weights to publish", self.run_id)
             return

@@ -202,8 +202,8 @@ class SegmentationTrainer(BasicTrainTask):
         usable = []
         for item in sorted(datastore.datalist(), key=lambda d: d["image"]):
             try:
-                check_image(item["image"], self.tumor.channels)
-                check_label(item["label"], item["image"], len(self.tumor.labels))
+                check_image(item["image"], self.tumor.channels, self.tumor.max_voxels)
+                check_label(item["label"], item["image"], len(self.tumor.labels), self.tumor.max_voxels)
             except InvalidUploadError as e:
                 logger.warning("Skipping %s from training: %s", os.path.basename(item["image"]), e)
                 continue

@@ -6,6 +6,7 @@ image's :class:`Geometry` lies on exactly the image's grid: same size, spacing, 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Hashable, Mapping, Sequence
 
@@ -14,6 +15,8 @@ import SimpleITK as sitk
 from monai.transforms import MapTransform, Transform
 
 from lib.transforms.geometry import Geometry
+
+logger = logging.getLogger(__name__)
 
 LABEL_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".seg.nrrd", ".mha", ".mhd")
 
@@ -37,7 +40,11 @@ def read_volume(path: str) -> tuple[np.ndarray, Geometry]:
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as e:
-        raise VolumeReadError(f"cannot read {os.path.basename(str(path))} as an image: {str(e).strip()[:300]}") from e
+        # ITK's message names the server's file and ITK's source files: logged here, never sent to the client.
+        logger.info("Cannot read %s: %s", path, str(e).strip()[-300:])
+        raise VolumeReadError(
+            f"cannot read {os.path.basename(str(path))} as an image (not a NIfTI, NRRD or MHA volume, or damaged)"
+        ) from e
     dim = image.GetDimension()
     if dim not in (3, 4):
         raise VolumeReadError(f"{os.path.basename(str(path))} has {dim} dimensions; a 3D volume is needed")

@@ -32,14 +32,14 @@ def write_like(array: np.ndarray, reference: str, path: Path, **changes: object)
 
 
 def test_check_label_accepts_matching_label(case: SyntheticCase) -> None:
-    label = check_label(case.label_path, case.image_path, num_labels=1)
+    label = check_label(case.label_path, case.image_path, num_labels=1, max_voxels=10**8)
     assert label.dtype == np.uint8
     assert np.array_equal(label, case.label)
 
 
 def test_check_label_converts_float_labels_to_uint8(case: SyntheticCase, tmp_path: Path) -> None:
     path = write_like(case.label.astype(np.float32) * 2, case.image_path, tmp_path / "float.nii.gz")
-    label = check_label(path, case.image_path, num_labels=2)
+    label = check_label(path, case.image_path, num_labels=2, max_voxels=10**8)
     assert label.dtype == np.uint8
     assert np.array_equal(label, case.label * 2)
 
@@ -63,26 +63,26 @@ def test_check_label_refuses(
 ) -> None:
     path = write_like(array, case.image_path, tmp_path / "bad.nii.gz", **changes)
     with pytest.raises(InvalidUploadError, match=match):
-        check_label(path, case.image_path, num_labels=1)
+        check_label(path, case.image_path, num_labels=1, max_voxels=10**8)
 
 
 def test_check_label_tolerates_header_rounding(case: SyntheticCase, tmp_path: Path) -> None:
     spacing = tuple(s * (1 + 1e-5) for s in sitk.ReadImage(case.image_path).GetSpacing())
     path = write_like(case.label, case.image_path, tmp_path / "rounded.nii.gz", spacing=spacing)
-    assert np.array_equal(check_label(path, case.image_path, num_labels=1), case.label)
+    assert np.array_equal(check_label(path, case.image_path, num_labels=1, max_voxels=10**8), case.label)
 
 
 def test_check_label_refuses_unreadable_label(case: SyntheticCase, tmp_path: Path) -> None:
     path = tmp_path / "junk.nii.gz"
     path.write_bytes(b"not an image at all" * 100)
     with pytest.raises(InvalidUploadError, match="^label: cannot read junk.nii.gz"):
-        check_label(str(path), case.image_path, num_labels=1)
+        check_label(str(path), case.image_path, num_labels=1, max_voxels=10**8)
 
 
 @pytest.mark.parametrize("channels", [1, 2])
 def test_check_image_accepts_and_returns_geometry(make_case: CaseWriter, channels: int) -> None:
     case = make_case(channels=channels)
-    geometry = check_image(case.image_path, channels)
+    geometry = check_image(case.image_path, channels, max_voxels=10**8)
     assert geometry == Geometry.of(sitk.ReadImage(case.image_path))
     assert np.allclose(geometry.direction, oblique_direction())
 
@@ -93,7 +93,7 @@ def test_check_image_refuses_wrong_channels(make_case: CaseWriter, written: int,
     with pytest.raises(
         InvalidUploadError, match=f"image has {written} channel\\(s\\); this app's model takes {expected}"
     ):
-        check_image(case.image_path, expected)
+        check_image(case.image_path, expected, max_voxels=10**8)
 
 
 # NRRD and MHA keep NaN as written (SimpleITK's NIfTI reader already turns NaN into 0).
@@ -103,20 +103,20 @@ def test_check_image_refuses_non_finite(case: SyntheticCase, tmp_path: Path, bad
     array[10, 10, 10] = bad
     path = write_like(array, case.image_path, tmp_path / f"nan{extension}")
     with pytest.raises(InvalidUploadError, match="image holds NaN or infinite values"):
-        check_image(path, 1)
+        check_image(path, 1, max_voxels=10**8)
 
 
 def test_check_image_refuses_flat_volume(case: SyntheticCase, tmp_path: Path) -> None:
     path = write_like(np.zeros((48, 40, 1), np.float32), case.image_path, tmp_path / "flat.nii.gz")
     with pytest.raises(InvalidUploadError, match=r"image size \(48, 40, 1\) is not a 3D volume"):
-        check_image(path, 1)
+        check_image(path, 1, max_voxels=10**8)
 
 
 def test_check_image_refuses_corrupt_file(tmp_path: Path) -> None:
     path = tmp_path / "corrupt.nii.gz"
     path.write_bytes(np.random.default_rng(1).bytes(2048))
     with pytest.raises(InvalidUploadError, match="cannot read corrupt.nii.gz"):
-        check_image(str(path), 1)
+        check_image(str(path), 1, max_voxels=10**8)
 
 
 def test_image_geometry_reads_header(case: SyntheticCase) -> None:

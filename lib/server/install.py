@@ -1,0 +1,102 @@
+"""Put the guard (:mod:`lib.server.guard`) and this app's endpoints in front of MONAI Label's server."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from monailabel.config import settings
+from monailabel.interfaces.app import MONAILabelApp
+
+from lib.auth import UserStore
+from lib.config import ConfigError, TumorConfig
+from lib.server.api import create_api
+from lib.server.guard import Access, Guard
+from lib.server.lifeline import follow_server, mark_server
+from lib.server.logs import use_own_log
+
+logger = logging.getLogger(__name__)
+
+INTERNAL_TOKEN_ENV = "TUMOR_SERVER_TOKEN"  # how the server's own processes authenticate to it
+
+
+def server_module() -> object | None:
+    """MONAI Label's server module when this process is the server (None in a training or scoring process)."""
+    return sys.modules.get("monailabel.app")
+
+
+def listening_host(argv: Sequence[str]) -> str:
+    """The address ``monailabel start_server`` listens on (its ``--host``, default 0.0.0.0)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("-i", "--host", default="0.0.0.0")
+    return parser.parse_known_args(list(argv))[0].host
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach ``host``."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def open_users(config: TumorConfig, host: str) -> UserStore | None:
+    """The users file, or None when login is off; refuses to serve a network without login unless told to."""
+    if config.users:
+        store = UserStore(config.users)
+        if not store.users():
+            raise ConfigError(f"--conf users {config.users}: no users yet; add one with tumor-users")
+        return store
+    if is_loopback(host):
+        return None
+    if config.auth != "off":
+        raise ConfigError(
+            f"the server would listen on {host} without login. Add users with "
+            "'tumor-users --file users.json add NAME --role admin' and start with --conf users users.json, "
+            "listen on 127.0.0.1 only, or start with --conf auth off to serve without login"
+        )
+    logger.warning("Login is OFF and the server listens on %s: anyone who can reach it may do anything", host)
+    return None
+
+
+def secure(instance: MONAILabelApp, config: TumorConfig) -> None:
+    """In the server: login, roles, limits and this app's endpoints. In its background processes: end with it."""
+    module = server_module()
+    if module is None:
+        use_own_log(instance.app_dir, None)  # the server copies this process's output into its own log
+        follow_server()
+        return
+    host = listening_host(sys.argv)
+    access = Access.create(open_users(config, host))
+    log_path = os.path.join(instance.app_dir, "logs", f"server-{settings.MONAI_LABEL_SERVER_PORT}.log")
+    use_own_log(instance.app_dir, log_path)
+    mark_server()
+    os.environ[INTERNAL_TOKEN_ENV] = access.internal_token
+    logger.info(
+        "Login %s; requests up to %d MiB; volumes up to %d voxels; log: %s",
+        f"on ({len(access.users.users())} users)" if access.users else "off",
+        config.max_upload_mb,
+        config.max_voxels,
+        log_path,
+    )
+
+    def names() -> dict[str, set[str]]:
+        return {
+            "model": set(instance._infers),
+            "strategy": set(instance._strategies),
+            "trainer": set(instance._trainers),
+            "method": set(instance._scoring_methods),
+        }
+
+    server = module.app  # type: ignore[attr-defined]
+    api = create_api(instance, access, log_path, config.token_minutes)
+    # The server builds its middleware stack on its first message (start-up, which creates this app); it is
+    # rebuilt with the guard on the first request.
+    server.middleware_stack = None
+    server.add_middleware(Guard, app=api, access=access, names=names, max_body_bytes=config.max_upload_mb * 2**20)

@@ -1,0 +1,41 @@
+"""One log file per server, instead of MONAI Label's ``<app>/logs/app.log`` shared by every server of the app."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+
+
+def _shared_file_handlers(app_dir: str) -> list[tuple[logging.Logger, logging.FileHandler]]:
+    shared = os.path.realpath(os.path.join(app_dir, "logs", "app.log"))
+    loggers = [logging.getLogger()] + [
+        logger for logger in logging.Logger.manager.loggerDict.values() if isinstance(logger, logging.Logger)
+    ]
+    return [
+        (logger, handler)
+        for logger in loggers
+        for handler in logger.handlers
+        if isinstance(handler, logging.FileHandler) and os.path.realpath(handler.baseFilename) == shared
+    ]
+
+
+def use_own_log(app_dir: str, path: str | None) -> None:
+    """Move MONAI Label's file logging from the app's shared ``app.log`` to ``path`` (None: no file).
+
+    The server logs to its own file; the processes it starts log to their output, which the server copies into
+    its log.
+    """
+    handlers: dict[int, logging.Handler] = {}
+    for logger, handler in _shared_file_handlers(app_dir):
+        logger.removeHandler(handler)
+        handler.close()
+        if path is None:
+            continue
+        if id(handler.formatter) not in handlers:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            own = logging.handlers.RotatingFileHandler(path, maxBytes=10 * 2**20, backupCount=10, encoding="utf-8")
+            own.setFormatter(handler.formatter)
+            own.setLevel(handler.level)
+            handlers[id(handler.formatter)] = own
+        logger.addHandler(handlers[id(handler.formatter)])

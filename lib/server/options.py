@@ -1,0 +1,146 @@
+"""Checks on the options a client sends with infer and train requests: only documented keys, well-formed values.
+
+Keys that name files, code or devices (``image``, ``session``, ``device``, ``bundle_path``, ``tracking_uri``...)
+are not options a client may set; the server sets them itself.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from lib.datastore.names import TAGS
+
+RESULT_EXTENSIONS = (".nrrd", ".nii.gz", ".nii", ".mha")
+RESULT_DTYPES = ("uint8", "uint16", "int16", "int32", "float32")
+# Options of 3D Slicer's module and MONAI Label's clients, beyond each model's own config.
+_INFER_COMMON = {
+    "client_id",
+    "result_extension",
+    "result_dtype",
+    "label_info",
+    "selected_label_name",
+    "roi",
+    "foreground",
+    "background",
+    "label",
+    "slice",
+    "save_label",
+    "label_tag",
+    "reset_state",
+}
+# Training options a client may set; the others in a trainer's config are fixed by the server's --conf.
+TRAIN_OPTIONS = {"max_epochs", "train_minutes", "val_split", "learning_rate", "tracking", "client_id", "model"}
+
+
+_TRAIN_VALUES = {
+    "max_epochs": (int, lambda v: v >= 1, "an integer >= 1"),
+    "train_minutes": (float, lambda v: 0 < v <= 24 * 60, "minutes in (0, 1440]"),
+    "val_split": (float, lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
+    "learning_rate": (float, lambda v: 0 < v < 1, "a number in (0, 1)"),
+}
+
+
+class OptionsError(ValueError):
+    """An option is unknown or malformed; the message names it."""
+
+
+def parse_json_object(text: str | None, what: str) -> dict[str, Any]:
+    """The JSON object in ``text`` ("" or None: empty)."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise OptionsError(f"{what} is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise OptionsError(f"{what} must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _points(key: str, value: Any) -> None:
+    if not isinstance(value, list) or not all(
+        isinstance(p, list) and len(p) == 3 and all(_is_int(c) for c in p) for p in value
+    ):
+        raise OptionsError(f"{key} must be a list of [i, j, k] integer voxel indices")
+
+
+def check_infer_options(options: Mapping[str, Any], model_config: Iterable[str], labels: Sequence[str]) -> None:
+    """Refuse infer options outside the model's config and the documented ones, or malformed ones.
+
+    Args:
+        options: the request's ``params``.
+        model_config: the keys of the model's own config (``/info`` ``models[model].config``).
+        labels: the app's label names; 3D Slicer sends each label's clicks under its name.
+    """
+    accepted = _INFER_COMMON | set(model_config) | set(labels)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise OptionsError(f"infer options {unknown} are not accepted; accepted: {', '.join(sorted(accepted))}")
+    for key in ("foreground", "background", *labels):
+        if key in options:
+            _points(key, options[key])
+    if "label" in options and options["label"] not in (*labels, "background"):
+        raise OptionsError(f"label {str(options['label'])[:40]!r} is not a label of this app: {', '.join(labels)}")
+    if "roi" in options and not (
+        isinstance(options["roi"], list) and len(options["roi"]) in (0, 6) and all(_is_int(c) for c in options["roi"])
+    ):
+        raise OptionsError("roi must be [] or six integers [i0, i1, j0, j1, k0, k1]")
+    if "slice" in options and not _is_int(options["slice"]):
+        raise OptionsError("slice must be an integer")
+    if "label_info" in options:
+        entries = options["label_info"]
+        if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("name"), str) and any(_is_int(e.get(k)) for k in ("id", "idx"))
+            for e in entries
+        ):
+            raise OptionsError('label_info must be a list of {"name": text, "id" or "idx": integer}')
+    if "selected_label_name" in options and not isinstance(options["selected_label_name"], str):
+        raise OptionsError("selected_label_name must be text")
+    _choice(options, "result_extension", RESULT_EXTENSIONS)
+    _choice(options, "result_dtype", RESULT_DTYPES)
+    _choice(options, "label_tag", TAGS)
+    for key in ("save_label", "reset_state"):
+        if key in options and not isinstance(options[key], bool):
+            raise OptionsError(f"{key} must be true or false")
+
+
+def check_train_options(options: Mapping[str, Any], trainer_config: Mapping[str, Any]) -> None:
+    """Refuse training options other than :data:`TRAIN_OPTIONS`, except those equal to the server's own value.
+
+    3D Slicer sends the trainer's whole config back (first item of lists): fixed options such as ``device`` are
+    accepted when they hold the server's value, and refused when they ask for anything else.
+    """
+    for key, value in options.items():
+        if key in TRAIN_OPTIONS:
+            continue
+        if key in trainer_config:
+            fixed = trainer_config[key]
+            fixed_value = fixed[0] if isinstance(fixed, list) and fixed else fixed
+            if value == fixed_value or value == fixed:
+                continue
+            raise OptionsError(f"training option {key} is fixed by the server's configuration ({fixed_value!r})")
+        raise OptionsError(f"training option {key!r} is not accepted; accepted: {', '.join(sorted(TRAIN_OPTIONS))}")
+    for key, (cast, valid, accepted) in _TRAIN_VALUES.items():
+        if key in options:
+            value = options[key][0] if isinstance(options[key], list) and options[key] else options[key]
+            try:
+                number = cast(value)
+            except (TypeError, ValueError):
+                number = None
+            if number is None or isinstance(value, bool) or not valid(number):
+                raise OptionsError(f"training option {key}={str(value)[:40]!r} is not accepted: {accepted}")
+    tracking = options.get("tracking")
+    if tracking is not None and tracking not in ("None", "mlflow"):
+        raise OptionsError("tracking must be 'None' or 'mlflow'")
+
+
+def _choice(options: Mapping[str, Any], key: str, choices: Sequence[str]) -> None:
+    if key in options and options[key] not in choices:
+        raise OptionsError(f"{key} {str(options[key])[:40]!r} is not accepted; accepted: {', '.join(choices)}")
