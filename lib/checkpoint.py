@@ -41,18 +41,19 @@ def read_checkpoint(
     Raises:
         CheckpointError: when the file cannot be read or was trained for another architecture.
     """
+    name = os.path.basename(path)  # messages reach clients: the file's name, never the server's folders
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any read failure means the file is unusable
-        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+        raise CheckpointError(f"cannot read checkpoint {name}: {str(e)[:200]}") from e
     if not isinstance(checkpoint, dict):
-        raise CheckpointError(f"checkpoint {path} holds no state dict")
+        raise CheckpointError(f"checkpoint {name} holds no state dict")
     state = checkpoint.get("model", checkpoint)
     meta = checkpoint.get("meta", {}) if "model" in checkpoint else {}
     trained_for = meta.get("architecture")
     if trained_for is not None and trained_for != config.architecture(model):
         raise CheckpointError(
-            f"checkpoint {path} was trained for {trained_for}, but the app is configured for "
+            f"checkpoint {name} was trained for {trained_for}, but the app is configured for "
             f"{config.architecture(model)}; train again or point --conf checkpoint to a matching file"
         )
     return state, meta
@@ -63,7 +64,9 @@ def load_state(network: nn.Module, state: dict[str, torch.Tensor], path: str) ->
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {path} does not fit the configured network: {e}") from e
+        raise CheckpointError(
+            f"checkpoint {os.path.basename(path)} does not fit the configured network: {str(e)[:300]}"
+        ) from e
 
 
 def load_weights(network: nn.Module, path: str, config: TumorConfig, model: str = SEGMENTATION) -> dict[str, Any]:

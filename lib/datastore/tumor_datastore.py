@@ -78,3 +78,13 @@ class TumorDatastore(LocalDatastore):
         with tempfile.TemporaryDirectory() as folder:
             path = write_label(array, geometry, os.path.join(folder, f"{image_id}.nii.gz"))
             return super().save_label(image_id, path, label_tag, label_info)
+
+    def remove_image(self, image_id: str) -> None:
+        if image_id not in self._datastore.objects:
+            raise HTTPException(404, f"image {image_id!r} is not in the datastore")
+        super().remove_image(image_id)
+
+    def remove_label(self, label_id: str, label_tag: str) -> None:
+        if not self.get_label_uri(label_id, label_tag):
+            raise HTTPException(404, f"image {label_id!r} has no {label_tag!r} label")
+        super().remove_label(label_id, label_tag)

@@ -24,8 +24,11 @@ from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.tasks.infer_v2 import InferType
 
 from lib.auth import Role, User, allows, issue_token
+from lib.checkpoint import CheckpointError, load_state, publish_checkpoint, read_checkpoint
+from lib.config import MODELS
 from lib.datastore.names import FINAL, InvalidNameError, check_name, check_tag
 from lib.datastore.validation import InvalidUploadError, check_image
+from lib.networks import build_network
 from lib.server.guard import Access
 from lib.server.options import OptionsError, check_infer_options, check_train_options, parse_json_object
 
@@ -76,6 +79,22 @@ def session_reply(info: Any) -> dict[str, Any]:
         "last_access_ts": info.last_access_ts,
         "expiry": info.expiry,
     }
+
+
+def _network_of(instance: MONAILabelApp, model: str) -> str:
+    """The trained network (segmentation or clicks) an infer model serves; 404 for models without weights."""
+    network = getattr(instance._infers[model], "model", None)
+    if network not in MODELS:
+        raise HTTPException(404, f"model {model!r} has no weights: it needs no training")
+    return network
+
+
+def _keep_aside(path: str, why: str) -> str:
+    """Rename ``path`` (if it exists) to a time-stamped name beside it, so replaced or removed weights are kept."""
+    kept = f"{path}.{datetime.now().strftime('%Y%m%d_%H%M%S_%f')}.{why}"
+    if os.path.isfile(path):
+        os.replace(path, kept)
+    return kept
 
 
 def create_api(instance: MONAILabelApp, access: Access, log_path: str, token_minutes: float) -> FastAPI:
@@ -148,6 +167,55 @@ def create_api(instance: MONAILabelApp, access: Access, log_path: str, token_min
         info.update(user=user.name, submitted=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         with received(label, image) as path:
             return {"image": image, "label": instance.datastore().save_label(image, path, tag, info)}
+
+    @api.get("/datastore/image/info")
+    def image_info(image: str) -> dict[str, Any]:
+        store = instance.datastore()
+        if image not in store.list_images():
+            raise HTTPException(404, f"image {image!r} is not in the datastore")
+        return {k: v for k, v in store.get_image_info(image).items() if k != "path"}
+
+    @api.get("/datastore/label/info")
+    def label_info(label: str, tag: str) -> dict[str, Any]:
+        store = instance.datastore()
+        if not store.get_label_uri(label, tag):
+            raise HTTPException(404, f"image {label!r} has no {tag!r} label")
+        return {k: v for k, v in store.get_label_info(label, tag).items() if k != "path"}
+
+    @api.put("/model/{model}")
+    def replace_weights(model: str, file: Annotated[UploadFile, File()]) -> dict[str, Any]:
+        network = _network_of(instance, model)
+        folder = instance.config.model_dir
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".upload-", dir=folder) as tmp:
+            path = os.path.join(tmp, f"{network}.pt")
+            with open(path, "wb") as f:
+                while chunk := file.file.read(2**20):
+                    f.write(chunk)
+            try:
+                state, meta = read_checkpoint(path, instance.config, network)
+                load_state(build_network(instance.config, model=network), state, path)
+            except CheckpointError as e:
+                raise HTTPException(422, f"weights refused: {e}") from None
+        served = instance.config.published_path(network)
+        _keep_aside(served, "replaced")
+        publish_checkpoint(
+            state,
+            {**meta, "uploaded": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+            served,
+            instance.config,
+            network,
+        )
+        return {"model": model, "checkpoint": os.path.basename(served)}
+
+    @api.delete("/model/{model}")
+    def remove_weights(model: str) -> dict[str, Any]:
+        network = _network_of(instance, model)
+        served = instance.config.published_path(network)
+        if not os.path.isfile(served):
+            raise HTTPException(404, f"model {model!r} has no trained weights to remove")
+        kept = _keep_aside(served, "deleted")
+        return {"model": model, "kept_as": os.path.basename(kept)}
 
     @api.post("/infer/{model}")
     def infer(

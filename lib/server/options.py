@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import numbers
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lib.datastore.names import TAGS
@@ -71,18 +71,24 @@ def _points(key: str, value: Any) -> None:
         raise OptionsError(f"{key} must be a list of [i, j, k] integer voxel indices")
 
 
-def check_infer_options(options: Mapping[str, Any], model_config: Iterable[str], labels: Sequence[str]) -> None:
+def check_infer_options(options: Mapping[str, Any], model_config: Mapping[str, Any], labels: Sequence[str]) -> None:
     """Refuse infer options outside the model's config and the documented ones, or malformed ones.
 
     Args:
         options: the request's ``params``.
-        model_config: the keys of the model's own config (``/info`` ``models[model].config``).
+        model_config: the model's own config (``/info`` ``models[model].config``); where it lists choices, the
+            option must be one of them.
         labels: the app's label names; 3D Slicer sends each label's clicks under its name.
     """
     accepted = _INFER_COMMON | set(model_config) | set(labels)
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise OptionsError(f"infer options {unknown} are not accepted; accepted: {', '.join(sorted(accepted))}")
+    for key, choices in model_config.items():
+        if key in options and isinstance(choices, list) and options[key] not in choices:
+            raise OptionsError(f"{key} {str(options[key])[:40]!r} is not accepted; accepted: {choices}")
+        if key in options and isinstance(choices, bool) and not isinstance(options[key], bool):
+            raise OptionsError(f"{key} must be true or false")
     for key in ("foreground", "background", *labels):
         if key in options:
             _points(key, options[key])
@@ -135,7 +141,7 @@ def check_train_options(options: Mapping[str, Any], trainer_config: Mapping[str,
             except (TypeError, ValueError):
                 number = None
             if number is None or isinstance(value, bool) or not valid(number):
-                raise OptionsError(f"training option {key}={str(value)[:40]!r} is not accepted: {accepted}")
+                raise OptionsError(f"training option {key}={repr(value)[:40]} is not accepted: {accepted}")
     tracking = options.get("tracking")
     if tracking is not None and tracking not in ("None", "mlflow"):
         raise OptionsError("tracking must be 'None' or 'mlflow'")

@@ -52,12 +52,12 @@ RULES: tuple[Rule, ...] = (
     _rule("POST", "/activelearning/{strategy}", ANNOTATOR, STOCK),
     _rule("GET", "/datastore", ANNOTATOR, STOCK),
     _rule("GET,HEAD", "/datastore/image", ANNOTATOR, STOCK),
-    _rule("GET", "/datastore/image/info", ANNOTATOR, STOCK),
+    _rule("GET", "/datastore/image/info", ANNOTATOR, APP),
     _rule("PUT", "/datastore", ANNOTATOR, APP),  # image upload, the path 3D Slicer's client uses
     _rule("PUT", "/datastore/image", ANNOTATOR, APP),
     _rule("PUT", "/datastore/label", ANNOTATOR, APP),  # tags other than final need admin (lib.server.api)
     _rule("GET,HEAD", "/datastore/label", REVIEWER, STOCK),
-    _rule("GET", "/datastore/label/info", REVIEWER, STOCK),
+    _rule("GET", "/datastore/label/info", REVIEWER, APP),
     _rule("POST", "/infer/{model}", ANNOTATOR, APP),
     _rule("PUT", "/session", ANNOTATOR, APP),
     _rule("GET,DELETE", "/session/{session_id}", ANNOTATOR, APP),
@@ -72,7 +72,7 @@ RULES: tuple[Rule, ...] = (
     _rule("GET", "/model/{model}", ADMIN, STOCK),
     _rule("GET", "/model/info/{model}", ADMIN, STOCK),
     _rule("PUT", "/model/{model}", ADMIN, APP),
-    _rule("DELETE", "/model/{model}", ADMIN, STOCK),
+    _rule("DELETE", "/model/{model}", ADMIN, APP),  # kept aside, never the shipped starting model
     _rule("POST", "/scoring", ADMIN, STOCK),  # also how a finished training run asks for scoring
     _rule("POST", "/scoring/{method}", ADMIN, STOCK),
     _rule("DELETE", "/scoring", ADMIN, STOCK),

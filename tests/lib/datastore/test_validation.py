@@ -168,3 +168,44 @@ def test_remap_label_refuses_value_missing_from_label_info() -> None:
 def test_remap_label_refuses_out_of_range_segment_value(idx: int) -> None:
     with pytest.raises(InvalidUploadError, match=f"segment 'tumor' has value {idx}; values 1..255 are accepted"):
         remap_label(SEGMENTS, [{"name": "tumor", "idx": idx}], LABELS)
+
+
+def truncate(path: str, out: Path, keep: float) -> str:
+    data = Path(path).read_bytes()
+    out.write_bytes(data[: int(len(data) * keep)])
+    return str(out)
+
+
+@pytest.mark.parametrize("extension", [".nii.gz", ".nii", ".nrrd", ".mha"])
+def test_truncated_files_are_refused(case: SyntheticCase, tmp_path: Path, extension: str) -> None:
+    """ITK fills a truncated NIfTI with zeros without an error; every format must be refused instead."""
+    full = write_like(case.image[0], case.image_path, tmp_path / f"full{extension}")
+    check_image(full, 1, max_voxels=10**8)
+    cut = truncate(full, tmp_path / f"cut{extension}", keep=0.8)
+    with pytest.raises(InvalidUploadError, match="cut"):
+        check_image(cut, 1, max_voxels=10**8)
+    label = write_like(case.label.astype(np.uint8), case.image_path, tmp_path / f"label{extension}")
+    with pytest.raises(InvalidUploadError, match="^label: .*cut"):
+        check_label(truncate(label, tmp_path / f"cut{extension}", keep=0.8), case.image_path, 1, max_voxels=10**8)
+
+
+def test_damaged_gzip_is_refused(case: SyntheticCase, tmp_path: Path) -> None:
+    data = bytearray(Path(case.image_path).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path = tmp_path / "flipped.nii.gz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(InvalidUploadError, match="flipped.nii.gz .*damaged"):
+        check_image(str(path), 1, max_voxels=10**8)
+
+
+def test_declared_size_over_the_limit_is_refused_from_the_header(tmp_path: Path) -> None:
+    """A 1024x1024x256 header with no voxels behind it: refused before anything is allocated."""
+    header = sitk.Image(1024, 1024, 256, sitk.sitkUInt8)  # the header of what a tiny file may declare
+    full = tmp_path / "big.nii"
+    reader_size = 1024 * 1024 * 256
+    sitk.WriteImage(header, str(full))
+    cut = truncate(str(full), tmp_path / "bomb.nii", keep=400 / (reader_size + 352))
+    with pytest.raises(InvalidUploadError, match=r"declares 1024x1024x256 voxels \(268,435,456\); at most 256,000,000"):
+        check_image(cut, 1, max_voxels=256_000_000)
+    with pytest.raises(InvalidUploadError, match="bomb.nii is truncated"):
+        check_image(cut, 1, max_voxels=10**9)
