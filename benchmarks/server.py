@@ -23,8 +23,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(app: str, studies: str, conf: dict[str, str], log_path: str) -> tuple[subprocess.Popen, str]:
-    """Start the server for ``app`` as 3D Slicer users do; any attempt to reach the internet fails fast (dead proxy)."""
+def start_server(
+    app: str,
+    studies: str,
+    conf: dict[str, str],
+    log_path: str,
+    host: str = "127.0.0.1",
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen, str]:
+    """Start the server for ``app`` as 3D Slicer users do; any attempt to reach the internet fails fast (dead proxy).
+
+    Args:
+        host: the address to listen on; the returned URL is always the loopback one.
+        env: extra environment variables of the server process (e.g. its ``TMPDIR``).
+    """
     port = free_port()
     cmd = [
         MONAILABEL,
@@ -34,7 +46,7 @@ def start_server(app: str, studies: str, conf: dict[str, str], log_path: str) ->
         "--studies",
         studies,
         "--host",
-        "127.0.0.1",
+        host,
         "--port",
         str(port),
     ]
@@ -51,6 +63,7 @@ def start_server(app: str, studies: str, conf: dict[str, str], log_path: str) ->
         "NO_PROXY": "127.0.0.1,localhost",
         "MONAI_LABEL_SERVER_PORT": str(port),
         "OMP_NUM_THREADS": "2",
+        **(env or {}),
     }
     log = open(log_path, "w")
     process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -58,12 +71,13 @@ def start_server(app: str, studies: str, conf: dict[str, str], log_path: str) ->
 
 
 def wait_until_up(process: subprocess.Popen, url: str, deadline_s: float = 180) -> None:
+    """Wait until the server answers ``/info/`` (200, or 401 when login is on)."""
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode} before answering")
         try:
-            if requests.get(f"{url}/info/", timeout=5).status_code == 200:
+            if requests.get(f"{url}/info/", timeout=5).status_code in (200, 401):
                 return
         except requests.ConnectionError:
             pass

@@ -158,6 +158,4 @@ class TumorApp(MONAILabelApp):
         strategy = request.get("strategy") or next(iter(self._strategies))
         if strategy not in self._strategies:
             raise HTTPException(404, f"unknown strategy {strategy!r}; available: {', '.join(self._strategies)}")
-        sample = super().next_sample({**request, "strategy": strategy})
-        sample.pop("path", None)  # the server's file path is not the client's business
-        return sample
+        return super().next_sample({**request, "strategy": strategy})

@@ -25,9 +25,8 @@ def check_name(value: str, what: str) -> str:
     if len(value) > MAX_NAME:
         raise InvalidNameError(f"{what} is {len(value)} characters long; at most {MAX_NAME} are accepted")
     if not _PLAIN.match(value) or value != value.strip():
-        raise InvalidNameError(
-            f"{what} {value[:40]!r} must be a plain name (no path separators, control characters or leading dot)"
-        )
+        # The value is not echoed: it may be a path, and replies name no paths.
+        raise InvalidNameError(f"{what} must be a plain name (no path separators, control characters or leading dot)")
     return value
 
 

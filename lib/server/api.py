@@ -17,11 +17,14 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from fastapi import BackgroundTasks, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, PlainTextResponse
+from monailabel.endpoints.activelearning import sample
 from monailabel.endpoints.infer import send_response
 from monailabel.endpoints.train import run_model
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.tasks.infer_v2 import InferType
+from starlette.background import BackgroundTask
 
 from lib.auth import Role, User, allows, issue_token
 from lib.checkpoint import CheckpointError, load_state, publish_checkpoint, read_checkpoint
@@ -168,6 +171,17 @@ def create_api(instance: MONAILabelApp, access: Access, log_path: str, token_min
         with received(label, image) as path:
             return {"image": image, "label": instance.datastore().save_label(image, path, tag, info)}
 
+    @api.post("/activelearning/{strategy}")
+    async def next_sample(request: Request, strategy: str) -> dict[str, Any]:
+        raw = await request.body()
+        options = _options(raw.decode("utf-8", errors="replace"), "strategy options")
+        client_id = options.get("client_id", _user(request).name)
+        if not isinstance(client_id, str) or len(client_id) > 128:
+            raise HTTPException(422, "client_id must be text of at most 128 characters")
+        # Strategies take no options of their own; the client's id is recorded with the pick.
+        reply = await run_in_threadpool(sample, strategy, {"client_id": client_id}, _user(request).name)
+        return {k: v for k, v in reply.items() if k != "path"}
+
     @api.get("/datastore/image/info")
     def image_info(image: str) -> dict[str, Any]:
         store = instance.datastore()
@@ -181,6 +195,16 @@ def create_api(instance: MONAILabelApp, access: Access, log_path: str, token_min
         if not store.get_label_uri(label, tag):
             raise HTTPException(404, f"image {label!r} has no {tag!r} label")
         return {k: v for k, v in store.get_label_info(label, tag).items() if k != "path"}
+
+    @api.get("/datastore/dataset")
+    def export_dataset(limit_cases: int | None = None) -> FileResponse:
+        if limit_cases is not None and limit_cases < 1:
+            raise HTTPException(422, "limit_cases must be at least 1")
+        store = instance.datastore()
+        if not store.datalist():
+            raise HTTPException(404, "no labelled images to export yet")
+        path = store.get_dataset_archive(limit_cases)  # a temporary file, removed once sent
+        return FileResponse(path, filename="dataset.zip", background=BackgroundTask(os.remove, path))
 
     @api.put("/model/{model}")
     def replace_weights(model: str, file: Annotated[UploadFile, File()]) -> dict[str, Any]:

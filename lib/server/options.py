@@ -60,6 +60,12 @@ def parse_json_object(text: str | None, what: str) -> dict[str, Any]:
     return value
 
 
+def shown(value: Any) -> str:
+    """``value`` for an error message: short, and never a path (replies name no paths, not even the client's)."""
+    text = repr(value)
+    return "(a path)" if "/" in text or "\\" in text else text[:40]
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -83,17 +89,18 @@ def check_infer_options(options: Mapping[str, Any], model_config: Mapping[str, A
     accepted = _INFER_COMMON | set(model_config) | set(labels)
     unknown = sorted(set(options) - accepted)
     if unknown:
-        raise OptionsError(f"infer options {unknown} are not accepted; accepted: {', '.join(sorted(accepted))}")
+        names = ", ".join(shown(k) for k in unknown)
+        raise OptionsError(f"infer options {names} are not accepted; accepted: {', '.join(sorted(accepted))}")
     for key, choices in model_config.items():
         if key in options and isinstance(choices, list) and options[key] not in choices:
-            raise OptionsError(f"{key} {str(options[key])[:40]!r} is not accepted; accepted: {choices}")
+            raise OptionsError(f"{key} {shown(options[key])} is not accepted; accepted: {choices}")
         if key in options and isinstance(choices, bool) and not isinstance(options[key], bool):
             raise OptionsError(f"{key} must be true or false")
     for key in ("foreground", "background", *labels):
         if key in options:
             _points(key, options[key])
     if "label" in options and options["label"] not in (*labels, "background"):
-        raise OptionsError(f"label {str(options['label'])[:40]!r} is not a label of this app: {', '.join(labels)}")
+        raise OptionsError(f"label {shown(options['label'])} is not a label of this app: {', '.join(labels)}")
     if "roi" in options and not (
         isinstance(options["roi"], list) and len(options["roi"]) in (0, 6) and all(_is_int(c) for c in options["roi"])
     ):
@@ -131,8 +138,10 @@ def check_train_options(options: Mapping[str, Any], trainer_config: Mapping[str,
             fixed_value = fixed[0] if isinstance(fixed, list) and fixed else fixed
             if value == fixed_value or value == fixed:
                 continue
-            raise OptionsError(f"training option {key} is fixed by the server's configuration ({fixed_value!r})")
-        raise OptionsError(f"training option {key!r} is not accepted; accepted: {', '.join(sorted(TRAIN_OPTIONS))}")
+            raise OptionsError(f"training option {key} is fixed by the server's configuration ({shown(fixed_value)})")
+        raise OptionsError(
+            f"training option {shown(key)} is not accepted; accepted: {', '.join(sorted(TRAIN_OPTIONS))}"
+        )
     for key, (cast, valid, accepted) in _TRAIN_VALUES.items():
         if key in options:
             value = options[key][0] if isinstance(options[key], list) and options[key] else options[key]
@@ -141,7 +150,7 @@ def check_train_options(options: Mapping[str, Any], trainer_config: Mapping[str,
             except (TypeError, ValueError):
                 number = None
             if number is None or isinstance(value, bool) or not valid(number):
-                raise OptionsError(f"training option {key}={repr(value)[:40]} is not accepted: {accepted}")
+                raise OptionsError(f"training option {key}={shown(value)} is not accepted: {accepted}")
     tracking = options.get("tracking")
     if tracking is not None and tracking not in ("None", "mlflow"):
         raise OptionsError("tracking must be 'None' or 'mlflow'")
@@ -149,4 +158,4 @@ def check_train_options(options: Mapping[str, Any], trainer_config: Mapping[str,
 
 def _choice(options: Mapping[str, Any], key: str, choices: Sequence[str]) -> None:
     if key in options and options[key] not in choices:
-        raise OptionsError(f"{key} {str(options[key])[:40]!r} is not accepted; accepted: {', '.join(choices)}")
+        raise OptionsError(f"{key} {shown(options[key])} is not accepted; accepted: {', '.join(choices)}")

@@ -49,7 +49,7 @@ RULES: tuple[Rule, ...] = (
     _rule("GET", "/auth/token/valid", ANNOTATOR, APP),
     # The annotation loop.
     _rule("GET", "/info", ANNOTATOR, STOCK),
-    _rule("POST", "/activelearning/{strategy}", ANNOTATOR, STOCK),
+    _rule("POST", "/activelearning/{strategy}", ANNOTATOR, APP),
     _rule("GET", "/datastore", ANNOTATOR, STOCK),
     _rule("GET,HEAD", "/datastore/image", ANNOTATOR, STOCK),
     _rule("GET", "/datastore/image/info", ANNOTATOR, APP),
@@ -68,7 +68,7 @@ RULES: tuple[Rule, ...] = (
     # Administration.
     _rule("DELETE", "/datastore/image", ADMIN, STOCK),
     _rule("DELETE", "/datastore/label", ADMIN, STOCK),
-    _rule("GET", "/datastore/dataset", ADMIN, STOCK),
+    _rule("GET", "/datastore/dataset", ADMIN, APP),
     _rule("GET", "/model/{model}", ADMIN, STOCK),
     _rule("GET", "/model/info/{model}", ADMIN, STOCK),
     _rule("PUT", "/model/{model}", ADMIN, APP),
