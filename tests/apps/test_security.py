@@ -19,7 +19,7 @@ from benchmarks.server import APP, start_server, stop_server, wait_until_up
 from lib.auth import Role, UserStore, issue_token
 from lib.server.policy import RULES
 from tests.apps.conftest import TINY
-from tests.apps.slicer import slicer_client_module
+from tests.apps.slicer import SlicerLogic, slicer_client_module
 from tests.apps.test_server import LABEL_INFO, poll
 from tests.synthetic import SyntheticCase, write_case
 
@@ -84,14 +84,14 @@ def snapshot(*folders: str) -> dict[str, str]:
 
 def test_slicer_module_logs_in_and_runs_the_loop(secure: SecureServer, tmp_path) -> None:
     module = slicer_client_module()
-    client = module.MONAILabelClient(secure.url, tmpdir=str(tmp_path), client_id="slicer")
-    assert client.auth_enabled()
+    bare = module.MONAILabelClient(secure.url, tmpdir=str(tmp_path), client_id="slicer")
+    assert bare.auth_enabled()
     with pytest.raises(module.MONAILabelClientException, match="Status: 401"):
-        client.auth_token("anna", "not her password")
+        bare.auth_token("anna", "not her password")
     with pytest.raises(module.MONAILabelClientException, match="Status: 401"):
-        client.info()  # no token yet
-    client.update_auth(client.auth_token("anna", PASSWORDS["anna"]))
-    assert client.auth_valid_token()
+        bare.info()  # no token
+    client = SlicerLogic(secure.url, str(tmp_path), "anna", PASSWORDS["anna"])
+    assert client.client().auth_valid_token()
 
     info = client.info()
     assert info["labels"] == ["tumor"] and info["datastore"]["total"] == 3
@@ -111,6 +111,14 @@ def test_slicer_module_logs_in_and_runs_the_loop(secure: SecureServer, tmp_path)
     result, params = client.infer("segmentation", "case2", {"result_extension": ".nrrd", "result_dtype": "uint8"})
     assert sitk.ReadImage(result).GetSize() == sitk.ReadImage(secure.cases["case2"].image_path).GetSize()
     assert params["label_names"] == {"tumor": 1}
+    # A volume that is not in the datastore goes through a session, as the module sends a local volume.
+    session_id = client.create_session(secure.cases["case2"].image_path)["session_id"]
+    session = client.get_session(session_id)
+    assert session["image"] == "image.nii.gz" and not any("/" in str(v) for v in session.values())
+    from_session, _ = client.infer("segmentation", "", {"result_extension": ".nrrd"}, session_id=session_id)
+    assert (
+        sitk.GetArrayFromImage(sitk.ReadImage(from_session)) == sitk.GetArrayFromImage(sitk.ReadImage(result))
+    ).all()
     # The finished run asked its server for scoring with the server's internal token, which login lets through.
     poll(lambda: "epistemic_entropy" in client.datastore()["objects"]["case2"]["image"]["info"], "scoring")
 

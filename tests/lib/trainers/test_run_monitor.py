@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -353,3 +354,18 @@ def test_run_with_too_few_validation_cases_publishes_its_final_weights(config: T
     final = json.loads(stats_path.read_text())
     assert final["best_metric"] == pytest.approx(0.3) and final["best_metric_epoch"] == 2
     assert final["start_metric"] is None
+
+
+def test_run_whose_server_has_ended_publishes_nothing(
+    config: TumorConfig, stats_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lifeline ends a server's background process within a second; a run finishing in that second must not
+    publish either."""
+    monkeypatch.setattr("lib.trainers.run_monitor.server_alive", lambda: False)
+    network = build_network(config)
+    trainer = make_trainer(network)
+    RunMonitor(config, network, str(stats_path), "run-1", {"train": 1, "val": 0}).attach(trainer, None)
+
+    trainer.run([0], max_epochs=2)
+
+    assert not os.path.exists(config.published_path()) and not os.path.exists(config.last_path())
