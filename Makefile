@@ -1,14 +1,18 @@
 # Two commands do all the set-up on a fresh machine (a virtual environment in the checkout):
-#   make serve   - install, then start the server on sample-data/ at http://0.0.0.0:8000
+#   make serve   - install, then start the server on sample-data/ at http://127.0.0.1:8000 (this machine only)
 #   make test    - install, then lint and run the test suite
 # Extra server settings: make serve CONF="--conf modality mr --conf labels tumor,edema"
+# On a network (login needed; see README "Deploying on a network"):
+#   make serve HOST=0.0.0.0 CONF="--conf users /srv/tumor/users.json" SSL="--ssl_keyfile key.pem --ssl_certfile cert.pem"
 
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 STUDIES ?= sample-data
+HOST ?= 127.0.0.1
 PORT ?= 8000
 CONF ?=
+SSL ?=
 
 .PHONY: install serve test
 
@@ -22,7 +26,7 @@ install: $(INSTALLED)
 
 serve: $(INSTALLED)
 	PATH="$(abspath $(VENV))/bin:$$PATH" monailabel start_server --app apps/tumor --studies $(STUDIES) \
-		--host 0.0.0.0 --port $(PORT) $(CONF)
+		--host $(HOST) --port $(PORT) $(SSL) $(CONF)
 
 test: $(INSTALLED)
 	$(VENV)/bin/ruff check .

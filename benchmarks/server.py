@@ -30,12 +30,14 @@ def start_server(
     log_path: str,
     host: str = "127.0.0.1",
     env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
 ) -> tuple[subprocess.Popen, str]:
     """Start the server for ``app`` as 3D Slicer users do; any attempt to reach the internet fails fast (dead proxy).
 
     Args:
         host: the address to listen on; the returned URL is always the loopback one.
         env: extra environment variables of the server process (e.g. its ``TMPDIR``).
+        args: extra ``start_server`` arguments; with ``--ssl_certfile`` the URL is ``https``.
     """
     port = free_port()
     cmd = [
@@ -52,6 +54,7 @@ def start_server(
     ]
     for key, value in conf.items():
         cmd += ["--conf", key, value]
+    cmd += list(args)
     env = {
         **os.environ,
         "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
@@ -67,7 +70,8 @@ def start_server(
     }
     log = open(log_path, "w")
     process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    return process, f"http://127.0.0.1:{port}"
+    scheme = "https" if "--ssl_certfile" in args else "http"
+    return process, f"{scheme}://127.0.0.1:{port}"
 
 
 def wait_until_up(process: subprocess.Popen, url: str, deadline_s: float = 180) -> None:
@@ -77,7 +81,8 @@ def wait_until_up(process: subprocess.Popen, url: str, deadline_s: float = 180) 
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode} before answering")
         try:
-            if requests.get(f"{url}/info/", timeout=5).status_code in (200, 401):
+            # Any certificate will do here (a test's self-signed one): this only asks whether the server is up.
+            if requests.get(f"{url}/info/", timeout=5, verify=False).status_code in (200, 401):
                 return
         except requests.ConnectionError:
             pass

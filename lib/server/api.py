@@ -27,6 +27,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferType
 from starlette.background import BackgroundTask
 
 from lib.auth import Role, User, allows, issue_token
+from lib.auth.throttle import LoginThrottle
 from lib.checkpoint import CheckpointError, load_state, publish_checkpoint, read_checkpoint
 from lib.config import MODELS
 from lib.datastore.names import FINAL, InvalidNameError, check_name, check_tag
@@ -110,6 +111,7 @@ def create_api(instance: MONAILabelApp, access: Access, log_path: str, token_min
         token_minutes: lifetime of a login token.
     """
     api = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    throttle = LoginThrottle()
 
     @api.get("/auth")
     def auth_enabled() -> dict[str, Any]:
@@ -121,11 +123,21 @@ def create_api(instance: MONAILabelApp, access: Access, log_path: str, token_min
     ) -> dict[str, Any]:
         if access.users is None:
             raise HTTPException(400, "login is off on this server: no token is needed")
-        user = access.users.authenticate(username, password)
         client = request.client.host if request.client else "?"
+        wait_s = throttle.wait_s(client)
+        if wait_s > 0:
+            logger.warning("Login refused for %r from %s: too many failed logins", username[:64], client)
+            raise HTTPException(
+                429,
+                f"too many failed logins from this address: try again in {int(wait_s) + 1} s",
+                headers={"Retry-After": str(int(wait_s) + 1)},
+            )
+        user = access.users.authenticate(username, password)
         if user is None:
+            throttle.failed(client)
             logger.warning("Login refused for %r from %s", username[:64], client)
             raise HTTPException(401, "wrong user name or password", headers={"WWW-Authenticate": "Bearer"})
+        throttle.succeeded(client)
         logger.info("Login: %s (%s) from %s", user.name, user.role, client)
         token = issue_token(access.users.secret, user.name, token_minutes)
         return {"access_token": token, "token_type": "bearer", "expires_in": int(token_minutes * 60)}
@@ -175,7 +187,7 @@ def create_api(instance: MONAILabelApp, access: Access, log_path: str, token_min
     async def next_sample(request: Request, strategy: str) -> dict[str, Any]:
         raw = await request.body()
         options = _options(raw.decode("utf-8", errors="replace"), "strategy options")
-        client_id = options.get("client_id", _user(request).name)
+        client_id = options.get("client_id") or _user(request).name
         if not isinstance(client_id, str) or len(client_id) > 128:
             raise HTTPException(422, "client_id must be text of at most 128 characters")
         # Strategies take no options of their own; the client's id is recorded with the pick.

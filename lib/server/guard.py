@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lib.auth import Role, TokenError, User, UserFileError, UserStore, allows, read_token
 from lib.datastore.names import InvalidNameError, check_name, check_tag
 from lib.server.policy import Handler, find_rule
+from lib.server.redact import redact
 
 logger = logging.getLogger(__name__)
 
@@ -159,8 +160,42 @@ class Guard:
         return f"the request body is larger than the server accepts ({limit} MiB; --conf max_upload_mb)"
 
     async def _forward(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
-        """Hand the request on; a body without Content-Length that passes the limit while read gets a 413."""
-        await self._targets[handler](scope, receive, send)
+        """Hand the request on; a body without Content-Length that passes the limit while read gets a 413.
+
+        JSON replies are redacted on the way out: MONAI Label's replies carry server paths in places (task logs in
+        training status, the MLflow store in ``/info``), and any route that a later version adds may too.
+        """
+        await self._targets[handler](scope, receive, _redacting(send))
+
+
+def _redacting(send: Send) -> Send:
+    """``send`` that passes JSON replies through :func:`lib.server.redact.redact`, and the rest unchanged."""
+    start: Message | None = None
+    chunks: list[bytes] = []
+
+    async def redacting_send(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start":
+            headers = dict(message.get("headers", []))
+            if headers.get(b"content-type", b"").startswith(b"application/json"):
+                start = message  # held until the whole body is in
+                return
+        elif message["type"] == "http.response.body" and start is not None:
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            body = b"".join(chunks)
+            try:
+                body = json.dumps(redact(json.loads(body))).encode("utf-8")
+            except ValueError:
+                pass  # not JSON after all: sent as it is
+            headers = [(k, v) for k, v in start.get("headers", []) if k != b"content-length"]
+            await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await send(message)
+
+    return redacting_send
 
 
 def _content_length(scope: Scope) -> int | None:

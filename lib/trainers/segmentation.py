@@ -148,7 +148,8 @@ class SegmentationTrainer(BasicTrainTask):
         self._run_deadline: float | None = deadline
         self._served: tuple[dict[str, torch.Tensor], list[str] | None] | None = None  # served weights, trained on
         self._start_trained_on: set[str] | None = None  # cases the weights this run starts from trained on
-        for key in ("early_stop_patience", "gpus"):
+        # tracking_uri is the server's (--conf tracking_uri), not an option for clients: unlisted, a path stays private.
+        for key in ("early_stop_patience", "gpus", "tracking_uri"):
             self._config.pop(key, None)
         self._config["name"] = f"{self.model}_runs"  # each network's runs in their own folder under model_dir
 

@@ -60,7 +60,7 @@ def test_kill_9_of_the_server_ends_its_training_run_which_publishes_nothing(tmp_
 
 def test_listening_beyond_this_machine_needs_login_or_an_explicit_off(tmp_path) -> None:
     studies = str(tmp_path / "studies")
-    write_case(studies, "case0", seed=0)
+    write_case(studies, "case0", seed=0, label_folder=str(tmp_path / "truth"))
     process, _ = start_server(APP, studies, TINY, str(tmp_path / "refused.log"), host="0.0.0.0")
     try:
         process.wait(120)

@@ -20,7 +20,7 @@ from lib.auth import Role, UserStore, issue_token
 from lib.server.policy import RULES
 from tests.apps.conftest import TINY
 from tests.apps.slicer import SlicerLogic, slicer_client_module
-from tests.apps.test_server import LABEL_INFO, poll
+from tests.apps.test_server import LABEL_INFO, TERMINAL, poll
 from tests.synthetic import SyntheticCase, write_case
 
 pytestmark = pytest.mark.integration
@@ -104,7 +104,7 @@ def test_slicer_module_logs_in_and_runs_the_loop(secure: SecureServer, tmp_path)
 
     started = client.train_start("segmentation", {"max_epochs": 1})
     status = poll(
-        lambda: (s := client.train_status()) and s.get("id") == started["id"] and s["status"] != "RUNNING" and s,
+        lambda: (s := client.train_status()) and s.get("id") == started["id"] and s["status"] in TERMINAL and s,
         "training to end",
     )
     assert status["status"] == "DONE"
@@ -145,6 +145,9 @@ def test_anonymous_and_invalid_tokens_get_401_everywhere_but_login(secure: Secur
                 assert response.status_code == 401, (method, path, what, response.text)
     detail = requests.get(f"{secure.url}/info/", headers=tokens["expired"], timeout=30).json()["detail"]
     assert "expired" in detail
+    for form in ({}, {"username": "adam"}, {"username": "adam", "password": "x" * 5000}):
+        response = requests.post(f"{secure.url}/auth/token", data=form, timeout=30)
+        assert response.status_code == 401 and response.json()["detail"] == "wrong user name or password"
 
 
 @pytest.mark.parametrize(
@@ -250,6 +253,17 @@ def test_hostile_requests_get_a_clear_4xx_and_change_nothing(secure: SecureServe
         return requests.put(f"{secure.url}/session/?{query}", files=files, headers=admin)
 
     big = os.urandom(2 * MAX_UPLOAD_MB * 2**20)
+
+    def chunks() -> Iterator[bytes]:  # a well-formed upload without Content-Length (chunked), past the limit
+        yield b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.nii.gz"\r\n\r\n'
+        for _ in range(4 * MAX_UPLOAD_MB):
+            yield os.urandom(2**20)
+
+    chunked = requests.put(
+        f"{secure.url}/datastore/?image=new5",
+        data=chunks(),
+        headers={**admin, "Content-Type": "multipart/form-data; boundary=x"},
+    )
     one = open(secure.cases["case1"].label_path, "rb").read()  # case1's own label
     bad_info = {"label_info": [{"name": "x", "idx": 1}]}
     outside = {"result_extension": "/../../x.nrrd"}
@@ -272,6 +286,7 @@ def test_hostile_requests_get_a_clear_4xx_and_change_nothing(secure: SecureServe
         ("image id leaving the studies", put_image("image=../evil", image_bytes), 422, "plain name"),
         ("image, not a volume name", put_image("image=new3", image_bytes, "x.py"), 422, "not a volume"),
         ("body over the limit", put_image("image=new4", big), 413, "larger than the server accepts"),
+        ("chunked body over the limit", chunked, 413, "Content Too Large"),
         ("infer, absolute image path", infer(f"image={case.image_path}", {}), 422, "plain name"),
         ("infer, image in params", infer("image=case1", {"image": case.image_path}), 422, "not accepted"),
         ("infer, label path", infer("image=case1", {"label": case.label_path}, model="clicks"), 422, "not a label"),
@@ -293,7 +308,8 @@ def test_hostile_requests_get_a_clear_4xx_and_change_nothing(secure: SecureServe
         ("session, two files", session("", two_files), 422, "one volume"),
         ("session, truncated", session("", truncated_file), 422, "truncated"),
         ("train, Python path", train("", {"bundle_path": str(tmp_path)}), 422, "bundle_path"),
-        ("train, tracking elsewhere", train("", {"tracking_uri": f"sqlite:///{tmp_path}/x.db"}), 422, "fixed"),
+        ("train, tracking elsewhere", train("", {"tracking_uri": f"sqlite:///{tmp_path}/x.db"}), 422, "tracking_uri"),
+        ("train, another device", train("", {"device": "cuda:3"}), 422, "fixed"),
         ("train, bad epochs", train("", {"max_epochs": "many"}), 422, "max_epochs"),
         ("train, run_sync", train("run_sync=true", {}), 422, "run_sync"),
         ("train, not an object", train("", [1, 2]), 422, "JSON object"),
@@ -311,3 +327,124 @@ def test_hostile_requests_get_a_clear_4xx_and_change_nothing(secure: SecureServe
     assert snapshot(secure.studies, secure.model_dir, secure.users.path) == before, "data, weights or users changed"
     assert sorted(os.listdir(secure.tmpdir)) == temporary_before, "temporary files were left behind"
     assert set(os.listdir(os.path.dirname(secure.root))) == outside_before
+
+
+def route_paths(names: dict[str, str]) -> list[tuple[str, str]]:
+    """(method, path) of every route the server serves, path parameters filled from ``names``."""
+    paths = []
+    for rule in RULES:
+        path = rule.pattern.pattern.removeprefix("^").removesuffix("/?$")
+        for key, value in names.items():
+            path = path.replace(f"(?P<{key}>[^/]+)", value)
+        paths += [(method, path.replace("\\", "") or "/") for method in sorted(rule.methods)]
+    return paths
+
+
+@pytest.mark.parametrize("names", ["known", "unknown"])
+def test_malformed_requests_to_every_route_get_a_4xx(secure: SecureServer, names: str) -> None:
+    """Garbage queries and bodies, as an admin, on every route: never a 500, never a server path."""
+    admin = secure.headers("adam")
+    parameters = {
+        "known": {"model": "segmentation", "strategy": "random", "trainer": "segmentation", "method": "epistemic"},
+        "unknown": {"model": "nope", "strategy": "nope", "trainer": "nope", "method": "nope"},
+    }[names]
+    parameters["session_id"] = "no-such-session"
+    queries = [
+        "image=case%00&id=..%2F..%2Fx&label=" + "a" * 300 + "&tag=..%2Fx&session_id=%2Fetc",
+        "image=nope&id=nope&label=nope&tag=final&session_id=nope&lines=-1&limit_cases=0&expiry=-5",
+    ]
+    bodies = [
+        {"data": "{not json", "headers": {"Content-Type": "application/json"}},
+        {"data": "[1, 2]", "headers": {"Content-Type": "application/json"}},
+        {"data": {"params": "[oops", "username": "adam"}, "files": {"file": ("x.nii.gz", b"junk")}},
+        {"data": {"params": '{"label_info": 5}'}, "files": {"label": ("x.nii.gz", b"junk"), "files": ("y", b"")}},
+    ]
+    before = snapshot(secure.studies, secure.model_dir)
+    private = (secure.root, secure.tmpdir, "/tmp/")
+    for method, path in route_paths(parameters):
+        if (method, path) in (("POST", "/train"), ("POST", "/train/segmentation"), ("POST", "/scoring")):
+            continue  # valid bodies would start a run; their malformed ones are in the test above
+        if (method, path) == ("DELETE", "/model/segmentation"):
+            continue  # takes no input to get wrong: it would remove the weights (tested on its own)
+        if (method, path) == ("POST", "/auth/token"):
+            continue  # failed logins count towards the address's limit: malformed logins are tested above
+        for query in queries:
+            for body in bodies:
+                headers = {**admin, **body.get("headers", {})}
+                kwargs = {k: v for k, v in body.items() if k != "headers"}
+                response = requests.request(
+                    method, f"{secure.url}{path}?{query}", headers=headers, timeout=60, **kwargs
+                )
+                assert response.status_code < 500, (method, path, query, body, response.text)
+                if path != "/logs":  # the admin's log names the server's files by nature
+                    assert not any(p in response.text for p in private), (
+                        method,
+                        path,
+                        [
+                            response.text[max(0, response.text.find(p) - 150) : response.text.find(p) + 80]
+                            for p in private
+                            if p in response.text
+                        ],
+                    )
+    assert snapshot(secure.studies, secure.model_dir) == before
+
+
+def self_signed(folder: str) -> tuple[str, str]:
+    """A key and a self-signed certificate for 127.0.0.1, as ``openssl req -x509`` makes them."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    key_path, cert_path = os.path.join(folder, "key.pem"), os.path.join(folder, "cert.pem")
+    with open(key_path, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    with open(cert_path, "wb") as f:
+        f.write(certificate.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+def test_https_with_login(secure: SecureServer, tmp_path, monkeypatch) -> None:
+    """The README's HTTPS set-up: the module's client logs in, segments and sends a local volume over HTTPS."""
+    key, cert = self_signed(str(tmp_path))
+    studies = str(tmp_path / "studies")
+    case = write_case(studies, "case0", seed=0, label_folder=str(tmp_path / "truth"))
+    conf = {**TINY, "model_dir": str(tmp_path / "model"), "users": secure.users.path}
+    args = ("--ssl_keyfile", key, "--ssl_certfile", cert)
+    process, url = start_server(APP, studies, conf, str(tmp_path / "log"), host="0.0.0.0", args=args)
+    try:
+        wait_until_up(process, url)
+        assert url.startswith("https://")
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(f"{url}/auth/", timeout=30)  # a self-signed certificate is not trusted by default
+        client = SlicerLogic(url, str(tmp_path), "anna", PASSWORDS["anna"])
+        assert client.info()["datastore"]["total"] == 1  # the module's own calls do not check the certificate
+        with pytest.raises(requests.exceptions.SSLError):
+            client.create_session(case.image_path)  # but its upload of a local volume does
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)  # how the README has Slicer trust it
+        session_id = client.create_session(case.image_path)["session_id"]
+        with pytest.raises(client.module.MONAILabelClientException, match="Status: 409.*no trained weights"):
+            client.infer("segmentation", "", {}, session_id=session_id)  # reached the model, through the session
+    finally:
+        stop_server(process)
