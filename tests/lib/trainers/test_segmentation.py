@@ -67,8 +67,9 @@ def test_split_keeps_training_cases(config: TumorConfig, cases: int, val_split: 
 
 def test_tracking_is_off_unless_opted_in(make_config) -> None:
     assert SegmentationTrainer(make_config()).config()["tracking"][0] == "None"
-    opted = SegmentationTrainer(make_config(tracking="mlflow")).config()
-    assert opted["tracking"][0] == "mlflow" and opted["tracking_uri"].startswith("sqlite:///")
+    opted = SegmentationTrainer(make_config(tracking="mlflow"))
+    assert opted.config()["tracking"][0] == "mlflow" and opted._tracking_uri.startswith("sqlite:///")
+    assert "tracking_uri" not in opted.config()  # the server's store, not an option clients see or send
     assert np.isclose(SegmentationTrainer(make_config(learning_rate="0.001")).config()["learning_rate"], 1e-3)
 
 
