@@ -48,7 +48,7 @@ class Guard:
 
     Args:
         stock: MONAI Label's application (its middleware and routes).
-        app: this app's endpoints (:mod:`lib.server.api`).
+        app: this app's endpoints (:mod:`lib.server.routes`).
         access: login settings.
         names: for each path parameter (``model``, ``strategy``, ...), the names the server serves now.
         max_body_bytes: largest request body accepted (413 above it).

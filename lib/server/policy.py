@@ -16,7 +16,7 @@ from lib.auth.roles import Role
 class Handler(Enum):
     """Who answers a route."""
 
-    APP = "app"  # this app's own endpoint (lib.server.api), replacing MONAI Label's
+    APP = "app"  # this app's own endpoint (lib.server.routes), replacing MONAI Label's
     STOCK = "stock"  # MONAI Label's endpoint, unchanged
 
 
@@ -55,7 +55,7 @@ RULES: tuple[Rule, ...] = (
     _rule("GET", "/datastore/image/info", ANNOTATOR, APP),
     _rule("PUT", "/datastore", ANNOTATOR, APP),  # image upload, the path 3D Slicer's client uses
     _rule("PUT", "/datastore/image", ANNOTATOR, APP),
-    _rule("PUT", "/datastore/label", ANNOTATOR, APP),  # tags other than final need admin (lib.server.api)
+    _rule("PUT", "/datastore/label", ANNOTATOR, APP),  # tags other than final need admin (lib.server.routes.datastore)
     _rule("GET,HEAD", "/datastore/label", REVIEWER, STOCK),
     _rule("GET", "/datastore/label/info", REVIEWER, APP),
     _rule("POST", "/infer/{model}", ANNOTATOR, APP),

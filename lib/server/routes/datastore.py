@@ -1,0 +1,95 @@
+"""``/datastore`` and ``/activelearning``: images, labels, their info, the next sample and the dataset export."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from monailabel.endpoints.activelearning import sample
+from monailabel.interfaces.app import MONAILabelApp
+from starlette.background import BackgroundTask
+
+from lib.auth import Role, allows
+from lib.datastore.names import FINAL, InvalidNameError, check_name, check_tag
+from lib.server.routes.uploads import caller, json_object, received, volume_suffix
+
+
+def datastore_routes(instance: MONAILabelApp) -> APIRouter:
+    """Uploads of images and labels (checked by :class:`lib.datastore.TumorDatastore`), and replies without paths."""
+    router = APIRouter()
+
+    @router.put("/datastore")
+    @router.put("/datastore/image")
+    def upload_image(
+        request: Request, file: Annotated[UploadFile, File()], image: str = "", params: Annotated[str, Form()] = "{}"
+    ) -> dict[str, Any]:
+        info = json_object(params, "params")
+        suffix = volume_suffix(file.filename)
+        image_id = image or os.path.basename(file.filename or "")[: -len(suffix)]
+        try:
+            check_name(image_id, "image id")
+        except InvalidNameError as e:
+            raise HTTPException(422, str(e)) from None
+        info["user"] = caller(request).name
+        with received(file, image_id) as path:
+            return {"image": instance.datastore().add_image(image_id, path, info)}
+
+    @router.put("/datastore/label")
+    def submit_label(
+        request: Request,
+        image: str,
+        label: Annotated[UploadFile, File()],
+        tag: str = FINAL,
+        params: Annotated[str, Form()] = "{}",
+    ) -> dict[str, Any]:
+        user = caller(request)
+        try:
+            check_tag(tag)
+        except InvalidNameError as e:
+            raise HTTPException(422, str(e)) from None
+        if tag != FINAL and not allows(user.role, Role.ADMIN):
+            raise HTTPException(403, f"user {user.name!r} ({user.role}) may submit {FINAL} labels only")
+        info = json_object(params, "params")
+        info.update(user=user.name, submitted=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        with received(label, image) as path:
+            return {"image": image, "label": instance.datastore().save_label(image, path, tag, info)}
+
+    @router.post("/activelearning/{strategy}")
+    async def next_sample(request: Request, strategy: str) -> dict[str, Any]:
+        options = json_object(await request.body(), "strategy options")
+        client_id = options.get("client_id") or caller(request).name
+        if not isinstance(client_id, str) or len(client_id) > 128:
+            raise HTTPException(422, "client_id must be text of at most 128 characters")
+        # Strategies take no options of their own; the client's id is recorded with the pick.
+        reply = await run_in_threadpool(sample, strategy, {"client_id": client_id}, caller(request).name)
+        return {k: v for k, v in reply.items() if k != "path"}
+
+    @router.get("/datastore/image/info")
+    def image_info(image: str) -> dict[str, Any]:
+        store = instance.datastore()
+        if image not in store.list_images():
+            raise HTTPException(404, f"image {image!r} is not in the datastore")
+        return {k: v for k, v in store.get_image_info(image).items() if k != "path"}
+
+    @router.get("/datastore/label/info")
+    def label_info(label: str, tag: str) -> dict[str, Any]:
+        store = instance.datastore()
+        if not store.get_label_uri(label, tag):
+            raise HTTPException(404, f"image {label!r} has no {tag!r} label")
+        return {k: v for k, v in store.get_label_info(label, tag).items() if k != "path"}
+
+    @router.get("/datastore/dataset")
+    def export_dataset(limit_cases: int | None = None) -> FileResponse:
+        if limit_cases is not None and limit_cases < 1:
+            raise HTTPException(422, "limit_cases must be at least 1")
+        store = instance.datastore()
+        if not store.datalist():
+            raise HTTPException(404, "no labelled images to export yet")
+        path = store.get_dataset_archive(limit_cases)  # a temporary file, removed once sent
+        return FileResponse(path, filename="dataset.zip", background=BackgroundTask(os.remove, path))
+
+    return router
