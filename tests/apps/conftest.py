@@ -28,6 +28,17 @@ TINY = {
 }
 
 
+def failed_startup(studies: str, conf: dict[str, str], log_path: str, host: str = "127.0.0.1") -> tuple[int, str]:
+    """Start a server that is expected to stop at start-up: its exit status and its log."""
+    process, _ = start_server(APP, studies, conf, log_path, host=host)
+    try:
+        process.wait(120)
+    finally:
+        stop_server(process)
+    with open(log_path, errors="replace") as f:
+        return process.returncode, f.read()
+
+
 @dataclass
 class Server:
     """A running server and what the tests need to inspect it."""

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from benchmarks.server import APP, start_server, stop_server, wait_until_up
-from tests.apps.conftest import TINY
+from tests.apps.conftest import TINY, failed_startup
 from tests.apps.test_server import poll
 from tests.synthetic import write_case
 
@@ -61,13 +61,8 @@ def test_kill_9_of_the_server_ends_its_training_run_which_publishes_nothing(tmp_
 def test_listening_beyond_this_machine_needs_login_or_an_explicit_off(tmp_path) -> None:
     studies = str(tmp_path / "studies")
     write_case(studies, "case0", seed=0, label_folder=str(tmp_path / "truth"))
-    process, _ = start_server(APP, studies, TINY, str(tmp_path / "refused.log"), host="0.0.0.0")
-    try:
-        process.wait(120)
-    finally:
-        stop_server(process)
-    log = (tmp_path / "refused.log").read_text(errors="replace")
-    assert process.returncode != 0
+    status, log = failed_startup(studies, TINY, str(tmp_path / "refused.log"), host="0.0.0.0")
+    assert status != 0
     assert "would listen on 0.0.0.0 without login" in log and "tumor-users --file users.json add" in log
 
     process, url = start_server(APP, studies, {**TINY, "auth": "off"}, str(tmp_path / "off.log"), host="0.0.0.0")

@@ -12,8 +12,7 @@ import pytest
 import SimpleITK as sitk
 from monailabel.client.client import MONAILabelClientException
 
-from benchmarks.server import APP, start_server, stop_server
-from tests.apps.conftest import TINY, Server
+from tests.apps.conftest import TINY, Server, failed_startup
 
 pytestmark = pytest.mark.integration
 
@@ -214,11 +213,6 @@ def test_annotation_loop(server: Server) -> None:
 
 
 def test_bad_configuration_stops_startup(tmp_path) -> None:
-    process, _ = start_server(APP, str(tmp_path / "studies"), {**TINY, "modality": "pet"}, str(tmp_path / "log"))
-    try:
-        process.wait(120)
-    finally:
-        stop_server(process)
-    log = (tmp_path / "log").read_text(errors="replace")
-    assert process.returncode != 0
+    status, log = failed_startup(str(tmp_path / "studies"), {**TINY, "modality": "pet"}, str(tmp_path / "log"))
+    assert status != 0
     assert "--conf modality 'pet' is not accepted: expected one of ct, mr" in log
