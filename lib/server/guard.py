@@ -78,10 +78,19 @@ class Guard:
             return
         method, path = scope["method"], scope["path"]
         found = find_rule(method, path)
-        if found is None:
+        rule, parameters = found if found else (None, {})
+        # Who asks comes first: without a login, every route but login's answers 401, whatever else is wrong.
+        user, problem = self._authenticate(scope)
+        if rule is None or rule.role is not None:
+            if problem:
+                await _reply(send, 401, problem, {"www-authenticate": "Bearer"})
+                return
+            if rule is not None and not allows(user.role, rule.role):
+                await _reply(send, 403, f"user {user.name!r} ({user.role}) may not do this: {rule.role} needed")
+                return
+        if rule is None:
             await _reply(send, 404, f"{method} {path[:100]} is not served by this server")
             return
-        rule, parameters = found
         problem = self._check_names(parameters, scope)
         if problem:
             await _reply(send, *problem)
@@ -93,14 +102,6 @@ class Guard:
         if length > self.max_body_bytes:
             await _reply(send, 413, self._too_large())
             return
-        user, problem = self._authenticate(scope)
-        if rule.role is not None:
-            if problem:
-                await _reply(send, 401, problem, {"www-authenticate": "Bearer"})
-                return
-            if not allows(user.role, rule.role):
-                await _reply(send, 403, f"user {user.name!r} ({user.role}) may not do this: {rule.role} needed")
-                return
         scope.setdefault("state", {})["user"] = user
         if rule.handler is Handler.APP:
             scope["path"] = path.rstrip("/") or "/"  # this app's routes are declared without the trailing slash

@@ -102,13 +102,18 @@ def test_slicer_module_logs_in_and_runs_the_loop(secure: SecureServer, tmp_path)
     datastore = json.load(open(os.path.join(secure.studies, "datastore_v2.json")))
     assert datastore["objects"]["case0"]["labels"]["final"]["info"]["user"] == "anna"  # who submitted it
 
-    started = client.train_start("segmentation", {"max_epochs": 1})
+    # As the module sends options: the config's values from /info, the first item of each list (getParamsFromConfig).
+    def slicer_options(section: str, name: str) -> dict[str, Any]:
+        return {k: v[0] if isinstance(v, list) else v for k, v in info[section][name]["config"].items()}
+
+    started = client.train_start("segmentation", {**slicer_options("trainers", "segmentation"), "max_epochs": 1})
     status = poll(
         lambda: (s := client.train_status()) and s.get("id") == started["id"] and s["status"] in TERMINAL and s,
         "training to end",
     )
     assert status["status"] == "DONE"
-    result, params = client.infer("segmentation", "case2", {"result_extension": ".nrrd", "result_dtype": "uint8"})
+    options = {**slicer_options("models", "segmentation"), "result_extension": ".nrrd", "result_dtype": "uint8"}
+    result, params = client.infer("segmentation", "case2", options)
     assert sitk.ReadImage(result).GetSize() == sitk.ReadImage(secure.cases["case2"].image_path).GetSize()
     assert params["label_names"] == {"tumor": 1}
     # A volume that is not in the datastore goes through a session, as the module sends a local volume.
@@ -143,6 +148,12 @@ def test_anonymous_and_invalid_tokens_get_401_everywhere_but_login(secure: Secur
             for what, headers in tokens.items():
                 response = requests.request(method, f"{secure.url}{path}?image=case0", headers=headers, timeout=30)
                 assert response.status_code == 401, (method, path, what, response.text)
+    for method, path in (
+        ("GET", "/batch/infer"),
+        ("POST", "/infer/nope?image=..%2Fx"),
+        ("PUT", "/datastore/?image=%00"),
+    ):
+        assert requests.request(method, f"{secure.url}{path}", timeout=30).status_code == 401  # nothing else said
     detail = requests.get(f"{secure.url}/info/", headers=tokens["expired"], timeout=30).json()["detail"]
     assert "expired" in detail
     for form in ({}, {"username": "adam"}, {"username": "adam", "password": "x" * 5000}):
