@@ -46,9 +46,16 @@ class TumorDatastore(LocalDatastore):
             check_name(image_id, "image id")
         except InvalidNameError as e:
             raise HTTPException(422, str(e)) from None
-        if image_id in self._datastore.objects and self.get_labels_by_image_id(image_id):
+        existing = self._datastore.objects.get(image_id)
+        if existing is not None and self.get_labels_by_image_id(image_id):
             raise HTTPException(
                 409, f"image {image_id!r} has labels and is not replaced: upload the new image under another id"
+            )
+        _, extension = self._to_id(os.path.basename(image_filename))
+        if existing is not None and existing.image.ext != extension:
+            # Both files would stay in the studies folder under one id.
+            raise HTTPException(
+                409, f"image {image_id!r} exists as a {existing.image.ext} file: replace it with a {existing.image.ext}"
             )
         try:
             check_image(image_filename, self.tumor.channels, self.tumor.max_voxels)

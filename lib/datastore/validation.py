@@ -18,6 +18,8 @@ from lib.transforms.volume_io import VolumeReadError, read_volume
 
 logger = logging.getLogger(__name__)
 NIFTI_HEADER_BYTES = 348  # NIfTI-1; the voxels follow at vox_offset >= 352
+EXTRA_BYTES = 2**20  # NIfTI extensions after the header; more than this beyond the declared voxels is refused
+HEADER_BYTES = 2**16  # NRRD and MetaImage headers are text at the start of the file
 
 
 class InvalidUploadError(ValueError):
@@ -52,6 +54,8 @@ def check_file(path: str, max_voxels: int) -> None:
             f"({voxels:,}); at most {max_voxels:,} are accepted (--conf max_voxels)"
         )
     name = path.lower()
+    if name.endswith((".nrrd", ".mha", ".mhd")):
+        _check_data_is_inside(path)
     if not name.endswith((".nii", ".nii.gz")):
         return
     expected = NIFTI_HEADER_BYTES + voxels * _bytes_per_component(reader)
@@ -61,6 +65,10 @@ def check_file(path: str, max_voxels: int) -> None:
             with gzip.open(path, "rb") as f:
                 while chunk := f.read(2**22):
                     size += len(chunk)
+                    if size > expected + EXTRA_BYTES:  # a compression bomb: stop before decompressing it all
+                        raise InvalidUploadError(
+                            f"{os.path.basename(path)} holds more data than the {expected:,} bytes its header declares"
+                        )
         except (OSError, EOFError, zlib.error) as e:
             raise InvalidUploadError(f"{os.path.basename(path)} is damaged or truncated ({e})") from None
     else:
@@ -69,6 +77,23 @@ def check_file(path: str, max_voxels: int) -> None:
         raise InvalidUploadError(
             f"{os.path.basename(path)} is truncated: it holds {size:,} bytes of the {expected:,} its header declares"
         )
+
+
+def _check_data_is_inside(path: str) -> None:
+    """Refuse NRRD and MetaImage headers whose voxels are in another file (``data file:``, ``ElementDataFile``):
+    reading them would read whatever file the header names, anywhere on the server."""
+    with open(path, "rb") as f:
+        head = f.read(HEADER_BYTES)
+    header = head.split(b"\n\n", 1)[0] if path.lower().endswith(".nrrd") else head
+    for line in header.splitlines():
+        key, _, value = line.decode("latin-1").partition(":" if path.lower().endswith(".nrrd") else "=")
+        key = key.strip().lower().replace(" ", "")
+        if key in ("datafile", "elementdatafile") and value.strip().upper() != "LOCAL":
+            raise InvalidUploadError(
+                f"{os.path.basename(path)} keeps its voxels in another file; send a single-file volume"
+            )
+        if key == "elementdatafile":
+            return  # the voxels follow this line in a MetaImage file
 
 
 def _bytes_per_component(reader: sitk.ImageFileReader) -> int:

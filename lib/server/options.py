@@ -55,6 +55,8 @@ def parse_json_object(text: str | None, what: str) -> dict[str, Any]:
         value = json.loads(text)
     except ValueError as e:
         raise OptionsError(f"{what} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise OptionsError(f"{what} is nested too deeply") from None
     if not isinstance(value, dict):
         raise OptionsError(f"{what} must be a JSON object, not {type(value).__name__}")
     return value

@@ -235,6 +235,8 @@ def test_hostile_requests_get_a_clear_4xx_and_change_nothing(secure: SecureServe
         headers=admin,
         timeout=60,
     ).raise_for_status()
+    as_nrrd = tmp_path / "case2.nrrd"
+    sitk.WriteImage(sitk.ReadImage(secure.cases["case2"].image_path), str(as_nrrd))
     wrong_grid = tmp_path / "wrong.nii.gz"
     sitk.WriteImage(sitk.Image(10, 10, 10, sitk.sitkUInt8), str(wrong_grid))
     before = snapshot(secure.studies, secure.model_dir, secure.users.path)
@@ -294,6 +296,12 @@ def test_hostile_requests_get_a_clear_4xx_and_change_nothing(secure: SecureServe
         ("image, truncated", put_image("image=new1", gz_truncated(case.image_path)), 422, "truncated"),
         ("image, header bomb", put_image("image=new2", header_bomb(str(tmp_path)), "b.nii"), 422, "voxels"),
         ("image replacing a labelled one", put_image("image=case0", image_bytes), 409, "has labels"),
+        (
+            "image under its id in another format",
+            put_image("image=case2", as_nrrd.read_bytes(), "c.nrrd"),
+            409,
+            ".nii.gz",
+        ),
         ("image id leaving the studies", put_image("image=../evil", image_bytes), 422, "plain name"),
         ("image, not a volume name", put_image("image=new3", image_bytes, "x.py"), 422, "not a volume"),
         ("body over the limit", put_image("image=new4", big), 413, "larger than the server accepts"),

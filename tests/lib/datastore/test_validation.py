@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Callable
 from pathlib import Path
 
@@ -209,3 +210,31 @@ def test_declared_size_over_the_limit_is_refused_from_the_header(tmp_path: Path)
         check_image(cut, 1, max_voxels=256_000_000)
     with pytest.raises(InvalidUploadError, match="bomb.nii is truncated"):
         check_image(cut, 1, max_voxels=10**9)
+
+
+NRRD_DETACHED = b"NRRD0004\ntype: uint8\ndimension: 3\nsizes: 4 4 4\nencoding: raw\ndata file: /etc/hostname\n\n"
+MHA_DETACHED = (
+    b"ObjectType = Image\nNDims = 3\nDimSize = 4 4 4\nElementType = MET_UCHAR\nElementDataFile = /etc/hostname\n"
+)
+
+
+@pytest.mark.parametrize(("name", "header"), [("detached.nrrd", NRRD_DETACHED), ("detached.mha", MHA_DETACHED)])
+def test_headers_pointing_at_other_files_are_refused(tmp_path: Path, name: str, header: bytes) -> None:
+    """Such a header makes ITK read any file on the server as voxels."""
+    path = tmp_path / name
+    path.write_bytes(header)
+    with pytest.raises(InvalidUploadError, match="keeps its voxels in another file"):
+        check_image(str(path), 1, max_voxels=10**8)
+
+
+def test_compression_bombs_are_refused_before_they_are_decompressed(tmp_path: Path) -> None:
+    """A 2x2x2 header followed by 64 MiB of zeros (64 kB compressed)."""
+    small = tmp_path / "small.nii"
+    sitk.WriteImage(sitk.Image(2, 2, 2, sitk.sitkUInt8), str(small))
+    path = tmp_path / "bomb.nii.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(small.read_bytes())
+        for _ in range(64):
+            f.write(bytes(2**20))
+    with pytest.raises(InvalidUploadError, match="holds more data than the 356 bytes its header declares"):
+        check_image(str(path), 1, max_voxels=10**8)

@@ -72,3 +72,8 @@ def test_training_accepts_its_own_config_back() -> None:
 def test_training_refuses_paths_devices_and_bad_values(options: dict, message: str) -> None:
     with pytest.raises(OptionsError, match=message):
         check_train_options(options, TRAINER_CONFIG)
+
+
+def test_deeply_nested_json_is_refused() -> None:
+    with pytest.raises(OptionsError, match="nested too deeply"):
+        parse_json_object("[" * 100_000, "params")
