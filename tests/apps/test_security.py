@@ -315,6 +315,12 @@ def test_hostile_requests_get_a_clear_4xx_and_change_nothing(secure: SecureServe
         ("infer, params not JSON", infer("image=case1", "nope"), 422, "not valid JSON"),
         ("infer, bad points", infer("image=case1", {"foreground": [[1, 2]]}, model="clicks"), 422, "foreground"),
         ("infer, point outside", infer("image=case1", {"foreground": [[999, 0, 0]]}, model="clicks"), 422, "outside"),
+        (
+            "infer, truncated scribbles",
+            infer("image=case1", {}, gz_truncated(case.label_path), "scribbles"),
+            422,
+            "truncated",
+        ),
         ("infer, bad label_info", infer("image=case1", {"label_info": "x"}, one, "scribbles"), 422, "label_info"),
         ("infer, unknown image", infer("image=nope", {}), 404, "not in the datastore"),
         ("infer, unknown session", infer("session_id=nope", {}), 404, "session"),

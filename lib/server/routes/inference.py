@@ -13,7 +13,7 @@ from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.tasks.infer_v2 import InferType
 
 from lib.auth import Role, allows
-from lib.datastore.validation import InvalidUploadError, check_image
+from lib.datastore.validation import InvalidUploadError, check_file, check_image
 from lib.server.options import OptionsError, check_infer_options
 from lib.server.routes.uploads import caller, json_object, received, save, volume_suffix
 
@@ -77,6 +77,10 @@ def inference_routes(instance: MONAILabelApp) -> APIRouter:
         with tempfile.TemporaryDirectory(prefix="tumor-infer-") as folder:
             if label is not None:
                 body["label"] = save(label, os.path.join(folder, f"label{volume_suffix(label.filename)}"))
+                try:
+                    check_file(body["label"], instance.config.max_voxels)
+                except InvalidUploadError as e:
+                    raise HTTPException(422, f"label refused: {e}") from None
             result = instance.infer(body)
             return send_response(instance.datastore(), result, output, background_tasks)
 
