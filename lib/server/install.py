@@ -74,7 +74,8 @@ def secure(instance: MONAILabelApp, config: TumorConfig) -> None:
         return
     host = listening_host(sys.argv)
     access = Access.create(open_users(config, host))
-    log_path = os.path.join(instance.app_dir, "logs", f"server-{settings.MONAI_LABEL_SERVER_PORT}.log")
+    # Beside what else this server writes (its weights and runs); the port tells servers on one machine apart.
+    log_path = os.path.join(config.model_dir, "logs", f"server-{settings.MONAI_LABEL_SERVER_PORT}.log")
     use_own_log(instance.app_dir, log_path)
     mark_server()
     os.environ[INTERNAL_TOKEN_ENV] = access.internal_token
