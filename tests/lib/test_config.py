@@ -64,6 +64,10 @@ def test_model_dir_defaults_to_app_model_folder(tmp_path: Path) -> None:
         ("tracking_uri", "sqlite:///x.db", "tracking_uri", "sqlite:///x.db"),
         ("tracking_uri", "http://mlflow:5000", "tracking_uri", "http://mlflow:5000"),
         ("model_dir", "/somewhere/models", "model_dir", "/somewhere/models"),
+        ("auth", "OFF", "auth", "off"),
+        ("token_minutes", "30", "token_minutes", 30.0),
+        ("max_upload_mb", "64", "max_upload_mb", 64),
+        ("max_voxels", "1000", "max_voxels", 1000),
     ],
 )
 def test_key_parses_valid_value(tmp_path: Path, key: str, raw: str, attribute: str, expected: object) -> None:
@@ -155,6 +159,11 @@ def test_unknown_key_names_key_and_lists_accepted_keys(tmp_path: Path) -> None:
         ({"checkpoint": "/nonexistent.pt"}, "checkpoint"),
         ({"network": "segresnet", "patch_size": "20,20,20"}, "patch_size"),
         ({"network": "unet", "patch_size": "24,24,24"}, "patch_size"),
+        ({"auth": "on"}, "auth"),
+        ({"token_minutes": "0"}, "token_minutes"),
+        ({"max_upload_mb": "-1"}, "max_upload_mb"),
+        ({"max_voxels": "lots"}, "max_voxels"),
+        ({"users": "/nonexistent/users.json"}, "users"),
     ],
 )
 def test_bad_value_raises_naming_key(tmp_path: Path, conf: dict[str, str], key: str) -> None:
@@ -220,3 +229,11 @@ def test_unreadable_shipped_model_is_not_used(tmp_path: Path, caplog: pytest.Log
     (tmp_path / "pretrained" / "ct_tumor.pt").write_bytes(b"not a checkpoint")
     assert parse_config({}, str(tmp_path)).checkpoint == ""
     assert "cannot be read" in caplog.text
+
+
+def test_login_cannot_be_both_on_and_off(tmp_path: Path) -> None:
+    users = tmp_path / "users.json"
+    users.write_text("{}")
+    assert parse_config({"users": str(users)}, str(tmp_path)).users == str(users)
+    with pytest.raises(ConfigError, match="^--conf auth 'off' is not accepted: expected auto when --conf users"):
+        parse_config({"users": str(users), "auth": "off"}, str(tmp_path))

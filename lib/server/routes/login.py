@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request
 
-from lib.auth import issue_token
+from lib.auth import UserFileError, issue_token
 from lib.auth.throttle import LoginThrottle
 from lib.server.guard import Access
 from lib.server.routes.uploads import caller
@@ -40,7 +40,11 @@ def login_routes(access: Access, token_minutes: float) -> APIRouter:
                 f"too many failed logins from this address: try again in {int(wait_s) + 1} s",
                 headers={"Retry-After": str(int(wait_s) + 1)},
             )
-        user = access.users.authenticate(username, password)
+        try:
+            user = access.users.authenticate(username, password)
+        except UserFileError as e:
+            logger.error("Login impossible: %s", e)
+            raise HTTPException(503, "the server cannot read its users file; ask its administrator") from None
         if user is None:
             throttle.failed(client)
             logger.warning("Login refused for %r from %s", username[:64], client)
