@@ -55,6 +55,8 @@ class TumorConfig:
         window_voxels: largest sliding window at inference, validation and scoring, in voxels: the whole image in
             one window when it fits, else fewer, larger windows than the training patch.
         channels: number of image channels (sequences) the network takes.
+        sequences: names of the sequences of a multi-sequence case, in channel order (``t2f,t1c,t1n,t2w``); the
+            first is the one annotators read and label. Empty: each image file is one case.
         network: ``"segresnet"`` (default) or ``"unet"``.
         features: feature maps of the first network level (network width).
         dropout: dropout probability used only by the Monte-Carlo uncertainty network.
@@ -99,6 +101,7 @@ class TumorConfig:
     patch_size: tuple[int, int, int] = (96, 96, 32)
     window_voxels: int = 160 * 160 * 64
     channels: int = 1
+    sequences: tuple[str, ...] = ()
     network: str = "segresnet"
     features: int = 8
     dropout: float = 0.2
@@ -222,6 +225,14 @@ def _labels(value: str) -> tuple[str, ...]:
     return names
 
 
+def _sequences(value: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    accepted = "comma-separated unique sequence names of letters and digits, e.g. 't2f,t1c,t1n,t2w'"
+    if not names or len(set(names)) != len(names) or not all(n.isalnum() for n in names):
+        raise _fail("sequences", value, accepted)
+    return names
+
+
 def _choice(key: str, value: str, choices: tuple[str, ...]) -> str:
     if value.lower() not in choices:
         raise _fail(key, value, "one of " + ", ".join(choices))
@@ -288,6 +299,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "patch_size": lambda v: _numbers("patch_size", v, 3, _positive_int, "three positive voxel counts 'i,j,k'"),
     "window_voxels": lambda v: _scalar("window_voxels", v, _positive_int, "a positive number of voxels"),
     "channels": lambda v: _scalar("channels", v, _positive_int, "a positive integer"),
+    "sequences": _sequences,
     "network": lambda v: _choice("network", v, tuple(NETWORKS)),
     "features": lambda v: _scalar("features", v, _positive_int, "a positive integer"),
     "dropout": lambda v: _scalar("dropout", v, _dropout, "a probability strictly between 0 and 1"),
@@ -366,6 +378,10 @@ def parse_config(conf: Mapping[str, str], app_dir: str) -> TumorConfig:
             raise ConfigError(f"--conf {key} is not a known key; accepted keys: {', '.join(sorted(PARSERS))}")
         values[key] = parser(str(raw).strip())
 
+    if "sequences" in values:
+        count = len(values["sequences"])  # type: ignore[arg-type]
+        if values.setdefault("channels", count) != count:
+            raise _fail("channels", str(values["channels"]), f"{count}, one per sequence, or leave it out")
     config = TumorConfig(**values)  # type: ignore[arg-type]
     if not config.model_dir:
         config = dataclasses.replace(config, model_dir=os.path.join(app_dir, "model"))

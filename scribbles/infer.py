@@ -21,7 +21,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from lib.infers.errors import InteractionError
 from lib.transforms.geometry import Geometry
-from lib.transforms.volume_io import read_volume, write_label
+from lib.transforms.volume_io import read_case, read_volume, write_label
 from scribbles.clicks import ClickResult, segment_clicks
 from scribbles.graphcut import CLICK_PARAMS, SCRIBBLE_PARAMS, GraphCutParams, refine, roi_mask
 from scribbles.shape_prior import signed_distance
@@ -50,9 +50,17 @@ def _reply(mask: np.ndarray, geometry: Geometry, request: dict[str, Any], label:
 
 
 class _Interactive(InferTask):
-    def __init__(self, infer_type: str, labels: Sequence[str], description: str, params: GraphCutParams) -> None:
+    def __init__(
+        self,
+        infer_type: str,
+        labels: Sequence[str],
+        description: str,
+        params: GraphCutParams,
+        sequences: Sequence[str] = (),
+    ) -> None:
         super().__init__(type=infer_type, labels=list(labels), dimension=3, description=description, config={})
         self.params = params
+        self.sequences = tuple(sequences)  # a multi-sequence case is read whole (all its sequences)
         self._images: OrderedDict[tuple[str, int], tuple[np.ndarray, Geometry]] = OrderedDict()
         self._images_lock = threading.Lock()
 
@@ -66,8 +74,7 @@ class _Interactive(InferTask):
         with self._images_lock:
             cached = self._images.get(key)
         if cached is None:
-            image, geometry = read_volume(path)
-            cached = (image.astype(np.float32, copy=False), geometry)
+            cached = read_case(path, self.sequences)
             with self._images_lock:
                 self._images[key] = cached
                 while len(self._images) > CACHED_IMAGES:
@@ -87,13 +94,16 @@ class ScribblesInfer(_Interactive):
     not empty (a pre-segmentation or earlier edits), is the prior that the scribbles correct.
     """
 
-    def __init__(self, labels: Sequence[str], params: GraphCutParams = SCRIBBLE_PARAMS) -> None:
+    def __init__(
+        self, labels: Sequence[str], params: GraphCutParams = SCRIBBLE_PARAMS, sequences: Sequence[str] = ()
+    ) -> None:
         super().__init__(
             InferType.SCRIBBLES,
             labels,
             "Scribbles: mark the tumour (foreground) and what is not (background) on a few slices; "
             "works on CT and MR without training",
             params,
+            sequences,
         )
 
     def __call__(self, request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -133,12 +143,15 @@ class ClicksInfer(_Interactive):
     (sent by the module on a new sample) or a changed set of clicks starts over.
     """
 
-    def __init__(self, labels: Sequence[str], params: GraphCutParams = CLICK_PARAMS) -> None:
+    def __init__(
+        self, labels: Sequence[str], params: GraphCutParams = CLICK_PARAMS, sequences: Sequence[str] = ()
+    ) -> None:
         super().__init__(
             InferType.DEEPGROW,
             labels,
             "Clicks: click inside the tumour, then on what it missed or leaked into; works without training",
             params,
+            sequences,
         )
         self._previous: OrderedDict[tuple[str, str], ClickResult] = OrderedDict()
         self._lock = threading.Lock()

@@ -85,3 +85,55 @@ def write_case(
     label_path = os.path.join(label_folder, f"{name}{'' if label_folder != folder else '_label'}.nii.gz")
     sitk.WriteImage(place(sitk.GetImageFromArray(np.transpose(label, (2, 1, 0)))), label_path)
     return SyntheticCase(image_path, label_path, image, label)
+
+
+def write_sequences(
+    folder: str,
+    case: str,
+    seed: int,
+    sequences: tuple[str, ...],
+    layout: str = "-",
+    coarse: tuple[str, ...] = (),
+    label_folder: str | None = None,
+) -> SyntheticCase:
+    """Write a multi-sequence MR case as one file per sequence, named as :mod:`lib.transforms.sequences` reads.
+
+    Args:
+        layout: ``"-"`` or ``"_"`` for flat files ``<case><layout><seq>.nii.gz``, ``"/"`` for ``<case>/<seq>.nii.gz``.
+        coarse: sequences written on a coarser grid (twice the spacing in-plane), as scanners often do.
+        label_folder: where to write the label (``<case>.nii.gz``); beside the case when None.
+
+    Returns:
+        The case with ``image_path`` the first sequence and ``image`` the channels on the first sequence's grid.
+    """
+    stacked = write_case(
+        os.path.join(folder, ".stacked"),
+        case,
+        seed,
+        channels=len(sequences),
+        modality="mr",
+        label_folder=label_folder or os.path.join(folder, ".labels"),
+    )
+    reference = sitk.ReadImage(stacked.image_path)
+    paths = []
+    for index, sequence in enumerate(sequences):
+        channel = sitk.VectorIndexSelectionCast(reference, index)
+        if sequence in coarse:
+            spacing = (channel.GetSpacing()[0] * 2, channel.GetSpacing()[1] * 2, channel.GetSpacing()[2])
+            size = (channel.GetSize()[0] // 2, channel.GetSize()[1] // 2, channel.GetSize()[2])
+            channel = sitk.Resample(
+                channel,
+                size,
+                sitk.Transform(),
+                sitk.sitkLinear,
+                channel.GetOrigin(),
+                spacing,
+                channel.GetDirection(),
+                0.0,
+                channel.GetPixelID(),
+            )
+        path = os.path.join(folder, f"{case}{layout}{sequence}.nii.gz")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        sitk.WriteImage(channel, path)
+        paths.append(path)
+    return SyntheticCase(paths[0], stacked.label_path, stacked.image, stacked.label)

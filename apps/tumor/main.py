@@ -73,8 +73,8 @@ class TumorApp(MONAILabelApp):
         labels = self.config.labels
         return {
             "segmentation": SegmentationInfer(self.config),
-            "scribbles": ScribblesInfer(labels),
-            "clicks": ClicksInfer(labels),
+            "scribbles": ScribblesInfer(labels, sequences=self.config.sequences),
+            "clicks": ClicksInfer(labels, sequences=self.config.sequences),
             "deepedit": ClickSegmentationInfer(self.config),
         }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from fastapi import HTTPException
@@ -13,11 +14,33 @@ from monailabel.datastore.local import LocalDatastore
 from lib.config import TumorConfig
 from lib.datastore.names import InvalidNameError, check_name, check_tag
 from lib.datastore.validation import InvalidUploadError, check_image, check_label, image_geometry, remap_label
+from lib.transforms.sequences import VOLUME_SUFFIXES, MissingSequenceError, sequence_files, split_sequence_name
 from lib.transforms.volume_io import write_label
 
 logger = logging.getLogger(__name__)
 
+
+def case_files(folder: str, files: Iterable[str], sequences: Sequence[str]) -> list[str]:
+    """The file of each case in ``folder``: a first sequence (flat ``<case>-<seq>``/``<case>_<seq>`` among
+    ``files``, or ``<case>/<seq>`` in a sub-folder), or a volume that is no case's sequence (a stacked case)."""
+    first = sequences[0]
+    cases = []
+    for name in sorted(files):
+        if split_sequence_name(name, first) is not None:
+            cases.append(name)
+        elif not any(split_sequence_name(name, other) for other in sequences):
+            cases.append(name)
+    for entry in sorted(os.listdir(folder)):
+        if entry.startswith(".") or entry == LABELS_FOLDER or not os.path.isdir(os.path.join(folder, entry)):
+            continue
+        cases += [
+            f"{entry}/{first}{s}" for s in VOLUME_SUFFIXES if os.path.isfile(os.path.join(folder, entry, first + s))
+        ][:1]
+    return cases
+
+
 VOLUME_EXTENSIONS = ["*.nii.gz", "*.nii", "*.nrrd", "*.mha"]  # image files the datastore lists
+LABELS_FOLDER = "labels"  # MONAI Label's labels folder inside the studies folder
 
 
 class TumorDatastore(LocalDatastore):
@@ -39,6 +62,7 @@ class TumorDatastore(LocalDatastore):
 
     def __init__(self, studies: str, config: TumorConfig, **kwargs: Any) -> None:
         self.tumor = config
+        self._reported: set[str] = set()
         super().__init__(studies, **kwargs)
 
     def add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
@@ -58,7 +82,7 @@ class TumorDatastore(LocalDatastore):
                 409, f"image {image_id!r} exists as a {existing.image.ext} file: replace it with a {existing.image.ext}"
             )
         try:
-            check_image(image_filename, self.tumor.channels, self.tumor.max_voxels)
+            check_image(image_filename, self.tumor.channels, self.tumor.max_voxels, self.tumor.sequences)
         except InvalidUploadError as e:
             raise HTTPException(422, f"image refused: {e}") from e
         return super().add_image(image_id, image_filename, image_info)
@@ -85,6 +109,39 @@ class TumorDatastore(LocalDatastore):
         with tempfile.TemporaryDirectory() as folder:
             path = write_label(array, geometry, os.path.join(folder, f"{image_id}.nii.gz"))
             return super().save_label(image_id, path, label_tag, label_info)
+
+    def _to_id(self, file: str) -> tuple[str, str]:
+        """``(id, rest)`` of a file name: a case's first sequence ``<case>-<seq>.nii.gz`` gives ``case``,
+        ``<case>/<seq>.nii.gz`` too; any other volume ``<id>.<ext>`` gives its name without the extension."""
+        if self.tumor.sequences:
+            split = split_sequence_name(file, self.tumor.sequences[0])
+            if split is not None:
+                return split[0], file[len(split[0]) :]
+        for suffix in VOLUME_SUFFIXES:
+            if file.lower().endswith(suffix):
+                return file[: -len(suffix)], file[-len(suffix) :]
+        return super()._to_id(file)
+
+    def _list_files(self, path: str, patterns: list[str]) -> dict[str, str]:
+        """Volume files of a folder; for the images of a multi-sequence app, one file per case (see
+        :meth:`case_files`)."""
+        listed = super()._list_files(path, patterns)
+        if not self.tumor.sequences or os.path.realpath(path) != os.path.realpath(self._datastore.image_path()):
+            return listed
+        cases = case_files(path, listed, self.tumor.sequences)
+        for name in cases:
+            self._report_incomplete(os.path.join(path, name))
+        return {name: name for name in cases}
+
+    def _report_incomplete(self, path: str) -> None:
+        """Log, once per file, a case that lacks sequences: it is listed, and refused (422) when used."""
+        if path in self._reported or split_sequence_name(path, self.tumor.sequences[0]) is None:
+            return
+        try:
+            sequence_files(path, self.tumor.sequences)
+        except MissingSequenceError as e:
+            self._reported.add(path)
+            logger.warning("Incomplete case: %s; it is refused until its files are added", e)
 
     def remove_image(self, image_id: str) -> None:
         if image_id not in self._datastore.objects:

@@ -14,7 +14,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from lib.transforms.geometry import Geometry
-from lib.transforms.volume_io import VolumeReadError, read_volume
+from lib.transforms.sequences import MissingSequenceError, sequence_files, split_sequence_name
+from lib.transforms.volume_io import VolumeReadError, read_case, read_volume
 
 logger = logging.getLogger(__name__)
 NIFTI_HEADER_BYTES = 348  # NIfTI-1; the voxels follow at vox_offset >= 352
@@ -109,16 +110,22 @@ def image_geometry(path: str) -> Geometry:
         raise InvalidUploadError(f"{os.path.basename(path)}: {e}") from e
 
 
-def check_image(path: str, channels: int, max_voxels: int) -> Geometry:
+def check_image(path: str, channels: int, max_voxels: int, sequences: Sequence[str] = ()) -> Geometry:
     """Check that ``path`` is a complete volume within ``max_voxels``, with ``channels`` channels and at least 2
-    voxels per axis."""
-    check_file(path, max_voxels)
+    voxels per axis; with ``sequences``, the case it is the first sequence of (every file checked)."""
     try:
-        array, geometry = read_volume(path)
+        files = sequence_files(path, sequences) if sequences and split_sequence_name(path, sequences[0]) else [path]
+    except MissingSequenceError as e:
+        raise InvalidUploadError(str(e)) from e
+    for file in files:
+        check_file(file, max_voxels)
+    try:
+        array, geometry = read_case(path, sequences)
     except VolumeReadError as e:
         raise InvalidUploadError(str(e)) from e
     if array.shape[0] != channels:
-        raise InvalidUploadError(f"image has {array.shape[0]} channel(s); this app's model takes {channels}")
+        needs = f"the sequences {', '.join(sequences)} as {channels} channels" if sequences else f"{channels}"
+        raise InvalidUploadError(f"image has {array.shape[0]} channel(s); this app's model takes {needs}")
     if min(geometry.size) < 2:
         raise InvalidUploadError(f"image size {geometry.size} is not a 3D volume")
     if not np.isfinite(array).all():

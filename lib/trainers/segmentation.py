@@ -200,17 +200,19 @@ class SegmentationTrainer(BasicTrainTask):
 
     def pre_process(self, request: dict[str, Any], datastore: Datastore) -> list[dict[str, str]]:
         """Every labelled case that can be used; the others are skipped with the reason logged."""
-        usable = []
+        usable, skipped = [], []
         for item in sorted(datastore.datalist(), key=lambda d: d["image"]):
             try:
-                check_image(item["image"], self.tumor.channels, self.tumor.max_voxels)
+                check_image(item["image"], self.tumor.channels, self.tumor.max_voxels, self.tumor.sequences)
                 check_label(item["label"], item["image"], len(self.tumor.labels), self.tumor.max_voxels)
             except InvalidUploadError as e:
                 logger.warning("Skipping %s from training: %s", os.path.basename(item["image"]), e)
+                skipped.append(f"{os.path.basename(item['image'])}: {e}")
                 continue
             usable.append({"image": item["image"], "label": item["label"]})
         if not usable:
-            raise ValueError("no usable labelled images: submit at least one label before training")
+            reasons = f" ({'; '.join(skipped[:3])})" if skipped else ""
+            raise ValueError(f"no usable labelled images: submit at least one label before training{reasons}")
         logger.info("Training on %d labelled case(s)", len(usable))
         return usable
 

@@ -55,7 +55,7 @@ def preprocessing(config: TumorConfig, with_label: bool) -> list[Transform]:
     keys = [IMAGE, LABEL] if with_label else [IMAGE]
     modes = ["trilinear", "nearest"] if with_label else ["trilinear"]
     return [
-        LoadVolumed(keys, channels=config.channels),
+        LoadVolumed(keys, channels=config.channels, sequences=config.sequences),
         ResampleToSpacingd(keys, config.spacing, modes),
         normalisation(config),
         EnsureTyped(keys, dtype="float32", track_meta=False),

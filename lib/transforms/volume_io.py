@@ -15,6 +15,7 @@ import SimpleITK as sitk
 from monai.transforms import MapTransform, Transform
 
 from lib.transforms.geometry import Geometry
+from lib.transforms.sequences import MissingSequenceError, sequence_files, split_sequence_name
 
 logger = logging.getLogger(__name__)
 
@@ -71,18 +72,55 @@ def write_label(label: np.ndarray, geometry: Geometry, path: str) -> str:
     return path
 
 
+def _array(image: sitk.Image, path: str) -> np.ndarray:
+    if image.GetNumberOfComponentsPerPixel() != 1 or image.GetDimension() != 3:
+        raise VolumeReadError(f"{os.path.basename(path)} must be a single-channel 3D volume")
+    return np.transpose(sitk.GetArrayFromImage(image), (2, 1, 0))
+
+
+def on_grid(path: str, reference: sitk.Image) -> np.ndarray:
+    """The single-channel volume at ``path`` resampled (linearly) onto ``reference``'s grid, as (I, J, K)."""
+    image = sitk.ReadImage(path, sitk.sitkFloat32)
+    if image.GetDimension() == 3 and Geometry.of(reference).mismatch(Geometry.of(image)) is not None:
+        image = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    return _array(image, path)
+
+
+def read_case(path: str, sequences: Sequence[str]) -> tuple[np.ndarray, Geometry]:
+    """Read a case as float32 (C, I, J, K) on its first sequence's grid.
+
+    With ``sequences``, a file named as the first sequence brings its case's other sequences (resampled onto its
+    grid when theirs differs); any other file is read as it is (an already stacked multi-channel volume).
+    """
+    if not sequences or split_sequence_name(path, sequences[0]) is None:
+        array, geometry = read_volume(path)
+        return array.astype(np.float32, copy=False), geometry
+    try:
+        files = sequence_files(path, sequences)
+    except MissingSequenceError as e:
+        raise VolumeReadError(str(e)) from e
+    try:
+        reference = sitk.ReadImage(files[0], sitk.sitkFloat32)
+        channels = [_array(reference, files[0])] + [on_grid(f, reference) for f in files[1:]]
+    except RuntimeError as e:
+        raise VolumeReadError(f"cannot read the sequences of {os.path.basename(path)} (damaged or not volumes)") from e
+    return np.ascontiguousarray(np.stack(channels)), Geometry.of(reference)
+
+
 class LoadVolume(Transform):
     """Read a volume as a float32 (C, I, J, K) array and its :class:`Geometry`.
 
     Args:
         channels: expected number of channels; None accepts any.
+        sequences: a multi-sequence case's sequences (:func:`read_case`); empty for one file per case.
     """
 
-    def __init__(self, channels: int | None = None) -> None:
+    def __init__(self, channels: int | None = None, sequences: Sequence[str] = ()) -> None:
         self.channels = channels
+        self.sequences = tuple(sequences)
 
     def __call__(self, path: str) -> tuple[np.ndarray, Geometry]:
-        array, geometry = read_volume(path)
+        array, geometry = read_case(path, self.sequences)
         if self.channels is not None and array.shape[0] != self.channels:
             raise VolumeReadError(
                 f"{os.path.basename(str(path))} has {array.shape[0]} channel(s); the model takes {self.channels}"
@@ -98,11 +136,12 @@ class LoadVolumed(MapTransform):
     Args:
         keys: image key first, then label keys.
         channels: expected channels of the first key.
+        sequences: the image's sequences when a case is several files (:func:`read_case`).
     """
 
-    def __init__(self, keys: Sequence[Hashable], channels: int | None = None) -> None:
+    def __init__(self, keys: Sequence[Hashable], channels: int | None = None, sequences: Sequence[str] = ()) -> None:
         super().__init__(keys)
-        self.image_loader = LoadVolume(channels)
+        self.image_loader = LoadVolume(channels, sequences)
         self.label_loader = LoadVolume(1)
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:

@@ -65,6 +65,7 @@ def test_model_dir_defaults_to_app_model_folder(tmp_path: Path) -> None:
         ("tracking_uri", "http://mlflow:5000", "tracking_uri", "http://mlflow:5000"),
         ("model_dir", "/somewhere/models", "model_dir", "/somewhere/models"),
         ("auth", "OFF", "auth", "off"),
+        ("sequences", "t2f, t1c,t1n,t2w", "sequences", ("t2f", "t1c", "t1n", "t2w")),
         ("token_minutes", "30", "token_minutes", 30.0),
         ("max_upload_mb", "64", "max_upload_mb", 64),
         ("max_voxels", "1000", "max_voxels", 1000),
@@ -160,6 +161,9 @@ def test_unknown_key_names_key_and_lists_accepted_keys(tmp_path: Path) -> None:
         ({"network": "segresnet", "patch_size": "20,20,20"}, "patch_size"),
         ({"network": "unet", "patch_size": "24,24,24"}, "patch_size"),
         ({"auth": "on"}, "auth"),
+        ({"sequences": "t2f,t2f"}, "sequences"),
+        ({"sequences": "t2f,../x"}, "sequences"),
+        ({"sequences": "t2f,t1c", "channels": "3"}, "channels"),
         ({"token_minutes": "0"}, "token_minutes"),
         ({"max_upload_mb": "-1"}, "max_upload_mb"),
         ({"max_voxels": "lots"}, "max_voxels"),
@@ -237,3 +241,8 @@ def test_login_cannot_be_both_on_and_off(tmp_path: Path) -> None:
     assert parse_config({"users": str(users)}, str(tmp_path)).users == str(users)
     with pytest.raises(ConfigError, match="^--conf auth 'off' is not accepted: expected auto when --conf users"):
         parse_config({"users": str(users), "auth": "off"}, str(tmp_path))
+
+
+def test_sequences_set_the_channels(tmp_path: Path) -> None:
+    assert parse_config({"sequences": "t2f,t1c,t1n,t2w"}, str(tmp_path)).channels == 4
+    assert parse_config({"sequences": "t2f,t1c", "channels": "2"}, str(tmp_path)).channels == 2

@@ -99,7 +99,7 @@ def inference_routes(instance: MONAILabelApp) -> APIRouter:
             raise HTTPException(406, "sessions are off on this server")
         with received(files[0], "image") as path:
             try:
-                check_image(path, instance.config.channels, instance.config.max_voxels)
+                check_image(path, instance.config.channels, instance.config.max_voxels)  # one stacked volume
             except InvalidUploadError as e:
                 raise HTTPException(422, f"image refused: {e}") from None
             session_id, info = sessions.add_session(path, expiry)

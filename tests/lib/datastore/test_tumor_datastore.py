@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 from lib.config import TumorConfig
 from lib.datastore import TumorDatastore
 from lib.transforms.volume_io import read_volume
-from tests.synthetic import SyntheticCase, write_case
+from tests.synthetic import SyntheticCase, write_case, write_sequences
 
 CaseWriter = Callable[..., SyntheticCase]
 
@@ -206,3 +207,48 @@ def test_save_label_for_unknown_image_is_not_found(studies: Path, config: TumorC
     assert error.value.status_code == 404
     assert "'missing' is not in the datastore" in error.value.detail
     assert snapshot(studies) == before
+
+
+SEQUENCES = "t2f,t1c,t1n,t2w"
+
+
+def test_multi_sequence_cases_are_one_image_each(tmp_path: Path, make_config, caplog) -> None:
+    """Flat files in BraTS 2023 and 2021 naming, one folder per case, and a stacked file: one image per case, whose
+    file is the first sequence (what Slicer downloads and annotators label)."""
+    folder = tmp_path / "studies"
+    names = ("t2f", "t1c", "t1n", "t2w")
+    dash = write_sequences(str(folder), "BraTS-GLI-00001-000", seed=1, sequences=names, layout="-")
+    under = write_sequences(str(folder), "BraTS2021_01646", seed=2, sequences=names, layout="_")
+    nested = write_sequences(str(folder), "case3", seed=3, sequences=names, layout="/")
+    write_case(str(folder), "stacked", seed=4, channels=4, modality="mr", label_folder=str(tmp_path / "l"))
+    write_sequences(str(folder), "incomplete", seed=5, sequences=names[:2], layout="-")
+    config = make_config(sequences=SEQUENCES, modality="mr")
+    assert config.channels == 4
+
+    datastore = TumorDatastore(str(folder), config)
+
+    assert sorted(datastore.list_images()) == [
+        "BraTS-GLI-00001-000",
+        "BraTS2021_01646",
+        "case3",
+        "incomplete",
+        "stacked",
+    ]
+    assert datastore.get_image_uri("BraTS-GLI-00001-000") == os.path.realpath(dash.image_path)
+    assert datastore.get_image_uri("BraTS2021_01646") == os.path.realpath(under.image_path)
+    assert datastore.get_image_uri("case3") == os.path.realpath(nested.image_path)
+    assert "case incomplete lacks sequence(s) t1n, t2w" in caplog.text
+
+    # A label lies on the first sequence's grid and is listed after a restart.
+    label = label_file(dash.label, dash.image_path, tmp_path / "label.nii.gz")
+    datastore.save_label("BraTS-GLI-00001-000", label, DefaultLabelTag.FINAL, {})
+    again = TumorDatastore(str(folder), config)
+    assert [os.path.basename(d["image"]) for d in again.datalist()] == ["BraTS-GLI-00001-000-t2f.nii.gz"]
+
+    # One sequence uploaded alone (the server saves an upload as <id>.<ext>) is refused, naming what the app needs.
+    upload = tmp_path / "single.nii.gz"
+    upload.write_bytes(Path(dash.image_path).read_bytes())
+    with pytest.raises(HTTPException) as refused:
+        datastore.add_image("single", str(upload), {})
+    assert refused.value.status_code == 422
+    assert "takes the sequences t2f, t1c, t1n, t2w as 4 channels" in refused.value.detail

@@ -1,0 +1,53 @@
+"""Multi-sequence cases: the files of one case, found from its first sequence (read by
+:func:`lib.transforms.volume_io.read_case`).
+
+A case's sequences are flat files ``<case>-<seq>.<ext>`` or ``<case>_<seq>.<ext>`` (BraTS 2023 and 2021 naming) or
+a folder ``<case>/<seq>.<ext>``; extensions ``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha``. Every sequence is put on the
+first sequence's grid, which is the grid annotators see and label.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
+SEPARATORS = ("-", "_", "/")  # flat files <case>-<seq>, <case>_<seq>; one folder per case <case>/<seq>
+
+
+class MissingSequenceError(ValueError):
+    """A case lacks sequences, or a file is not named as a case's first sequence; the message says which."""
+
+
+def split_sequence_name(path: str, sequence: str) -> tuple[str, str] | None:
+    """``(prefix, separator)`` when ``path`` is ``<prefix><separator><sequence><suffix>``, else None."""
+    for suffix in VOLUME_SUFFIXES:
+        for separator in SEPARATORS:
+            ending = f"{separator}{sequence}{suffix}"
+            if path.endswith(ending) and len(path) > len(ending):
+                return path[: -len(ending)], separator
+    return None
+
+
+def sequence_files(path: str, sequences: Sequence[str]) -> list[str]:
+    """The files of the case whose first sequence is ``path``, in ``sequences`` order.
+
+    Raises:
+        MissingSequenceError: ``path`` is not named as a first sequence, or the case lacks sequences (named).
+    """
+    split = split_sequence_name(path, sequences[0])
+    if split is None:
+        raise MissingSequenceError(f"{os.path.basename(path)} is not named <case>-{sequences[0]}.<ext>")
+    prefix, separator = split
+    files, missing = [path], []
+    for sequence in sequences[1:]:
+        found = [f"{prefix}{separator}{sequence}{s}" for s in VOLUME_SUFFIXES]
+        found = [f for f in found if os.path.isfile(f)]
+        if found:
+            files.append(found[0])
+        else:
+            missing.append(sequence)
+    if missing:
+        case = os.path.basename(prefix)
+        raise MissingSequenceError(f"case {case} lacks sequence(s) {', '.join(missing)} (needs {', '.join(sequences)})")
+    return files
