@@ -8,11 +8,13 @@ app's ``segmentation`` model (SegResNet, 96^3 windows, untrained offline) and th
 
 Cases: STS sarcoma CT (``../shared/data/sts``) and the 4-sequence BraTS case (``../shared/data/brats_unlabeled``,
 stacked into one 4D image; our app runs with ``channels 4``, stock gets its FLAIR alone because its model takes
-one channel). The BraTS case runs a second time as its four files (``--conf sequences t1n,t1c,t2w,t2f``), which
-the server reads and stacks on every request. The table also gives the first request to each server (it loads the
-network), before the timed ones. Ours serves what it would serve a new user: the shipped CT model for CT, and for the 4-channel case
-randomly initialised weights (latency does not depend on the weight values). Every request is timed after the
-server's start-up scoring has finished, so it has the machine to itself, and after one warm-up request.
+one channel). STS_001 also comes as a DICOM CT series from a real Orthanc PACS over DICOMweb (``ours dicom``;
+skipped where Orthanc is not installed). The BraTS case runs a second time as its four files (``--conf sequences
+t1n,t1c,t2w,t2f``), which the server reads and stacks on every request. The table also gives the first request to
+each server (it loads the network), before the timed ones. Ours serves what it would serve a new user: the shipped
+CT model for CT, and for the 4-channel case randomly initialised weights (latency does not depend on the weight
+values). Every request is timed after the server's start-up scoring has finished, so it has the machine to itself,
+and after one warm-up request.
 
 With a CUDA device, the same cases run again on it (``--conf device cuda``, AMP); without one that part is skipped
 with a message.
@@ -40,6 +42,7 @@ import SimpleITK as sitk
 import torch
 from monailabel.client import MONAILabelClient
 
+from benchmarks import orthanc
 from benchmarks.report import save_report
 from benchmarks.server import APP, ROOT, STOCK_APP, start_server, stop_server, wait_until_up
 from lib.checkpoint import publish_checkpoint, serving_checkpoint
@@ -252,6 +255,20 @@ def main() -> None:
             )
         if len(devices) == 1:
             print("No CUDA device: the GPU part is skipped.")
+        dicom = os.path.join(SHARED, "sts_dicom", "STS_001")
+        if orthanc.MISSING or not os.path.isdir(dicom):
+            print(f"The DICOMweb part is skipped: {orthanc.MISSING or dicom + ' is absent'}")
+        else:  # STS_001's CT series served by a real PACS (Orthanc) over DICOMweb, to the shipped CT model
+            pacs_process, pacs = orthanc.start_orthanc(os.path.join(tmp, "orthanc"))
+            try:
+                orthanc.upload(pacs, dicom)
+                series = [(uid, "STS_001 DICOM CT") for uid in orthanc.series_uids(pacs, "CT")]
+                conf = ours_conf(tmp, "dicom", "cpu", {})
+                log = os.path.join(tmp, "ours-dicom.log")
+                options = {"keep_largest": args.keep_largest}
+                timings += run_server(APP, f"{pacs}/dicom-web", conf, series, "ours dicom", args.repeats, log, options)
+            finally:
+                orthanc.stop_orthanc(pacs_process)
         if not args.no_stock:
             flair = os.path.join(SHARED, "brats_unlabeled", f"{BRATS}-t2f.nii.gz")
             stock_studies = studies_with(tmp, "stock", {**ct, BRATS: flair})
@@ -277,7 +294,7 @@ def report(timings: list[Timing], args: argparse.Namespace) -> None:
     for t in timings:
         ratio = f"{stock[t.case].end_to_end / t.end_to_end:.1f}x" if t.case in stock and t.server != "stock cpu" else ""
         lines.append(
-            f"{t.server:<11}{t.case:<22}{t.size:>22}{t.first:>9.2f}{t.end_to_end:>13.2f}"
+            f"{t.server:<11}{t.case[-21:]:<22}{t.size:>22}{t.first:>9.2f}{t.end_to_end:>13.2f}"
             + "".join(f"{t.stages[s]:>10.2f}" for s in STAGES)
             + f"{t.outside_network:>12.0%}{t.peak_rss_mb:>12.0f}{ratio:>11}"
         )

@@ -1,0 +1,41 @@
+"""Images from a PACS: a real Orthanc over DICOMweb, with no internet."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from monailabel.client import MONAILabelClient
+
+from benchmarks.orthanc import MISSING, start_orthanc, stop_orthanc, upload
+from benchmarks.server import APP, start_server, stop_server, wait_until_up
+
+pytestmark = [pytest.mark.integration, pytest.mark.skipif(MISSING is not None, reason=MISSING or "")]
+
+SERIES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "sts_dicom", "STS_001")
+
+
+@pytest.mark.skipif(not os.path.isdir(SERIES), reason="needs ../shared/data/sts_dicom (a real CT series)")
+def test_server_starts_offline_on_a_pacs_and_segments_a_ct_series(tmp_path) -> None:
+    orthanc, pacs = start_orthanc(str(tmp_path / "orthanc"))
+    try:
+        assert upload(pacs, SERIES) == 60  # 59 CT slices and the RTSTRUCT
+        conf = {"device": "cpu", "model_dir": str(tmp_path / "model")}  # the shipped CT model
+        process, url = start_server(APP, f"{pacs}/dicom-web", conf, str(tmp_path / "server.log"))
+        try:
+            # Up behind a dead proxy: MONAI Label would have downloaded its DICOM-SEG tool (dcmqi) at start-up and
+            # failed; the pinned dcmqi package installs it.
+            wait_until_up(process, url)
+            client = MONAILabelClient(url, tmpdir=str(tmp_path))
+            sample = client.next_sample("random", {})
+            assert sample["id"]
+            path, params = client.infer("segmentation", sample["id"], {"result_extension": ".nrrd"})
+            result = sitk.ReadImage(path)
+            assert result.GetSize()[2] == 59  # on the series' own grid
+            assert np.count_nonzero(sitk.GetArrayFromImage(result)) > 1000 and params["label_names"] == {"tumor": 1}
+        finally:
+            stop_server(process)
+    finally:
+        stop_orthanc(orthanc)
