@@ -9,6 +9,7 @@ from typing import Any
 import requests
 from fastapi import HTTPException
 from monailabel.config import settings
+from monailabel.datastore.dicom import DICOMWebDatastore
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.infer_v2 import InferTask
@@ -20,6 +21,7 @@ from lib.activelearning import strategies
 from lib.checkpoint import CheckpointError
 from lib.config import TumorConfig, parse_config
 from lib.datastore import VOLUME_EXTENSIONS, TumorDatastore
+from lib.datastore.dicomweb import TumorDicomDatastore
 from lib.infers import ClickSegmentationInfer, InteractionError, ModelNotTrainedError, SegmentationInfer
 from lib.networks.precision import describe
 from lib.priority import LOW_PRIORITY
@@ -60,7 +62,18 @@ class TumorApp(MONAILabelApp):
 
     def init_datastore(self) -> Datastore:
         if self.studies.startswith(("http://", "https://")):
-            return super().init_datastore()
+            stock = super().init_datastore()
+            if not isinstance(stock, DICOMWebDatastore):
+                return stock
+            # The same PACS, client and settings, with the checks of lib.datastore.dicomweb.
+            return TumorDicomDatastore(
+                self.config,
+                client=stock._client,
+                search_filter=stock._search_filter,
+                cache_path=(settings.MONAI_LABEL_DICOMWEB_CACHE_PATH or "").strip() or None,
+                fetch_by_frame=stock._fetch_by_frame,
+                convert_to_nifti=stock._convert_to_nifti,
+            )
         return TumorDatastore(
             self.studies,
             self.config,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi import HTTPException
@@ -13,11 +14,25 @@ from monailabel.datastore.local import LocalDatastore
 
 from lib.config import TumorConfig
 from lib.datastore.names import InvalidNameError, check_name, check_tag
-from lib.datastore.validation import InvalidUploadError, check_image, check_label, image_geometry, remap_label
+from lib.datastore.validation import InvalidUploadError, app_label, check_image, image_geometry
 from lib.transforms.sequences import VOLUME_SUFFIXES, MissingSequenceError, sequence_files, split_sequence_name
 from lib.transforms.volume_io import write_label
 
 logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def checked_label(
+    config: TumorConfig, image_id: str, label_path: str, image_path: str, label_info: dict[str, Any] | None
+) -> Iterator[str]:
+    """The submitted label checked and written with the app's values on its image's grid, in a temporary folder
+    (422 naming the problem otherwise)."""
+    try:
+        array = app_label(label_path, image_path, config.labels, label_info, config.max_voxels)
+    except InvalidUploadError as e:
+        raise HTTPException(422, f"label refused: {e}") from e
+    with tempfile.TemporaryDirectory() as folder:
+        yield write_label(array, image_geometry(image_path), os.path.join(folder, f"{image_id}.nii.gz"))
 
 
 def case_files(folder: str, files: Iterable[str], sequences: Sequence[str]) -> list[str]:
@@ -95,19 +110,7 @@ class TumorDatastore(LocalDatastore):
         if image_id not in self._datastore.objects:
             raise HTTPException(404, f"image {image_id!r} is not in the datastore")
         image_path = self.get_image_uri(image_id)
-        try:
-            array = check_label(label_filename, image_path, num_labels=255, max_voxels=self.tumor.max_voxels)
-            if label_info and label_info.get("label_info"):
-                array = remap_label(array, label_info["label_info"], self.tumor.labels)
-            elif array.max() > len(self.tumor.labels):
-                raise InvalidUploadError(
-                    f"label holds value {int(array.max())}; accepted values are 0..{len(self.tumor.labels)}"
-                )
-        except InvalidUploadError as e:
-            raise HTTPException(422, f"label refused: {e}") from e
-        geometry = image_geometry(image_path)
-        with tempfile.TemporaryDirectory() as folder:
-            path = write_label(array, geometry, os.path.join(folder, f"{image_id}.nii.gz"))
+        with checked_label(self.tumor, image_id, label_filename, image_path, label_info) as path:
             return super().save_label(image_id, path, label_tag, label_info)
 
     def _to_id(self, file: str) -> tuple[str, str]:

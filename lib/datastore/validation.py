@@ -190,3 +190,24 @@ def remap_label(array: np.ndarray, label_info: Sequence[dict[str, Any]], labels:
     if unknown:
         raise InvalidUploadError(f"label values {unknown} have no entry in label_info")
     return mapping[array]
+
+
+def app_label(
+    label_path: str, image_path: str, labels: Sequence[str], label_info: dict[str, Any] | None, max_voxels: int
+) -> np.ndarray:
+    """A submitted label as the app's values: checked against its image, segments mapped by name.
+
+    Args:
+        label_path: the submitted labelmap.
+        image_path: its image.
+        labels: the app's label names (value ``i + 1`` for ``labels[i]``).
+        label_info: the submit's params; its ``label_info`` (``[{"name", "idx"}]``, as 3D Slicer sends) names the
+            segment values. Without it, values must already be 0..K.
+        max_voxels: the largest volume accepted.
+    """
+    array = check_label(label_path, image_path, num_labels=255, max_voxels=max_voxels)
+    if label_info and label_info.get("label_info"):
+        return remap_label(array, label_info["label_info"], labels)
+    if array.max() > len(labels):
+        raise InvalidUploadError(f"label holds value {int(array.max())}; accepted values are 0..{len(labels)}")
+    return array

@@ -9,11 +9,13 @@ import pytest
 import SimpleITK as sitk
 from monailabel.client import MONAILabelClient
 
-from benchmarks.orthanc import MISSING, start_orthanc, stop_orthanc, upload
+from benchmarks.orthanc import MISSING, series_uids, start_orthanc, stop_orthanc, upload
 from benchmarks.server import APP, start_server, stop_server, wait_until_up
+from tests.apps.test_server import LABEL_INFO, error_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(MISSING is not None, reason=MISSING or "")]
 
+WRONG_NAME = {"label_info": [{"name": "mass", "idx": 1}]}
 SERIES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "sts_dicom", "STS_001")
 
 
@@ -35,6 +37,16 @@ def test_server_starts_offline_on_a_pacs_and_segments_a_ct_series(tmp_path) -> N
             result = sitk.ReadImage(path)
             assert result.GetSize()[2] == 59  # on the series' own grid
             assert np.count_nonzero(sitk.GetArrayFromImage(result)) > 1000 and params["label_names"] == {"tumor": 1}
+
+            # A submit goes through the folder datastore's checks before anything reaches the PACS.
+            message = error_of(lambda: client.save_label(sample["id"], path, params=WRONG_NAME))
+            assert "Status: 422" in message and "segment 'mass' is not a label of this app" in message
+            assert series_uids(pacs, "SEG") == []
+            client.save_label(sample["id"], path, params=LABEL_INFO)
+            assert len(series_uids(pacs, "SEG")) == 1  # stored in the PACS as DICOM SEG
+            datastore = client.info()["datastore"]
+            assert (datastore["total"], datastore["completed"]) == (1, 1)  # at once, so Train is enabled
+            assert not client.next_sample("random", {}).get("id")  # the labelled series is not offered again
         finally:
             stop_server(process)
     finally:
