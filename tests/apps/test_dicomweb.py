@@ -11,7 +11,7 @@ from monailabel.client import MONAILabelClient
 
 from benchmarks.orthanc import MISSING, series_uids, start_orthanc, stop_orthanc, upload
 from benchmarks.server import APP, start_server, stop_server, wait_until_up
-from tests.apps.test_server import LABEL_INFO, error_of
+from tests.apps.test_server import LABEL_INFO, TERMINAL, error_of, poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(MISSING is not None, reason=MISSING or "")]
 
@@ -24,7 +24,8 @@ def test_server_starts_offline_on_a_pacs_and_segments_a_ct_series(tmp_path) -> N
     orthanc, pacs = start_orthanc(str(tmp_path / "orthanc"))
     try:
         assert upload(pacs, SERIES) == 60  # 59 CT slices and the RTSTRUCT
-        conf = {"device": "cpu", "model_dir": str(tmp_path / "model")}  # the shipped CT model
+        # The shipped CT model; one short training run.
+        conf = {"device": "cpu", "model_dir": str(tmp_path / "model"), "click_epochs": "0", "train_minutes": "2"}
         process, url = start_server(APP, f"{pacs}/dicom-web", conf, str(tmp_path / "server.log"))
         try:
             # Up behind a dead proxy: MONAI Label would have downloaded its DICOM-SEG tool (dcmqi) at start-up and
@@ -47,6 +48,23 @@ def test_server_starts_offline_on_a_pacs_and_segments_a_ct_series(tmp_path) -> N
             datastore = client.info()["datastore"]
             assert (datastore["total"], datastore["completed"]) == (1, 1)  # at once, so Train is enabled
             assert not client.next_sample("random", {}).get("id")  # the labelled series is not offered again
+        finally:
+            stop_server(process)
+
+        # After a restart the counts still hold, and training runs on the series and its SEG from the PACS.
+        process, url = start_server(APP, f"{pacs}/dicom-web", conf, str(tmp_path / "restart.log"))
+        try:
+            wait_until_up(process, url)
+            client = MONAILabelClient(url, tmpdir=str(tmp_path))
+            datastore = client.info()["datastore"]
+            assert (datastore["total"], datastore["completed"]) == (1, 1)
+            started = client.train_start("segmentation", {"max_epochs": 1})
+            status = poll(
+                lambda: (s := client.train_status()) and s.get("id") == started["id"] and s["status"] in TERMINAL and s,
+                "training to end",
+            )
+            assert status["status"] == "DONE", (tmp_path / "restart.log").read_text(errors="replace")[-3000:]
+            assert client.info()["train_stats"]["segmentation"]["cases"] == {"train": 1, "val": 0}
         finally:
             stop_server(process)
     finally:
