@@ -55,6 +55,8 @@ class TumorConfig:
         window_voxels: largest sliding window at inference, validation and scoring, in voxels: the whole image in
             one window when it fits, else fewer, larger windows than the training patch.
         channels: number of image channels (sequences) the network takes.
+        outline_names: expert outline names (RTSTRUCT ROI names in a PACS) and the label each stands for, e.g.
+            ``(("GTV_Mass_CT", "tumor"),)``; names equal to a label (ignoring case) need no entry.
         sequences: names of the sequences of a multi-sequence case, in channel order (``t2f,t1c,t1n,t2w``); the
             first is the one annotators read and label. Empty: each image file is one case.
         network: ``"segresnet"`` (default) or ``"unet"``.
@@ -102,6 +104,7 @@ class TumorConfig:
     window_voxels: int = 160 * 160 * 64
     channels: int = 1
     sequences: tuple[str, ...] = ()
+    outline_names: tuple[tuple[str, str], ...] = ()
     network: str = "segresnet"
     features: int = 8
     dropout: float = 0.2
@@ -132,6 +135,12 @@ class TumorConfig:
     def num_classes(self) -> int:
         """Network output channels: background plus one per label."""
         return len(self.labels) + 1
+
+    @property
+    def outline_values(self) -> dict[str, int]:
+        """Lower-case expert outline name -> label value: the labels' own names and the ``outline_names``."""
+        values = {name.lower(): value for name, value in self.label_values.items()}
+        return {**values, **{outline.lower(): self.label_values[label] for outline, label in self.outline_names}}
 
     @property
     def label_values(self) -> dict[str, int]:
@@ -233,6 +242,13 @@ def _sequences(value: str) -> tuple[str, ...]:
     return names
 
 
+def _outline_names(value: str) -> tuple[tuple[str, str], ...]:
+    pairs = [p.partition("=") for p in value.split(",") if p.strip()]
+    if not pairs or any(not name.strip() or not label.strip() or not eq for name, eq, label in pairs):
+        raise _fail("outline_names", value, "comma-separated OUTLINE=LABEL pairs, e.g. 'GTV_Mass_CT=tumor'")
+    return tuple((name.strip(), label.strip()) for name, _, label in pairs)
+
+
 def _choice(key: str, value: str, choices: tuple[str, ...]) -> str:
     if value.lower() not in choices:
         raise _fail(key, value, "one of " + ", ".join(choices))
@@ -300,6 +316,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "window_voxels": lambda v: _scalar("window_voxels", v, _positive_int, "a positive number of voxels"),
     "channels": lambda v: _scalar("channels", v, _positive_int, "a positive integer"),
     "sequences": _sequences,
+    "outline_names": lambda v: _outline_names(v),
     "network": lambda v: _choice("network", v, tuple(NETWORKS)),
     "features": lambda v: _scalar("features", v, _positive_int, "a positive integer"),
     "dropout": lambda v: _scalar("dropout", v, _dropout, "a probability strictly between 0 and 1"),
@@ -404,6 +421,11 @@ def parse_config(conf: Mapping[str, str], app_dir: str) -> TumorConfig:
         config = dataclasses.replace(config, checkpoint=shipped_checkpoint(config, app_dir))
     if config.checkpoint and not os.path.isfile(config.checkpoint):
         raise _fail("checkpoint", config.checkpoint, "the path of an existing checkpoint file")
+    unknown = [label for _, label in config.outline_names if label not in config.labels]
+    if unknown:
+        raise _fail(
+            "outline_names", str(unknown), f"pairs whose LABEL is one of the labels: {', '.join(config.labels)}"
+        )
     if config.users and config.auth == "off":
         raise _fail("auth", "off", "auto when --conf users is given (login cannot be both on and off)")
     if config.users and not os.path.isfile(config.users):

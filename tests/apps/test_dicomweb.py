@@ -11,7 +11,7 @@ from monailabel.client import MONAILabelClient
 
 from benchmarks.orthanc import MISSING, series_uids, start_orthanc, stop_orthanc, upload
 from benchmarks.server import APP, start_server, stop_server, wait_until_up
-from tests.apps.test_server import LABEL_INFO, TERMINAL, error_of, poll
+from tests.apps.test_server import LABEL_INFO, error_of, train
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(MISSING is not None, reason=MISSING or "")]
 
@@ -58,14 +58,46 @@ def test_server_starts_offline_on_a_pacs_and_segments_a_ct_series(tmp_path) -> N
             client = MONAILabelClient(url, tmpdir=str(tmp_path))
             datastore = client.info()["datastore"]
             assert (datastore["total"], datastore["completed"]) == (1, 1)
-            started = client.train_start("segmentation", {"max_epochs": 1})
-            status = poll(
-                lambda: (s := client.train_status()) and s.get("id") == started["id"] and s["status"] in TERMINAL and s,
-                "training to end",
-            )
+            status = train(client, {"max_epochs": 1})
             assert status["status"] == "DONE", (tmp_path / "restart.log").read_text(errors="replace")[-3000:]
             assert client.info()["train_stats"]["segmentation"]["cases"] == {"train": 1, "val": 0}
         finally:
             stop_server(process)
+    finally:
+        stop_orthanc(orthanc)
+
+
+@pytest.mark.skipif(not os.path.isdir(SERIES), reason="needs ../shared/data/sts_dicom (a real CT series)")
+def test_expert_rtstruct_in_the_pacs_is_a_label(tmp_path) -> None:
+    """STS_001's RTSTRUCT (ROI GTV_Mass_CT) becomes its final label through --conf outline_names."""
+    orthanc, pacs = start_orthanc(str(tmp_path / "orthanc"))
+    try:
+        upload(pacs, SERIES)
+        conf = {"device": "cpu", "model_dir": str(tmp_path / "model"), "click_epochs": "0", "train_minutes": "2"}
+        cache = str(tmp_path / "cache")
+        env = {"MONAI_LABEL_DICOMWEB_CACHE_PATH": cache}
+        for names, completed in (({}, 0), ({"outline_names": "GTV_Mass_CT=tumor"}, 1)):
+            process, url = start_server(APP, f"{pacs}/dicom-web", {**conf, **names}, str(tmp_path / "log"), env=env)
+            try:
+                wait_until_up(process, url)
+                client = MONAILabelClient(url, tmpdir=str(tmp_path))
+                assert client.info()["datastore"]["completed"] == completed  # a ROI named otherwise is not used
+                if not completed:
+                    continue
+                uid = series_uids(pacs, "CT")[0]
+                predicted, _ = client.infer("segmentation", uid, {})
+                status = train(client, {"max_epochs": 1})
+                assert status["status"] == "DONE", (tmp_path / "log").read_text(errors="replace")[-3000:]
+            finally:
+                stop_server(process)
+        # The converted outline lies on the series' grid and agrees with the shipped model's segmentation.
+        labels = [
+            os.path.join(p, f) for p, _, fs in os.walk(cache) for f in fs if p.endswith(os.path.join("labels", "final"))
+        ]
+        assert len(labels) == 1
+        outline = sitk.GetArrayFromImage(sitk.ReadImage(labels[0])) > 0
+        prediction = sitk.GetArrayFromImage(sitk.ReadImage(predicted)) > 0
+        assert outline.shape == prediction.shape and outline.sum() > 1000
+        assert 2 * (outline & prediction).sum() / (outline.sum() + prediction.sum()) > 0.6
     finally:
         stop_orthanc(orthanc)

@@ -20,7 +20,7 @@ from lib.auth import Role, UserStore, issue_token
 from lib.server.policy import RULES
 from tests.apps.conftest import TINY
 from tests.apps.slicer import SlicerLogic, slicer_client_module
-from tests.apps.test_server import LABEL_INFO, TERMINAL, poll
+from tests.apps.test_server import LABEL_INFO, poll, train
 from tests.synthetic import SyntheticCase, write_case
 
 pytestmark = pytest.mark.integration
@@ -109,11 +109,7 @@ def test_slicer_module_logs_in_and_runs_the_loop(secure: SecureServer, tmp_path)
     def slicer_options(section: str, name: str) -> dict[str, Any]:
         return {k: v[0] if isinstance(v, list) else v for k, v in info[section][name]["config"].items()}
 
-    started = client.train_start("segmentation", {**slicer_options("trainers", "segmentation"), "max_epochs": 1})
-    status = poll(
-        lambda: (s := client.train_status()) and s.get("id") == started["id"] and s["status"] in TERMINAL and s,
-        "training to end",
-    )
+    status = train(client, {**slicer_options("trainers", "segmentation"), "max_epochs": 1})
     assert status["status"] == "DONE"
     options = {**slicer_options("models", "segmentation"), "result_extension": ".nrrd", "result_dtype": "uint8"}
     result, params = client.infer("segmentation", "case2", options)

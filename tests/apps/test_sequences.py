@@ -16,7 +16,7 @@ from benchmarks.interactive import LABEL_INFO, SLICER
 from benchmarks.server import APP, start_server, stop_server, wait_until_up
 from tests.apps.conftest import TINY
 from tests.apps.test_interactive import result, scribble_file
-from tests.apps.test_server import TERMINAL, assert_same_grid, error_of, poll
+from tests.apps.test_server import assert_same_grid, error_of, train
 from tests.synthetic import write_sequences
 
 pytestmark = pytest.mark.integration
@@ -49,11 +49,7 @@ def test_multi_sequence_cases_through_the_whole_loop(tmp_path) -> None:
         with open(cases["case3"].image_path, "rb") as f:
             assert download.content == f.read()
 
-        started = client.train_start("segmentation", {"max_epochs": 1})
-        status = poll(
-            lambda: (s := client.train_status()) and s.get("id") == started["id"] and s["status"] in TERMINAL and s,
-            "training to end",
-        )
+        status = train(client, {"max_epochs": 1})
         assert status["status"] == "DONE", open(tmp_path / "server.log").read()[-3000:]
         path, _ = client.infer("segmentation", "case3", {"result_extension": ".nrrd"})
         assert_same_grid(sitk.ReadImage(path), cases["case3"].image_path)

@@ -31,11 +31,12 @@ def poll(condition, what: str, deadline_s: float = 300, every_s: float = 1.0) ->
     pytest.fail(f"timed out after {deadline_s} s waiting for {what}")
 
 
-def train(server: Server, params: dict[str, Any]) -> dict[str, Any]:
-    """Start a training run and wait for it to end; returns the final task status."""
-    started = server.client.train_start("segmentation", params)
+def train(client: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Start a training run with ``client`` (MONAI Label's or 3D Slicer's) and wait for it to end; returns the
+    final task status."""
+    started = client.train_start("segmentation", params)
     return poll(
-        lambda: (s := server.client.train_status()) and s.get("id") == started["id"] and s["status"] in TERMINAL and s,
+        lambda: (s := client.train_status()) and s.get("id") == started["id"] and s["status"] in TERMINAL and s,
         "training to end",
     )
 
@@ -129,7 +130,7 @@ def test_annotation_loop(server: Server) -> None:
     assert client.info()["datastore"]["completed"] == 2
 
     # Train reaches DONE, publishes weights, and reports progress as the module reads it.
-    status = train(server, {"max_epochs": 2})
+    status = train(server.client, {"max_epochs": 2})
     assert status["status"] == "DONE", server.log()
     stats = client.info()["train_stats"]["segmentation"]
     assert (stats["epoch"], stats["total_epochs"]) == (2, 2) and "total_time" in stats
@@ -168,7 +169,7 @@ def test_annotation_loop(server: Server) -> None:
     assert "Status: 422" in message and "lies outside the image" in message
 
     # Training with MLflow opted in (sqlite store: MLflow 3 refuses its file store) also ends DONE.
-    status = train(server, {"max_epochs": 1, "tracking": "mlflow"})
+    status = train(server.client, {"max_epochs": 1, "tracking": "mlflow"})
     assert status["status"] == "DONE", server.log()
     assert os.path.isfile(os.path.join(server.model_dir, "mlflow.db"))
     run_id = client.info()["train_stats"]["segmentation"]["run_id"]
