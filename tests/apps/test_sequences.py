@@ -10,6 +10,7 @@ import pytest
 import requests
 import SimpleITK as sitk
 from monailabel.client import MONAILabelClient
+from scipy import ndimage
 
 from benchmarks.annotator import deepest_point, dice, scribbles
 from benchmarks.interactive import LABEL_INFO, SLICER
@@ -103,5 +104,35 @@ def test_real_brats_sequences_in_each_naming(tmp_path, layout: str) -> None:
         mask, image = result(path)
         assert_same_grid(image, str(first))
         assert mask[point] == 1 and 100 < mask.sum() < 0.05 * mask.size
+    finally:
+        stop_server(process)
+
+
+def test_sub_region_labels_through_the_loop(tmp_path) -> None:
+    """--conf labels necrosis,edema on four sequences: submit by segment name, train, segment both."""
+    studies = str(tmp_path / "studies")
+    cases = {
+        f"case{i}": write_sequences(studies, f"case{i}", i, NAMES, "-", label_folder=str(tmp_path / "t"))
+        for i in range(3)
+    }
+    conf = {**TINY, **SEQUENCES, "labels": "necrosis,edema", "model_dir": str(tmp_path / "model")}
+    process, url = start_server(APP, studies, conf, str(tmp_path / "server.log"))
+    try:
+        wait_until_up(process, url)
+        client = MONAILabelClient(url, tmpdir=str(tmp_path))
+        for name in ("case0", "case1"):  # the tumour's core as necrosis, the rest as edema, exported by Slicer
+            truth = cases[name].label.astype(bool)  # segments in Slicer's order: edema first, value 1
+            core = ndimage.binary_erosion(truth, iterations=2)
+            values = np.where(core, 2, np.where(truth, 1, 0)).astype(np.uint8)
+            path = scribble_file(None, name, values, str(tmp_path / f"{name}.nii.gz"), like=cases[name].image_path)
+            client.save_label(
+                name, path, params={"label_info": [{"name": "edema", "idx": 1}, {"name": "necrosis", "idx": 2}]}
+            )
+        stored = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(studies, "labels", "final", "case0.nii.gz")))
+        assert set(np.unique(stored)) == {0, 1, 2} and (stored == 1).sum() < (stored == 2).sum()  # necrosis = 1
+        assert train(client, {"max_epochs": 1})["status"] == "DONE"
+        path, params = client.infer("segmentation", "case2", {"result_extension": ".nrrd"})
+        assert params["label_names"] == {"necrosis": 1, "edema": 2}
+        assert set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(path)))) <= {0, 1, 2}
     finally:
         stop_server(process)
