@@ -7,12 +7,15 @@ import os
 import tempfile
 from typing import Any
 
+import numpy as np
 import SimpleITK as sitk
 from cachetools import TTLCache, cached
 from fastapi import HTTPException
 from monailabel.config import settings
 from monailabel.datastore.dicom import DICOMWebDatastore
 from monailabel.datastore.local import LocalDatastore
+from monailabel.datastore.utils.convert import dicom_to_nifti
+from monailabel.datastore.utils.dicom import dicom_web_download_series
 from monailabel.interfaces.datastore import DefaultLabelTag
 from pydicom import Dataset
 
@@ -31,9 +34,9 @@ class TumorDicomDatastore(DICOMWebDatastore):
     as DICOM SEG, whose counts include a submit at once, and which takes expert RTSTRUCT outlines in the PACS as
     ``final`` labels when a ROI's name is a label's (or maps to one: ``--conf outline_names``).
 
-    A series' own SEG (a submitted label) wins over its RTSTRUCT. RTSTRUCT labels are converted into the local
-    cache when a training run asks for the labelled cases (MONAI Label's SEG download clears the cache's other
-    labels first, so they are converted again each time: a few tenths of a second per series).
+    Expert SEGs count the same way: by their segments' names, mapped to the app's values. A series' SEG (a
+    submitted label) wins over its RTSTRUCT. Labels are converted into the local cache, once per source series,
+    when a training run asks for the labelled cases.
 
     Args:
         config: the app configuration.
@@ -60,11 +63,7 @@ class TumorDicomDatastore(DICOMWebDatastore):
             info = {**label_info, "label_info": [{"name": name, "idx": value} for name, value in values.items()]}
             label_id = super().save_label(image_id, path, label_tag, info, label_id)
         # The lists behind /info's counts and Next Sample are cached for minutes: a submit must show at once.
-        for listing in (
-            DICOMWebDatastore.list_images,
-            DICOMWebDatastore.get_labeled_images,
-            TumorDicomDatastore._outlines,
-        ):
+        for listing in (DICOMWebDatastore.list_images, TumorDicomDatastore._segs, TumorDicomDatastore._outlines):
             listing.cache_clear()
         return label_id
 
@@ -88,23 +87,85 @@ class TumorDicomDatastore(DICOMWebDatastore):
                 )
         return found
 
+    @cached(cache=TTLCache(maxsize=16, ttl=settings.MONAI_LABEL_DICOMWEB_CACHE_EXPIRY))
+    def _segs(self) -> dict[str, tuple[str, dict[int, int]]]:
+        """Image series UID -> (SEG series UID, segment number -> label value) of the SEGs with a segment named as
+        a label (or mapped to one); segments named otherwise are left out of the label."""
+        images, values, found = set(self.list_images()), self.tumor.outline_values, {}
+        for item in self._client.search_for_series(search_filters={"Modality": "SEG"}):
+            series = Dataset.from_json(item)
+            study, uid = str(series.StudyInstanceUID), str(series.SeriesInstanceUID)
+            meta = Dataset.from_json(self._client.retrieve_series_metadata(study, uid)[0])
+            references = meta.get("ReferencedSeriesSequence")
+            image = str(references[0].SeriesInstanceUID) if references else None
+            segments = {int(s.SegmentNumber): str(s.SegmentLabel) for s in getattr(meta, "SegmentSequence", [])}
+            numbers = {number: values.get(name.lower(), 0) for number, name in segments.items()}
+            if image in images and any(numbers.values()):
+                found[image] = (uid, numbers)
+            else:
+                logger.info(
+                    "SEG %s not used as a label: segments %s (labels and --conf outline_names: %s)",
+                    uid,
+                    sorted(segments.values()),
+                    sorted(values),
+                )
+        return found
+
     def get_labeled_images(self, label_tag: str | None = None, labels: list[str] | None = None) -> list[str]:
-        return sorted(set(super().get_labeled_images(label_tag, labels)) | set(self._outlines()))
+        return sorted(set(self._segs()) | set(self._outlines()))
 
     def _download_labeled_data(self) -> None:
-        super()._download_labeled_data()
-        converted = set(LocalDatastore.get_labeled_images(self))  # SEGs just downloaded
-        for image, (study, series) in self._outlines().items():
-            if image in converted:
-                continue
-            image_path = self.get_image_uri(image)
-            self.refresh()  # the converted series is now a local image
-            rtstruct = self._client.retrieve_series(study, series)[0]
-            label = rtstruct_label(rtstruct, sitk.ReadImage(image_path), self.tumor.outline_values)
-            if not label.any():
-                logger.warning("RTSTRUCT %s outlines nothing on series %s: not used", series, image)
-                continue
-            with tempfile.TemporaryDirectory() as folder:
-                path = write_label(label, image_geometry(image_path), os.path.join(folder, f"{image}.nii.gz"))
-                info = {"source": "RTSTRUCT", "SeriesInstanceUID": series}
-                LocalDatastore.save_label(self, image, path, DefaultLabelTag.FINAL, info)
+        """Bring every labelled series and its label into the local cache, the label in the app's values."""
+        segs, outlines = self._segs(), self._outlines()
+        for image in set(LocalDatastore.get_labeled_images(self)) - set(segs) - set(outlines):
+            logger.info("The label of series %s is no longer in the PACS: removed from the cache", image)
+            LocalDatastore.remove_label(self, image, DefaultLabelTag.FINAL)
+        for image, (seg, numbers) in segs.items():
+            if self._cached_from(image) != seg:
+                self._store(image, seg, self._from_seg(image, seg, numbers))
+        for image, (study, series) in outlines.items():
+            if image not in segs and self._cached_from(image) != series:
+                self._store(image, series, self._from_rtstruct(image, study, series))
+
+    def _cached_from(self, image: str) -> str | None:
+        """The PACS series the cached label of ``image`` was made from (None: no cached label)."""
+        if image not in LocalDatastore.get_labeled_images(self):
+            return None
+        return LocalDatastore.get_label_info(self, image, DefaultLabelTag.FINAL).get("SeriesInstanceUID")
+
+    def _store(self, image: str, source: str, label: np.ndarray) -> None:
+        """Cache ``label``, an (I, J, K) label of ``image`` in the app's values made from ``source``, as its final
+        label."""
+        if not label.any():
+            logger.warning("The outline %s of series %s holds no label of this app: not used", source, image)
+            return
+        image_path = self.get_image_uri(image)
+        self.refresh()  # the converted series is now a local image
+        with tempfile.TemporaryDirectory() as folder:
+            path = write_label(label, image_geometry(image_path), os.path.join(folder, f"{image}.nii.gz"))
+            LocalDatastore.save_label(self, image, path, DefaultLabelTag.FINAL, {"SeriesInstanceUID": source})
+
+    def _from_seg(self, image: str, seg: str, numbers: dict[int, int]) -> np.ndarray:
+        """A SEG series on ``image``'s grid, in the app's values (segment numbers mapped by name)."""
+        reference = sitk.ReadImage(self.get_image_uri(image))
+        with tempfile.TemporaryDirectory() as folder:
+            dicom_web_download_series(None, seg, folder, self._client, self._fetch_by_frame)
+            converted = dicom_to_nifti(folder, is_seg=True)  # values = segment numbers
+        try:
+            # A SEG may hold only the frames its segments cover: put it on the whole series' grid.
+            segments = sitk.Resample(
+                sitk.ReadImage(converted), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8
+            )
+        finally:
+            os.remove(converted)
+        array = np.transpose(sitk.GetArrayFromImage(segments), (2, 1, 0))
+        lookup = np.zeros(256, np.uint8)
+        for number, value in numbers.items():
+            if 0 < number < 256:
+                lookup[number] = value
+        return lookup[array]
+
+    def _from_rtstruct(self, image: str, study: str, series: str) -> np.ndarray:
+        """An RTSTRUCT series rasterised on ``image``'s grid, in the app's values."""
+        rtstruct = self._client.retrieve_series(study, series)[0]
+        return rtstruct_label(rtstruct, sitk.ReadImage(self.get_image_uri(image)), self.tumor.outline_values)

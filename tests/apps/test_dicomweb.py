@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 
 import numpy as np
 import pytest
+import requests
 import SimpleITK as sitk
 from monailabel.client import MONAILabelClient
 
@@ -99,5 +102,51 @@ def test_expert_rtstruct_in_the_pacs_is_a_label(tmp_path) -> None:
         prediction = sitk.GetArrayFromImage(sitk.ReadImage(predicted)) > 0
         assert outline.shape == prediction.shape and outline.sum() > 1000
         assert 2 * (outline & prediction).sum() / (outline.sum() + prediction.sum()) > 0.6
+    finally:
+        stop_orthanc(orthanc)
+
+
+@pytest.mark.skipif(not os.path.isdir(SERIES), reason="needs ../shared/data/sts_dicom (a real CT series)")
+def test_expert_seg_in_the_pacs_counts_by_segment_name(tmp_path, monkeypatch) -> None:
+    """A SEG whose segments are 'Mass' and 'Vessel': not a label until 'Mass' is mapped; then 'Mass' alone is."""
+    from monailabel.datastore.utils.convert import dicom_to_nifti, nifti_to_dicom_seg
+
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])  # dcmqi
+    series = tmp_path / "series"
+    shutil.copytree(os.path.join(SERIES, "CT", "image"), series)
+    image = sitk.ReadImage(dicom_to_nifti(str(series)))
+    boxes = np.zeros(sitk.GetArrayFromImage(image).shape, np.uint8)  # (K, J, I)
+    boxes[20:30, 100:150, 100:150], boxes[30:34, 60:90, 60:90] = 1, 2
+    label = sitk.GetImageFromArray(boxes)
+    label.CopyInformation(image)
+    sitk.WriteImage(label, str(tmp_path / "boxes.nii.gz"))
+    seg = nifti_to_dicom_seg(str(series), str(tmp_path / "boxes.nii.gz"), [{"name": "Mass"}, {"name": "Vessel"}])
+
+    orthanc, pacs = start_orthanc(str(tmp_path / "orthanc"))
+    try:
+        upload(pacs, os.path.join(SERIES, "CT", "image"))
+        with open(seg, "rb") as f:
+            requests.post(f"{pacs}/instances", data=f.read(), timeout=60).raise_for_status()
+        cache = str(tmp_path / "cache")
+        conf = {"device": "cpu", "model_dir": str(tmp_path / "model"), "click_epochs": "0", "train_minutes": "2"}
+        for names, completed in (({}, 0), ({"outline_names": "Mass=tumor"}, 1)):
+            log = str(tmp_path / "log")
+            process, url = start_server(
+                APP, f"{pacs}/dicom-web", {**conf, **names}, log, env={"MONAI_LABEL_DICOMWEB_CACHE_PATH": cache}
+            )
+            try:
+                wait_until_up(process, url)
+                client = MONAILabelClient(url, tmpdir=str(tmp_path))
+                assert client.info()["datastore"]["completed"] == completed
+                if completed:
+                    assert train(client, {"max_epochs": 1})["status"] == "DONE"
+            finally:
+                stop_server(process)
+        cached = [
+            os.path.join(p, f) for p, _, fs in os.walk(cache) for f in fs if p.endswith(os.path.join("labels", "final"))
+        ]
+        assert len(cached) == 1
+        values = sitk.GetArrayFromImage(sitk.ReadImage(cached[0]))
+        np.testing.assert_array_equal(values, (boxes == 1).astype(np.uint8))  # Mass as tumor; Vessel left out
     finally:
         stop_orthanc(orthanc)
