@@ -30,8 +30,9 @@ serve: $(INSTALLED)
 
 test: $(INSTALLED)
 	@# A real PACS for the DICOMweb tests, where packages can be installed (root, Debian); they skip otherwise.
-	@command -v Orthanc >/dev/null 2>&1 || (DEBIAN_FRONTEND=noninteractive apt-get install -y -q orthanc \
-		orthanc-dicomweb >/dev/null 2>&1 && echo "Installed Orthanc for the DICOMweb tests") || \
+	@command -v Orthanc >/dev/null 2>&1 || ( export DEBIAN_FRONTEND=noninteractive; \
+		{ apt-get install -y -q orthanc orthanc-dicomweb >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && \
+		apt-get install -y -q orthanc orthanc-dicomweb >/dev/null 2>&1; }; } && echo "Installed Orthanc for the DICOMweb tests" ) || \
 		echo "Orthanc is not installed and cannot be: the DICOMweb tests will skip"
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
