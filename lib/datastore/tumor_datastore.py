@@ -15,7 +15,8 @@ from monailabel.datastore.local import LocalDatastore
 from lib.config import TumorConfig
 from lib.datastore.names import InvalidNameError, check_name, check_tag
 from lib.datastore.validation import InvalidUploadError, app_label, check_image, image_geometry
-from lib.transforms.sequences import VOLUME_SUFFIXES, MissingSequenceError, sequence_files, split_sequence_name
+from lib.transforms.formats import VOLUME_SUFFIXES
+from lib.transforms.sequences import MissingSequenceError, sequence_files, split_sequence_name
 from lib.transforms.volume_io import write_label
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def case_files(folder: str, files: Iterable[str], sequences: Sequence[str]) -> l
     return cases
 
 
-VOLUME_EXTENSIONS = ["*.nii.gz", "*.nii", "*.nrrd", "*.mha"]  # image files the datastore lists
+VOLUME_EXTENSIONS = [f"*{suffix}" for suffix in VOLUME_SUFFIXES]  # image files the datastore lists
 LABELS_FOLDER = "labels"  # MONAI Label's labels folder inside the studies folder
 
 

@@ -18,6 +18,7 @@ from lib.config import SEGMENTATION, TumorConfig
 from lib.infers.errors import ModelNotTrainedError
 from lib.networks import build_network
 from lib.transforms.components import KEEP_LARGEST, KEEP_LARGEST_VALUES
+from lib.transforms.formats import VOLUME_SUFFIXES
 from lib.transforms.pipeline import (
     IMAGE,
     PRED,
@@ -29,7 +30,7 @@ from lib.transforms.volume_io import write_label
 
 logger = logging.getLogger(__name__)
 
-RESULT_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha")
+RESULT_EXTENSIONS = VOLUME_SUFFIXES  # offered to clients; the first is the default
 # Keep only the largest connected component of each label: as validation decided when the served weights were
 # trained ("auto"), for every label ("on"), or never ("off"). The first is the default (3D Slicer sends the first).
 KEEP_LARGEST_CHOICES = ("auto", "on", "off")

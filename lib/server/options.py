@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lib.datastore.names import TAGS
+from lib.transforms.formats import VOLUME_SUFFIXES
 
-RESULT_EXTENSIONS = (".nrrd", ".nii.gz", ".nii", ".mha")
 RESULT_DTYPES = ("uint8", "uint16", "int16", "int32", "float32")
 # Options of 3D Slicer's module and MONAI Label's clients, beyond each model's own config.
 _INFER_COMMON = {
@@ -118,7 +118,7 @@ def check_infer_options(options: Mapping[str, Any], model_config: Mapping[str, A
             raise OptionsError('label_info must be a list of {"name": text, "id" or "idx": integer}')
     if "selected_label_name" in options and not isinstance(options["selected_label_name"], str):
         raise OptionsError("selected_label_name must be text")
-    _choice(options, "result_extension", RESULT_EXTENSIONS)
+    _choice(options, "result_extension", VOLUME_SUFFIXES)
     _choice(options, "result_dtype", RESULT_DTYPES)
     _choice(options, "label_tag", TAGS)
     for key in ("save_label", "reset_state"):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
+from lib.transforms.formats import VOLUME_SUFFIXES
+
 SEPARATORS = ("-", "_", "/")  # flat files <case>-<seq>, <case>_<seq>; one folder per case <case>/<seq>
 
 

@@ -12,8 +12,7 @@ from fastapi import HTTPException, Request, UploadFile
 
 from lib.auth import User
 from lib.server.options import OptionsError, parse_json_object
-
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
+from lib.transforms.formats import VOLUME_SUFFIXES
 
 
 def volume_suffix(filename: str | None) -> str:
