@@ -32,17 +32,13 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 from monai.utils import set_determinism
 
-from benchmarks.annotator import dice
+from benchmarks.common import FILES, STS, read_mask, split_cases
 from benchmarks.report import save_report
-from benchmarks.server import APP, ROOT
-
-SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data", "sts")
-FILES = {"CT": ("CT_image.nii.gz", "CT_mask.nii.gz"), "MR": ("MR_T1_image.nii.gz", "MR_T1_mask.nii.gz")}
-DEV_EVERY = 4  # every 4th STS case (5 of 20) is a dev case, never labelled
+from tests.support.annotator import dice
+from tests.support.server import APP, ROOT
 
 
 @dataclass
@@ -60,16 +56,6 @@ class Step:
     dev_dice_raw: float  # without the largest-component post-processing
     keep_largest: list[str]  # the labels the round's validation chose to post-process
     scoring_s: float
-
-
-def read_mask(path: str) -> np.ndarray:
-    return sitk.GetArrayFromImage(sitk.ReadImage(path)) > 0
-
-
-def split_cases(data: str) -> tuple[list[str], list[str]]:
-    cases = sorted(c for c in os.listdir(data) if c.startswith("STS_"))
-    dev = cases[DEV_EVERY - 1 :: DEV_EVERY]
-    return [c for c in cases if c not in dev], dev
 
 
 def make_app(studies: str, conf: dict[str, str]):
@@ -165,7 +151,7 @@ def run_campaign(strategy: str, pool: list[str], dev: list[str], args: argparse.
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=SHARED)
+    parser.add_argument("--data", default=STS)
     parser.add_argument("--modality", choices=sorted(FILES), default="CT")
     parser.add_argument("--labels", type=int, default=15, help="cases labelled per campaign (at most 15)")
     parser.add_argument("--train-minutes", type=float, default=2.0, help="time budget of each fine-tuning round")

@@ -17,11 +17,10 @@ import statistics
 import tempfile
 import time
 
-from benchmarks.annotator import dice
-from benchmarks.campaign import FILES, SHARED, read_mask, split_cases
+from benchmarks.common import FILES, STS, labelled_studies, read_mask, split_cases
 from benchmarks.report import save_report
-from benchmarks.server import APP, ROOT
-from benchmarks.train_speed import labelled_studies
+from tests.support.annotator import dice
+from tests.support.server import APP, ROOT
 
 
 def parse_candidate(text: str) -> dict[str, str]:
@@ -43,7 +42,7 @@ def evaluate(conf: dict[str, str], args: argparse.Namespace, tmp: str) -> dict:
     from lib.config import parse_config
     from lib.datastore import TumorDatastore
     from lib.infers import SegmentationInfer
-    from lib.trainers import SegmentationTrainer
+    from lib.trainers import TrainingRun
 
     image_name, mask_name = FILES[args.modality]
     pool, dev = split_cases(args.data)
@@ -60,7 +59,7 @@ def evaluate(conf: dict[str, str], args: argparse.Namespace, tmp: str) -> dict:
         "model_dir": os.path.join(folder, "model"),
     }
     config = parse_config(full, APP)
-    stats = SegmentationTrainer(config)({}, TumorDatastore(studies, config))
+    stats = TrainingRun(config)({}, TumorDatastore(studies, config))
     infer = SegmentationInfer(config)
     scores, seconds = {}, []
     for case in dev:
@@ -71,7 +70,7 @@ def evaluate(conf: dict[str, str], args: argparse.Namespace, tmp: str) -> dict:
         os.remove(path)
     return {
         "candidate": conf,
-        "epochs": stats["epoch"],
+        "epochs": stats["networks"]["segmentation"]["epoch"],
         "val_dice": stats["best_metric"],
         "dev_dice": statistics.mean(scores.values()),
         "dev_dice_per_case": scores,
@@ -81,7 +80,7 @@ def evaluate(conf: dict[str, str], args: argparse.Namespace, tmp: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=SHARED)
+    parser.add_argument("--data", default=STS)
     parser.add_argument("--modality", choices=sorted(FILES), default="CT")
     parser.add_argument("--train-minutes", type=float, default=6.0)
     parser.add_argument("--candidate", action="append", default=[], help="key=value,... (--conf keys)")

@@ -37,19 +37,19 @@ from dataclasses import asdict, dataclass, field
 import nibabel as nib
 import numpy as np
 import psutil
-import requests
 import SimpleITK as sitk
 import torch
 from monailabel.client import MONAILabelClient
 
-from benchmarks import orthanc
+from benchmarks.common import DATA, require_data, wait_for_scoring
 from benchmarks.report import save_report
-from benchmarks.server import APP, ROOT, STOCK_APP, start_server, stop_server, wait_until_up
-from lib.checkpoint import publish_checkpoint, serving_checkpoint
+from lib.checkpoint import Weights, publish, serving_checkpoint
 from lib.config import parse_config
 from lib.networks import build_network
+from lib.networks.descriptions import SEGMENTATION
+from tests.support import orthanc
+from tests.support.server import APP, ROOT, STOCK_APP, start_server, stop_server, wait_until_up
 
-SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data")
 STOCK_CONF = {"models": "segmentation", "use_pretrained_model": "false", "sam2": "false", "labels": "tumor"}
 # STS_004 (173x183x85) has the voxel count of the issue's 189x210x67 case; STS_022 is the largest, STS_019 the
 # smallest, STS_001 the DICOM one.
@@ -116,17 +116,6 @@ def stack_brats(folder: str, path: str) -> str:
     data = np.stack([np.asarray(i.dataobj) for i in images], axis=-1)  # their own dtype (int16)
     nib.save(nib.Nifti1Image(data, images[0].affine), path)
     return path
-
-
-def wait_for_scoring(url: str, deadline_s: float = 900) -> None:
-    """Until the server's start-up scoring job has finished (no scoring process running)."""
-    deadline = time.monotonic() + deadline_s
-    time.sleep(2)  # the job is queued right after start-up
-    while time.monotonic() < deadline:
-        if requests.get(f"{url}/scoring/", params={"check_if_running": "true"}, timeout=10).status_code == 404:
-            return
-        time.sleep(1)
-    raise TimeoutError("scoring still running")
 
 
 def time_case(
@@ -201,7 +190,10 @@ def ours_conf(tmp: str, name: str, device: str, extra: dict[str, str]) -> dict[s
     conf = {"device": device, "model_dir": os.path.join(tmp, f"model-{name}"), **extra}
     config = parse_config(conf, APP)
     if serving_checkpoint(config) is None:
-        publish_checkpoint(build_network(config).state_dict(), {"run_id": "random"}, config.published_path(), config)
+        weights = Weights(
+            build_network(config.plan).state_dict(), {"run_id": "random"}, SEGMENTATION.published_path(config.model_dir)
+        )
+        publish([weights], config.plan, [SEGMENTATION])
     return conf
 
 
@@ -219,14 +211,13 @@ def main() -> None:
     )
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
     args = parser.parse_args()
-    if not os.path.isdir(SHARED):
-        raise SystemExit(f"{SHARED} is absent: this benchmark needs the shared real data")
+    require_data()
     os.makedirs(args.out, exist_ok=True)
 
     timings: list[Timing] = []
     with tempfile.TemporaryDirectory() as tmp:
-        ct = {c: os.path.join(SHARED, "sts", c, "CT_image.nii.gz") for c in args.cases}
-        brats = stack_brats(os.path.join(SHARED, "brats_unlabeled"), os.path.join(tmp, f"{BRATS}.nii.gz"))
+        ct = {c: os.path.join(DATA, "sts", c, "CT_image.nii.gz") for c in args.cases}
+        brats = stack_brats(os.path.join(DATA, "brats_unlabeled"), os.path.join(tmp, f"{BRATS}.nii.gz"))
         ct_cases = [(c, size_of(p)) for c, p in ct.items()]
         brats_case = [(BRATS, size_of(brats) + "x4")]
         ct_studies = studies_with(tmp, "ct", ct)
@@ -236,7 +227,7 @@ def main() -> None:
         sequence_studies = os.path.join(tmp, "mr-sequences")
         os.makedirs(sequence_studies)
         for name in BRATS_SEQUENCES:
-            shutil.copy(os.path.join(SHARED, "brats_unlabeled", f"{BRATS}-{name}.nii.gz"), sequence_studies)
+            shutil.copy(os.path.join(DATA, "brats_unlabeled", f"{BRATS}-{name}.nii.gz"), sequence_studies)
         sequences = {"modality": "mr", "sequences": ",".join(BRATS_SEQUENCES)}
         sequence_case = [(BRATS, size_of(brats) + " 4 files")]
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -255,7 +246,7 @@ def main() -> None:
             )
         if len(devices) == 1:
             print("No CUDA device: the GPU part is skipped.")
-        dicom = os.path.join(SHARED, "sts_dicom", "STS_001")
+        dicom = os.path.join(DATA, "sts_dicom", "STS_001")
         if orthanc.MISSING or not os.path.isdir(dicom):
             print(f"The DICOMweb part is skipped: {orthanc.MISSING or dicom + ' is absent'}")
         else:  # STS_001's CT series served by a real PACS (Orthanc) over DICOMweb, to the shipped CT model
@@ -270,7 +261,7 @@ def main() -> None:
             finally:
                 orthanc.stop_orthanc(pacs_process)
         if not args.no_stock:
-            flair = os.path.join(SHARED, "brats_unlabeled", f"{BRATS}-t2f.nii.gz")
+            flair = os.path.join(DATA, "brats_unlabeled", f"{BRATS}-t2f.nii.gz")
             stock_studies = studies_with(tmp, "stock", {**ct, BRATS: flair})
             stock_cases = [*ct_cases, (BRATS, size_of(flair) + " FLAIR")]
             log = os.path.join(tmp, "stock.log")

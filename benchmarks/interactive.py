@@ -27,9 +27,10 @@ import SimpleITK as sitk
 from monailabel.client import MONAILabelClient
 from monailabel.client.client import MONAILabelClientException
 
-from benchmarks.annotator import dice, next_click, scribbles
 from benchmarks.report import save_report
-from benchmarks.server import APP, ROOT, STOCK_APP, start_server, stop_server, wait_until_up
+from tests.support.annotator import dice, next_click, scribbles
+from tests.support.server import APP, ROOT, STOCK_APP, start_server, stop_server, wait_until_up
+from tests.support.slicer import LABEL_INFO, SLICER
 
 STOCK_CONF = {
     "models": "segmentation,deepedit",
@@ -53,12 +54,6 @@ HELD_OUT = {
         "brats2021_edema/BraTS2021_01646_edema_label.nii.gz",
     ),
 }
-LABEL_INFO = [
-    {"name": "tumor", "id": 1},
-    {"name": "background_scribbles", "id": 2},
-    {"name": "foreground_scribbles", "id": 3},
-]
-SLICER = {"result_extension": ".nrrd", "result_dtype": "uint8"}
 
 
 def read_ijk(path: str) -> tuple[np.ndarray, sitk.Image]:

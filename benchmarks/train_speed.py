@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import tempfile
 import time
@@ -23,32 +22,19 @@ import time
 import torch
 from monailabel.client import MONAILabelClient
 
-from benchmarks.annotator import dice
-from benchmarks.campaign import SHARED, read_mask, split_cases
+from benchmarks.common import MASK, STS, labelled_studies, read_mask, split_cases
 from benchmarks.report import save_report
-from benchmarks.server import APP, ROOT, start_server, stop_server, wait_until_up
-from lib.config import CLICKS, parse_config
+from lib.config import parse_config
+from tests.support.annotator import dice
+from tests.support.server import APP, ROOT, start_server, stop_server, wait_until_up
 
-IMAGE, MASK = "CT_image.nii.gz", "CT_mask.nii.gz"
 FIRST_LABELS = 5
-
-
-def labelled_studies(
-    folder: str, data: str, images: list[str], labelled: list[str], image: str = IMAGE, mask: str = MASK
-) -> str:
-    """A studies folder with the STS ``images`` and, for the ``labelled`` ones, their masks as final labels."""
-    os.makedirs(os.path.join(folder, "labels", "final"))
-    for case in images:
-        shutil.copy(os.path.join(data, case, image), os.path.join(folder, f"{case}.nii.gz"))
-    for case in labelled:
-        shutil.copy(os.path.join(data, case, mask), os.path.join(folder, "labels", "final", f"{case}.nii.gz"))
-    return folder
 
 
 def throughput(device: str, pool: list[str], data: str, tmp: str) -> list[dict]:
     """Two epochs of each network with the app's trainer; figures from the run's stats."""
     from lib.datastore import TumorDatastore
-    from lib.trainers import SegmentationTrainer
+    from lib.trainers import TrainingRun
 
     studies = labelled_studies(os.path.join(tmp, f"throughput-{device}"), data, pool, pool)
     conf = {
@@ -59,9 +45,9 @@ def throughput(device: str, pool: list[str], data: str, tmp: str) -> list[dict]:
         "checkpoint": "none",
     }
     config = parse_config(conf, APP)
-    result = SegmentationTrainer(config)({"train_minutes": 600}, TumorDatastore(studies, config))
+    result = TrainingRun(config)({"train_minutes": 600}, TumorDatastore(studies, config))
     rows = []
-    for model, stats in (("segmentation", result), (CLICKS, result[CLICKS])):
+    for model, stats in result["networks"].items():
         samples = stats["cases"]["train"] * config.samples_per_case
         rows.append(
             {
@@ -121,7 +107,7 @@ def auto_update_round(pool: list[str], dev: list[str], data: str, tmp: str) -> d
     return {
         "status": status["status"],
         "round_s": round_s,
-        "epochs": {"segmentation": stats["epoch"], CLICKS: stats.get(CLICKS, {}).get("epoch")},
+        "epochs": {name: network["epoch"] for name, network in stats.get("networks", {}).items()},
         "train_minutes": parse_config(conf, APP).train_minutes,
         "dev_before": before,
         "dev_after": after,
@@ -130,7 +116,7 @@ def auto_update_round(pool: list[str], dev: list[str], data: str, tmp: str) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=SHARED)
+    parser.add_argument("--data", default=STS)
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-round", action="store_true")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))

@@ -1,39 +1,49 @@
 """Read and publish network weights.
 
-A checkpoint is a weights-only dictionary ``{"model": state_dict, "meta": {...}}``; ``meta`` records the
-architecture it was trained for (so a checkpoint for other labels or channels is refused with a clear message)
-and facts about the run that produced it. Publishing writes to a temporary file in the same folder and renames
-it over the served file, so the served file is always a complete checkpoint.
+A checkpoint is a weights-only dictionary ``{"model": state_dict, "meta": {...}}``; ``meta["architecture"]``
+records the plan and network it was trained for (:meth:`NetworkDescription.architecture`), so a checkpoint for
+other labels, channels or preprocessing is refused with a clear message. Publishing writes complete temporary
+files first and renames them over the served ones (:mod:`lib.atomic`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from lib.config import SEGMENTATION, TumorConfig
+from lib.atomic import replace_all
+from lib.config.app_config import AppConfig
+from lib.config.plan import ModelPlan
+from lib.networks.descriptions import SEGMENTATION, NetworkDescription
 
 logger = logging.getLogger(__name__)
+
+SHIPPED_FOLDER = "pretrained"  # in the app folder: <modality>_tumor.pt and its model card
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be used with the configured network."""
 
 
-def read_checkpoint(
-    path: str, config: TumorConfig, model: str = SEGMENTATION
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Load a checkpoint (weights only) and check it fits the configured architecture.
+@dataclass(frozen=True)
+class Weights:
+    """Weights to publish: a state dict, its metadata and the file it goes to."""
 
-    Args:
-        path: checkpoint file.
-        config: the app configuration.
-        model: which of the app's networks the checkpoint is for (segmentation or clicks).
+    state: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+    path: str
+
+
+def read_checkpoint(
+    path: str, plan: ModelPlan, network: NetworkDescription = SEGMENTATION
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load a checkpoint (weights only) and check it was trained for ``network`` under ``plan``.
 
     Returns:
         The state dict and the checkpoint's metadata (empty for a bare state dict).
@@ -51,10 +61,10 @@ def read_checkpoint(
     state = checkpoint.get("model", checkpoint)
     meta = checkpoint.get("meta", {}) if "model" in checkpoint else {}
     trained_for = meta.get("architecture")
-    if trained_for is not None and trained_for != config.architecture(model):
+    if trained_for is not None and trained_for != network.architecture(plan):
         raise CheckpointError(
             f"checkpoint {name} was trained for {trained_for}, but the app is configured for "
-            f"{config.architecture(model)}; train again or point --conf checkpoint to a matching file"
+            f"{network.architecture(plan)}; train again or point --conf checkpoint to a matching file"
         )
     return state, meta
 
@@ -69,38 +79,57 @@ def load_state(network: nn.Module, state: dict[str, torch.Tensor], path: str) ->
         ) from e
 
 
-def load_weights(network: nn.Module, path: str, config: TumorConfig, model: str = SEGMENTATION) -> dict[str, Any]:
-    """Load checkpoint weights of ``model`` into ``network`` (strict) and return the checkpoint's metadata."""
-    state, meta = read_checkpoint(path, config, model)
-    load_state(network, state, path)
+def load_weights(
+    module: nn.Module, path: str, plan: ModelPlan, network: NetworkDescription = SEGMENTATION
+) -> dict[str, Any]:
+    """Load checkpoint weights of ``network`` into ``module`` (strict) and return the checkpoint's metadata."""
+    state, meta = read_checkpoint(path, plan, network)
+    load_state(module, state, path)
     return meta
 
 
-def publish_checkpoint(
-    state: dict[str, torch.Tensor], meta: dict[str, Any], path: str, config: TumorConfig, model: str = SEGMENTATION
-) -> None:
-    """Atomically replace ``path`` with a checkpoint of ``state`` and ``meta`` (``model``'s architecture)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    meta = {**meta, "architecture": config.architecture(model)}
-    fd, tmp = tempfile.mkstemp(prefix=".publishing-", suffix=".pt", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"model": {k: v.detach().cpu() for k, v in state.items()}, "meta": meta}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    logger.info("Published weights %s (%s)", path, meta.get("run_id", "no run id"))
+def publish(weights: Sequence[Weights], plan: ModelPlan, networks: Sequence[NetworkDescription]) -> None:
+    """Replace each ``weights[i].path`` with a checkpoint of ``networks[i]``, all or none.
+
+    Every checkpoint is written completely before the first is renamed over its served file (:func:`replace_all`).
+    """
+
+    def writer(item: Weights, network: NetworkDescription):
+        content = {
+            "model": {k: v.detach().cpu() for k, v in item.state.items()},
+            "meta": {**item.meta, "architecture": network.architecture(plan)},
+        }
+        return lambda f: torch.save(content, f)
+
+    replace_all([(w.path, writer(w, n), True) for w, n in zip(weights, networks, strict=True)])
+    for item in weights:
+        logger.info("Published weights %s (%s)", item.path, item.meta.get("run_id", "no run id"))
 
 
-def serving_checkpoint(config: TumorConfig) -> str | None:
-    """The checkpoint inference uses: the latest published weights, else the starting checkpoint, else None."""
-    if os.path.isfile(config.published_path()):
-        return config.published_path()
-    if config.checkpoint and os.path.isfile(config.checkpoint):
-        return config.checkpoint
+def serving_checkpoint(app_config: AppConfig, network: NetworkDescription = SEGMENTATION) -> str | None:
+    """The checkpoint ``network`` is served from: its published weights, else (segmentation only) the starting
+    checkpoint, else None."""
+    published = network.published_path(app_config.model_dir)
+    if os.path.isfile(published):
+        return published
+    if network == SEGMENTATION and app_config.checkpoint and os.path.isfile(app_config.checkpoint):
+        return app_config.checkpoint
     return None
+
+
+def shipped_checkpoint(plan: ModelPlan, app_dir: str) -> str:
+    """The starting model shipped with the app for ``plan.modality``, or "" when there is none that fits.
+
+    A shipped model fits when it was trained for exactly this plan; otherwise the app starts untrained, and says
+    why in the log.
+    """
+    path = os.path.join(app_dir, SHIPPED_FOLDER, f"{plan.modality}_tumor.pt")
+    if not os.path.isfile(path):
+        return ""
+    try:
+        if "architecture" not in read_checkpoint(path, plan, SEGMENTATION)[1]:
+            raise CheckpointError("it records no plan to check against")
+    except CheckpointError as e:
+        logger.warning("The shipped model %s cannot be used (%s): starting untrained", path, e)
+        return ""
+    return path

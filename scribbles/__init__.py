@@ -1,5 +1,5 @@
 """Scribble- and click-based refinement that works from the first image, on CT and MR, without training."""
 
-from scribbles.infer import ClicksInfer, InteractionError, ScribblesInfer
+from scribbles.infer import ClickToolInfer, InteractionError, ScribblesInfer
 
-__all__ = ["ClicksInfer", "InteractionError", "ScribblesInfer"]
+__all__ = ["ClickToolInfer", "InteractionError", "ScribblesInfer"]

@@ -17,6 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from lib.transforms.guidance import Point, check_points
+from lib.transforms.masks import border_mask
 from scribbles.graphcut import CLICK_PARAMS, GraphCutParams, combine, connected_to, graph_cut, refine, region
 from scribbles.intensity import IntensityModel, robust_normalise
 from scribbles.shape_prior import FAR_MM, mask_signed_distance, prior_from_distance
@@ -56,12 +57,6 @@ def balls(shape: Sequence[int], spacing: Sequence[float], points: Sequence[Point
     return mask
 
 
-def _border(shape: Sequence[int]) -> np.ndarray:
-    border = np.ones(shape, bool)
-    border[tuple(slice(1, -1) for _ in shape)] = False
-    return border
-
-
 def _depth(tissue: np.ndarray, seeds: np.ndarray, spacing: Sequence[float]) -> float:
     """The largest distance (mm) from a seed voxel to the nearest voxel outside ``tissue`` (or the box)."""
     inside = ndimage.distance_transform_edt(np.pad(tissue, 1), sampling=spacing)[(slice(1, -1),) * tissue.ndim]
@@ -82,7 +77,7 @@ def object_radius(
     radius of the smoothed tissue connected to the clicks (which overshoots where the object touches alike
     tissue, such as tumour and muscle).
     """
-    others = _border(samples.shape) & ~samples
+    others = border_mask(samples.shape) & ~samples
     probability = IntensityModel(components=1).fit(x, samples, others).foreground_probability(x)
     # Depth in the tissue as it is (right for small, even objects) and smoothed over its texture (right for large,
     # heterogeneous ones); both can only underestimate, so the larger counts.
@@ -198,7 +193,7 @@ def correct(
     inside = ndimage.binary_erosion(current) if current.sum() > 50 else current
     ring = (ndimage.distance_transform_edt(~current, sampling=spacing) <= RING_MM) & ~current
     if is_foreground:
-        samples_fg, samples_bg = inside | near, (ring & ~near) | bg | (_border(current.shape) & ~current)
+        samples_fg, samples_bg = inside | near, (ring & ~near) | bg | (border_mask(current.shape) & ~current)
     else:
         samples_fg, samples_bg = (inside & ~near) | fg, ring | near | bg
     intensity = IntensityModel().fit(x, samples_fg & ~samples_bg, samples_bg).foreground_probability(x)
@@ -211,7 +206,7 @@ def correct(
 
     # Seeds: a foreground click keeps the whole result and may only add; a background click may only remove.
     if is_foreground:
-        seeds_fg, seeds_bg = fg | seed | current, bg | (_border(current.shape) & ~current)
+        seeds_fg, seeds_bg = fg | seed | current, bg | (border_mask(current.shape) & ~current)
     else:
         seeds_fg, seeds_bg = fg & current, bg | seed | ~current
     cut = graph_cut(x, probability, seeds_fg & ~seeds_bg, seeds_bg, params)

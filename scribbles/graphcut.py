@@ -14,6 +14,7 @@ import numpy as np
 import numpymaxflow
 from scipy import ndimage
 
+from lib.transforms.masks import border_mask
 from scribbles.intensity import IntensityModel, robust_normalise
 from scribbles.shape_prior import mask_signed_distance, prior_from_distance
 
@@ -135,8 +136,7 @@ def refine(
     x = robust_normalise(image[(slice(None),) + box])
 
     # Background the annotator did not mark: the box border, away from the foreground marks.
-    border = np.ones(fg.shape, bool)
-    border[tuple(slice(1, -1) for _ in fg.shape)] = False
+    border = border_mask(fg.shape)
     seeds_bg = bg | (border & ~fg) if not bg.any() else bg
     current = existing[box] if existing is not None else None
 

@@ -20,6 +20,7 @@ import numpy as np
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from lib.infers.errors import InteractionError
+from lib.transforms.formats import VOLUME_SUFFIXES
 from lib.transforms.geometry import Geometry
 from lib.transforms.volume_io import read_case, read_volume, write_label
 from scribbles.clicks import ClickResult, segment_clicks
@@ -30,14 +31,13 @@ logger = logging.getLogger(__name__)
 
 FOREGROUND = "foreground_scribbles"
 BACKGROUND = "background_scribbles"
-RESULT_EXTENSIONS = (".nrrd", ".nii.gz", ".nii", ".mha")
 CACHED_IMAGES = 2  # images kept in memory per task (keyed by path and modification time)
 
 
 def _result_path(request: dict[str, Any]) -> str:
     extension = request.get("result_extension") or ".nrrd"
-    if extension not in RESULT_EXTENSIONS:
-        raise InteractionError(f"result_extension {extension!r} is not accepted: expected one of {RESULT_EXTENSIONS}")
+    if extension not in VOLUME_SUFFIXES:
+        raise InteractionError(f"result_extension {extension!r} is not accepted: expected one of {VOLUME_SUFFIXES}")
     fd, path = tempfile.mkstemp(suffix=extension, prefix="interactive-")
     os.close(fd)
     return path
@@ -136,7 +136,7 @@ class ScribblesInfer(_Interactive):
         return _reply(mask, geometry, request, label, start)
 
 
-class ClicksInfer(_Interactive):
+class ClickToolInfer(_Interactive):
     """Clicks with no training: the clicked tumour in 3D; each new click refines the previous result.
 
     The previous result is kept per image and label while the new clicks extend the earlier ones; ``reset_state``

@@ -19,17 +19,18 @@ from monailabel.interfaces.tasks.train import TrainTask
 
 from lib.activelearning import strategies
 from lib.checkpoint import CheckpointError
-from lib.config import TumorConfig, parse_config
+from lib.config import AppConfig, parse_config
 from lib.datastore import VOLUME_EXTENSIONS, TumorDatastore
 from lib.datastore.dicomweb import TumorDicomDatastore
-from lib.infers import ClickSegmentationInfer, InteractionError, ModelNotTrainedError, SegmentationInfer
+from lib.infers import ClickNetworkInfer, InteractionError, ModelNotTrainedError, SegmentationInfer
+from lib.infers.batch import TumorBatchInfer
+from lib.networks.descriptions import CLICK_NETWORK, SEGMENTATION
 from lib.networks.precision import describe
-from lib.priority import LOW_PRIORITY
 from lib.scoring import EpistemicScoring
 from lib.server.install import INTERNAL_TOKEN_ENV, secure
-from lib.trainers import SegmentationTrainer
+from lib.trainers import TrainingRun
 from lib.transforms.volume_io import VolumeReadError
-from scribbles import ClicksInfer, ScribblesInfer
+from scribbles import ClickToolInfer, ScribblesInfer
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +43,13 @@ class TumorApp(MONAILabelApp):
     Args:
         app_dir: this folder.
         studies: the studies folder (images, and ``labels/final`` for submitted labels).
-        conf: ``--conf`` key/values, parsed once into :class:`lib.config.TumorConfig`.
+        conf: ``--conf`` key/values, parsed once into :class:`lib.config.AppConfig` (``self.app_config``).
     """
 
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
-        self.config: TumorConfig = parse_config(conf or {}, app_dir)
-        logger.info("Tumour app configuration: %s", self.config)
-        logger.info("Network forward passes in %s", describe(self.config.amp, self.config.torch_device()))
+        self.app_config: AppConfig = parse_config(conf or {}, app_dir)
+        logger.info("Tumour app configuration: %s", self.app_config)
+        logger.info("Network forward passes in %s", describe(self.app_config.amp, self.app_config.torch_device()))
         super().__init__(
             app_dir=app_dir,
             studies=studies,
@@ -56,9 +57,9 @@ class TumorApp(MONAILabelApp):
             name="Tumour annotation",
             description="Tumour pre-segmentation that learns from annotators' corrections",
             version="0.1.0",
-            labels=list(self.config.labels),
+            labels=list(self.app_config.plan.labels),
         )
-        secure(self, self.config)
+        secure(self, self.app_config)
 
     def init_datastore(self) -> Datastore:
         if self.studies.startswith(("http://", "https://")):
@@ -67,7 +68,7 @@ class TumorApp(MONAILabelApp):
                 return stock
             # The same PACS, client and settings, with the checks of lib.datastore.dicomweb.
             return TumorDicomDatastore(
-                self.config,
+                self.app_config,
                 client=stock._client,
                 search_filter=stock._search_filter,
                 cache_path=(settings.MONAI_LABEL_DICOMWEB_CACHE_PATH or "").strip() or None,
@@ -76,29 +77,32 @@ class TumorApp(MONAILabelApp):
             )
         return TumorDatastore(
             self.studies,
-            self.config,
+            self.app_config,
             extensions=VOLUME_EXTENSIONS,
             auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
             read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
         )
 
     def init_infers(self) -> dict[str, InferTask]:
-        labels = self.config.labels
+        labels = self.app_config.plan.labels
         return {
-            "segmentation": SegmentationInfer(self.config),
-            "scribbles": ScribblesInfer(labels, sequences=self.config.sequences),
-            "clicks": ClicksInfer(labels, sequences=self.config.sequences),
-            "deepedit": ClickSegmentationInfer(self.config),
+            SEGMENTATION.served_as: SegmentationInfer(self.app_config),
+            "scribbles": ScribblesInfer(labels, sequences=self.app_config.sequences),
+            "clicks": ClickToolInfer(labels, sequences=self.app_config.sequences),
+            CLICK_NETWORK.served_as: ClickNetworkInfer(self.app_config),
         }
 
+    def init_batch_infer(self) -> TumorBatchInfer:
+        return TumorBatchInfer(self.app_config)
+
     def init_trainers(self) -> dict[str, TrainTask]:
-        return {"segmentation": SegmentationTrainer(self.config)}
+        return {SEGMENTATION.name: TrainingRun(self.app_config)}
 
     def init_strategies(self) -> dict[str, Strategy]:
         return strategies()
 
     def init_scoring_methods(self) -> dict[str, ScoringMethod]:
-        return {"epistemic": EpistemicScoring(self.config)}
+        return {"epistemic": EpistemicScoring(self.app_config)}
 
     def infer(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:
         """Run a model; errors an annotator can act on come back as 4xx with the reason."""
@@ -148,7 +152,7 @@ class TumorApp(MONAILabelApp):
         ``background`` segment (the module leaves it out of submitted labels).
         """
         meta = super().info()
-        if "deepedit" in meta["models"] and BACKGROUND not in meta["labels"]:
+        if CLICK_NETWORK.served_as in meta["models"] and BACKGROUND not in meta["labels"]:
             meta["labels"] = [*meta["labels"], BACKGROUND]
         return meta
 
@@ -157,11 +161,8 @@ class TumorApp(MONAILabelApp):
 
         A training run asks the server for scoring when it ends; stock MONAI Label posts to ``/scoring/{method}``,
         which refuses while a scoring job is running, so weights published just then would never be scored.
-        ``/scoring/`` queues the request. These jobs run at a lower CPU priority than the annotator's requests.
+        ``/scoring/`` queues the request. These jobs run at a lower CPU priority (:mod:`lib.priority`).
         """
-        params = dict(params or {})
-        for name in self._scoring_methods:
-            params[name] = {LOW_PRIORITY: True, **(params.get(name) or {})}
         if self._server_mode or method:
             return super().async_scoring(method, params)
         return self._local_request("/scoring/", params, "Scoring") or {}

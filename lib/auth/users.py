@@ -11,12 +11,12 @@ import json
 import os
 import re
 import secrets
-import tempfile
 import threading
 from dataclasses import dataclass
 
 import bcrypt
 
+from lib.atomic import write_json
 from lib.auth.roles import Role
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
@@ -105,17 +105,7 @@ class UserStore:
             return self._content
 
     def _write(self, content: dict) -> None:
-        folder = os.path.dirname(self.path)
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".users-", suffix=".json", dir=folder)  # created with mode 0600
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(content, f, indent=2)
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        write_json(self.path, content)  # a temporary file created with mode 0600, renamed over the users file
 
     @property
     def secret(self) -> str:

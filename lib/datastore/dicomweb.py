@@ -19,7 +19,7 @@ from monailabel.datastore.utils.dicom import dicom_web_download_series
 from monailabel.interfaces.datastore import DefaultLabelTag
 from pydicom import Dataset
 
-from lib.config import TumorConfig
+from lib.config import AppConfig
 from lib.datastore.names import InvalidNameError, check_tag
 from lib.datastore.rtstruct import referenced_series, roi_names, rtstruct_label
 from lib.datastore.tumor_datastore import checked_label
@@ -39,12 +39,12 @@ class TumorDicomDatastore(DICOMWebDatastore):
     when a training run asks for the labelled cases.
 
     Args:
-        config: the app configuration.
+        app_config: the app configuration.
         kwargs: passed to :class:`DICOMWebDatastore`.
     """
 
-    def __init__(self, config: TumorConfig, **kwargs: Any) -> None:
-        self.tumor = config
+    def __init__(self, app_config: AppConfig, **kwargs: Any) -> None:
+        self.app_config = app_config
         super().__init__(**kwargs)
 
     def save_label(
@@ -57,9 +57,9 @@ class TumorDicomDatastore(DICOMWebDatastore):
         if image_id not in self.list_images():
             raise HTTPException(404, f"series {image_id!r} is not in the PACS")
         image_path = self.get_image_uri(image_id)
-        with checked_label(self.tumor, image_id, label_filename, image_path, label_info) as path:
+        with checked_label(self.app_config, image_id, label_filename, image_path, label_info) as path:
             # The SEG's segments are named after the app's labels, whatever the segments were called in Slicer.
-            values = self.tumor.label_values
+            values = self.app_config.plan.label_values
             info = {**label_info, "label_info": [{"name": name, "idx": value} for name, value in values.items()]}
             label_id = super().save_label(image_id, path, label_tag, info, label_id)
         # The lists behind /info's counts and Next Sample are cached for minutes: a submit must show at once.
@@ -70,7 +70,7 @@ class TumorDicomDatastore(DICOMWebDatastore):
     @cached(cache=TTLCache(maxsize=16, ttl=settings.MONAI_LABEL_DICOMWEB_CACHE_EXPIRY))
     def _outlines(self) -> dict[str, tuple[str, str]]:
         """Image series UID -> (study UID, RTSTRUCT series UID) of the expert outlines with a ROI named as a label."""
-        images, wanted, found = set(self.list_images()), set(self.tumor.outline_values), {}
+        images, wanted, found = set(self.list_images()), set(self.app_config.outline_values), {}
         for item in self._client.search_for_series(search_filters={"Modality": "RTSTRUCT"}):
             series = Dataset.from_json(item)
             study, uid = str(series.StudyInstanceUID), str(series.SeriesInstanceUID)
@@ -91,7 +91,7 @@ class TumorDicomDatastore(DICOMWebDatastore):
     def _segs(self) -> dict[str, tuple[str, dict[int, int]]]:
         """Image series UID -> (SEG series UID, segment number -> label value) of the SEGs with a segment named as
         a label (or mapped to one); segments named otherwise are left out of the label."""
-        images, values, found = set(self.list_images()), self.tumor.outline_values, {}
+        images, values, found = set(self.list_images()), self.app_config.outline_values, {}
         for item in self._client.search_for_series(search_filters={"Modality": "SEG"}):
             series = Dataset.from_json(item)
             study, uid = str(series.StudyInstanceUID), str(series.SeriesInstanceUID)
@@ -168,4 +168,4 @@ class TumorDicomDatastore(DICOMWebDatastore):
     def _from_rtstruct(self, image: str, study: str, series: str) -> np.ndarray:
         """An RTSTRUCT series rasterised on ``image``'s grid, in the app's values."""
         rtstruct = self._client.retrieve_series(study, series)[0]
-        return rtstruct_label(rtstruct, sitk.ReadImage(self.get_image_uri(image)), self.tumor.outline_values)
+        return rtstruct_label(rtstruct, sitk.ReadImage(self.get_image_uri(image)), self.app_config.outline_values)

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import HTTPException
 from monailabel.datastore.local import LocalDatastore
 
-from lib.config import TumorConfig
+from lib.config import AppConfig
 from lib.datastore.names import InvalidNameError, check_name, check_tag
 from lib.datastore.validation import InvalidUploadError, app_label, check_image, image_geometry
 from lib.transforms.formats import VOLUME_SUFFIXES
@@ -24,12 +24,12 @@ logger = logging.getLogger(__name__)
 
 @contextmanager
 def checked_label(
-    config: TumorConfig, image_id: str, label_path: str, image_path: str, label_info: dict[str, Any] | None
+    app_config: AppConfig, image_id: str, label_path: str, image_path: str, label_info: dict[str, Any] | None
 ) -> Iterator[str]:
     """The submitted label checked and written with the app's values on its image's grid, in a temporary folder
     (422 naming the problem otherwise)."""
     try:
-        array = app_label(label_path, image_path, config.labels, label_info, config.max_voxels)
+        array = app_label(label_path, image_path, app_config.plan.labels, label_info, app_config.max_voxels)
     except InvalidUploadError as e:
         raise HTTPException(422, f"label refused: {e}") from e
     with tempfile.TemporaryDirectory() as folder:
@@ -72,12 +72,12 @@ class TumorDatastore(LocalDatastore):
 
     Args:
         studies: the studies folder.
-        config: the app configuration.
+        app_config: the app configuration.
         kwargs: passed to :class:`LocalDatastore`.
     """
 
-    def __init__(self, studies: str, config: TumorConfig, **kwargs: Any) -> None:
-        self.tumor = config
+    def __init__(self, studies: str, app_config: AppConfig, **kwargs: Any) -> None:
+        self.app_config = app_config
         self._reported: set[str] = set()
         super().__init__(studies, **kwargs)
 
@@ -98,7 +98,8 @@ class TumorDatastore(LocalDatastore):
                 409, f"image {image_id!r} exists as a {existing.image.ext} file: replace it with a {existing.image.ext}"
             )
         try:
-            check_image(image_filename, self.tumor.channels, self.tumor.max_voxels, self.tumor.sequences)
+            app_config = self.app_config
+            check_image(image_filename, app_config.plan.channels, app_config.max_voxels, app_config.sequences)
         except InvalidUploadError as e:
             raise HTTPException(422, f"image refused: {e}") from e
         return super().add_image(image_id, image_filename, image_info)
@@ -111,14 +112,14 @@ class TumorDatastore(LocalDatastore):
         if image_id not in self._datastore.objects:
             raise HTTPException(404, f"image {image_id!r} is not in the datastore")
         image_path = self.get_image_uri(image_id)
-        with checked_label(self.tumor, image_id, label_filename, image_path, label_info) as path:
+        with checked_label(self.app_config, image_id, label_filename, image_path, label_info) as path:
             return super().save_label(image_id, path, label_tag, label_info)
 
     def _to_id(self, file: str) -> tuple[str, str]:
         """``(id, rest)`` of a file name: a case's first sequence ``<case>-<seq>.nii.gz`` gives ``case``,
         ``<case>/<seq>.nii.gz`` too; any other volume ``<id>.<ext>`` gives its name without the extension."""
-        if self.tumor.sequences:
-            split = split_sequence_name(file, self.tumor.sequences[0])
+        if self.app_config.sequences:
+            split = split_sequence_name(file, self.app_config.sequences[0])
             if split is not None:
                 return split[0], file[len(split[0]) :]
         for suffix in VOLUME_SUFFIXES:
@@ -130,19 +131,19 @@ class TumorDatastore(LocalDatastore):
         """Volume files of a folder; for the images of a multi-sequence app, one file per case (see
         :meth:`case_files`)."""
         listed = super()._list_files(path, patterns)
-        if not self.tumor.sequences or os.path.realpath(path) != os.path.realpath(self._datastore.image_path()):
+        if not self.app_config.sequences or os.path.realpath(path) != os.path.realpath(self._datastore.image_path()):
             return listed
-        cases = case_files(path, listed, self.tumor.sequences)
+        cases = case_files(path, listed, self.app_config.sequences)
         for name in cases:
             self._report_incomplete(os.path.join(path, name))
         return {name: name for name in cases}
 
     def _report_incomplete(self, path: str) -> None:
         """Log, once per file, a case that lacks sequences: it is listed, and refused (422) when used."""
-        if path in self._reported or split_sequence_name(path, self.tumor.sequences[0]) is None:
+        if path in self._reported or split_sequence_name(path, self.app_config.sequences[0]) is None:
             return
         try:
-            sequence_files(path, self.tumor.sequences)
+            sequence_files(path, self.app_config.sequences)
         except MissingSequenceError as e:
             self._reported.add(path)
             logger.warning("Incomplete case: %s; it is refused until its files are added", e)

@@ -1,7 +1,7 @@
-"""Inference tasks served by the app."""
+"""Inference tasks served by the app's trained networks."""
 
-from lib.infers.clicks import ClickSegmentationInfer
+from lib.infers.click_network import ClickNetworkInfer
 from lib.infers.errors import InteractionError, ModelNotTrainedError
 from lib.infers.segmentation import SegmentationInfer
 
-__all__ = ["ClickSegmentationInfer", "InteractionError", "ModelNotTrainedError", "SegmentationInfer"]
+__all__ = ["ClickNetworkInfer", "InteractionError", "ModelNotTrainedError", "SegmentationInfer"]

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from torch import nn
 
-from lib.config import SEGMENTATION, TumorConfig
+from lib.config.plan import ModelPlan
+from lib.networks.descriptions import SEGMENTATION, NetworkDescription
 
 
-def build_network(config: TumorConfig, dropout: float = 0.0, model: str = SEGMENTATION) -> nn.Module:
+def build_network(plan: ModelPlan, network: NetworkDescription = SEGMENTATION, dropout: float = 0.0) -> nn.Module:
     """Create the configured network.
 
     Args:
-        config: the app configuration (network name, width, input channels, labels).
-        dropout: dropout probability; 0 for the served/trained network, ``config.dropout`` for MC scoring.
-        model: ``"segmentation"`` (image -> background and labels) or ``"clicks"`` (image and click guidance ->
-            background and the clicked object); both share the architecture and width.
+        plan: the model's plan (architecture, width, image channels, labels).
+        network: which of the app's networks (its input and output channels); both share architecture and width.
+        dropout: dropout probability; 0 for the served/trained network, ``app_config.dropout`` for MC scoring.
 
     Returns:
         ``SegResNet`` (Myronenko, "3D MRI brain tumor segmentation using autoencoder regularization", BrainLes 2018)
@@ -26,28 +26,28 @@ def build_network(config: TumorConfig, dropout: float = 0.0, model: str = SEGMEN
     """
     from monai.networks.nets import SegResNet, UNet
 
-    if config.network == "segresnet":
+    if plan.network == "segresnet":
         return SegResNet(
             spatial_dims=3,
-            init_filters=config.features,
-            in_channels=config.in_channels(model),
-            out_channels=config.out_channels(model),
+            init_filters=plan.features,
+            in_channels=network.in_channels(plan),
+            out_channels=network.out_channels(plan),
             dropout_prob=dropout or None,
             blocks_down=(1, 2, 2, 4),
             blocks_up=(1, 1, 1),
         )
-    if config.network == "unet":
-        f = config.features
+    if plan.network == "unet":
+        f = plan.features
         return UNet(
             spatial_dims=3,
-            in_channels=config.in_channels(model),
-            out_channels=config.out_channels(model),
+            in_channels=network.in_channels(plan),
+            out_channels=network.out_channels(plan),
             channels=(f, 2 * f, 4 * f, 8 * f, 16 * f),
             strides=(2, 2, 2, 2),
             num_res_units=2,
             dropout=dropout,
         )
-    raise ValueError(f"unknown network {config.network!r}")
+    raise ValueError(f"unknown network {plan.network!r}")
 
 
 def enable_mc_dropout(network: nn.Module) -> nn.Module:

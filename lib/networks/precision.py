@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from monai.inferers import Inferer
 
-from lib.config import AMP_CHOICES
+from lib.config.app_config import AMP_CHOICES
 
 # Private torch.cpu probes (torch >= 2.3): CPU instruction sets with native bfloat16 arithmetic.
 _NATIVE_BF16_PROBES = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")

@@ -21,9 +21,8 @@ from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 
 from lib.checkpoint import load_weights, serving_checkpoint
-from lib.config import TumorConfig
+from lib.config import AppConfig
 from lib.networks import build_network, enable_mc_dropout
-from lib.priority import LOW_PRIORITY, lower_priority
 from lib.transforms.pipeline import IMAGE, inference_transforms, sliding_window
 from lib.transforms.volume_io import VolumeReadError
 
@@ -45,32 +44,29 @@ class EpistemicScoring(ScoringMethod):
     """Score every unlabelled image that has not been scored with the current weights.
 
     The dropout network comes from :func:`lib.networks.build_network` (the served network's factory) with
-    ``config.dropout``, and images go through the inference preprocessing.
+    ``app_config.dropout``, and images go through the inference preprocessing.
 
     Args:
-        config: the app configuration.
+        app_config: the app configuration.
     """
 
-    def __init__(self, config: TumorConfig) -> None:
+    def __init__(self, app_config: AppConfig) -> None:
         super().__init__("Monte-Carlo dropout uncertainty (mutual information) of unlabelled images")
-        self.tumor = config
+        self.app_config = app_config
 
     def __call__(self, request: dict[str, Any], datastore: Datastore) -> dict[str, Any]:
-        path = serving_checkpoint(self.tumor)
+        path = serving_checkpoint(self.app_config)
         if path is None:
             logger.info("Epistemic scoring skipped: no trained weights yet")
             return {"scored": 0, "skipped": "no trained weights"}
-        if request.get(LOW_PRIORITY) and self.tumor.background_niceness:
-            lower_priority(self.tumor.background_niceness)
-            logger.info("Epistemic scoring at a lower CPU priority (niceness +%d)", self.tumor.background_niceness)
         model_ts = os.stat(path).st_mtime_ns  # weights published within one second still differ
-        samples = int(request.get("mc_samples", self.tumor.mc_samples))
-        device = self.tumor.torch_device()
-        network = build_network(self.tumor, dropout=self.tumor.dropout)
-        load_weights(network, path, self.tumor)
+        samples = int(request.get("mc_samples", self.app_config.mc_samples))
+        device = self.app_config.torch_device()
+        network = build_network(self.app_config.plan, dropout=self.app_config.dropout)
+        load_weights(network, path, self.app_config.plan)
         network = enable_mc_dropout(network.to(device))
-        transforms = Compose(inference_transforms(self.tumor))
-        inferer = sliding_window(self.tumor)
+        transforms = Compose(inference_transforms(self.app_config))
+        inferer = sliding_window(self.app_config)
 
         start, scored, failed = time.time(), 0, []
         for image_id in datastore.get_unlabeled_images():

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from monailabel.interfaces.app import MONAILabelApp
 
 from lib.server.guard import Access
+from lib.server.routes.batch import batch_routes
 from lib.server.routes.datastore import datastore_routes
 from lib.server.routes.inference import inference_routes
 from lib.server.routes.login import login_routes
@@ -28,4 +29,5 @@ def create_api(instance: MONAILabelApp, access: Access, log_path: str, token_min
     api.include_router(inference_routes(instance))
     api.include_router(training_routes(instance))
     api.include_router(log_routes(log_path))
+    api.include_router(batch_routes(instance))
     return api

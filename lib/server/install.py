@@ -13,11 +13,13 @@ from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
 
 from lib.auth import UserStore
-from lib.config import ConfigError, TumorConfig
+from lib.config import AppConfig, ConfigError
+from lib.priority import nice_background_jobs
 from lib.server.api import create_api
 from lib.server.guard import Access, Guard
 from lib.server.lifeline import follow_server, mark_server
 from lib.server.logs import use_own_log
+from lib.trainers.run_stats import settle_stats, stats_path
 
 logger = logging.getLogger(__name__)
 
@@ -46,16 +48,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def open_users(config: TumorConfig, host: str) -> UserStore | None:
+def open_users(app_config: AppConfig, host: str) -> UserStore | None:
     """The users file, or None when login is off; refuses to serve a network without login unless told to."""
-    if config.users:
-        store = UserStore(config.users)
+    if app_config.users:
+        store = UserStore(app_config.users)
         if not store.users():
-            raise ConfigError(f"--conf users {config.users}: no users yet; add one with tumor-users")
+            raise ConfigError(f"--conf users {app_config.users}: no users yet; add one with tumor-users")
         return store
     if is_loopback(host):
         return None
-    if config.auth != "off":
+    if app_config.auth != "off":
         raise ConfigError(
             f"the server would listen on {host} without login. Add users with "
             "'tumor-users --file users.json add NAME --role admin' and start with --conf users users.json, "
@@ -65,7 +67,7 @@ def open_users(config: TumorConfig, host: str) -> UserStore | None:
     return None
 
 
-def secure(instance: MONAILabelApp, config: TumorConfig) -> None:
+def secure(instance: MONAILabelApp, app_config: AppConfig) -> None:
     """In the server: login, roles, limits and this app's endpoints. In its background processes: end with it."""
     module = server_module()
     if module is None:
@@ -73,17 +75,19 @@ def secure(instance: MONAILabelApp, config: TumorConfig) -> None:
         follow_server()
         return
     host = listening_host(sys.argv)
-    access = Access.create(open_users(config, host))
+    access = Access.create(open_users(app_config, host))
     # Beside what else this server writes (its weights and runs); the port tells servers on one machine apart.
-    log_path = os.path.join(config.model_dir, "logs", f"server-{settings.MONAI_LABEL_SERVER_PORT}.log")
+    log_path = os.path.join(app_config.model_dir, "logs", f"server-{settings.MONAI_LABEL_SERVER_PORT}.log")
     use_own_log(instance.app_dir, log_path)
     mark_server()
+    nice_background_jobs(app_config.background_niceness)
+    settle_stats(stats_path(app_config.model_dir))  # a run left RUNNING by an earlier server has ended
     os.environ[INTERNAL_TOKEN_ENV] = access.internal_token
     logger.info(
         "Login %s; requests up to %d MiB; volumes up to %d voxels; log: %s",
         f"on ({len(access.users.users())} users)" if access.users else "off",
-        config.max_upload_mb,
-        config.max_voxels,
+        app_config.max_upload_mb,
+        app_config.max_voxels,
         log_path,
     )
 
@@ -96,8 +100,8 @@ def secure(instance: MONAILabelApp, config: TumorConfig) -> None:
         }
 
     server = module.app  # type: ignore[attr-defined]
-    api = create_api(instance, access, log_path, config.token_minutes)
+    api = create_api(instance, access, log_path, app_config.token_minutes)
     # The server builds its middleware stack on its first message (start-up, which creates this app); it is
     # rebuilt with the guard on the first request.
     server.middleware_stack = None
-    server.add_middleware(Guard, app=api, access=access, names=names, max_body_bytes=config.max_upload_mb * 2**20)
+    server.add_middleware(Guard, app=api, access=access, names=names, max_body_bytes=app_config.max_upload_mb * 2**20)

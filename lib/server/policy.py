@@ -63,7 +63,8 @@ RULES: tuple[Rule, ...] = (
     _rule("GET,DELETE", "/session/{session_id}", ANNOTATOR, APP),
     _rule("POST", "/train", ANNOTATOR, APP),
     _rule("POST", "/train/{trainer}", ANNOTATOR, APP),
-    _rule("GET,DELETE", "/train", ANNOTATOR, STOCK),
+    _rule("GET", "/train", ANNOTATOR, STOCK),
+    _rule("DELETE", "/train", ANNOTATOR, APP),
     _rule("GET", "/scoring", ANNOTATOR, STOCK),
     # Administration.
     _rule("DELETE", "/datastore/image", ADMIN, STOCK),
@@ -77,11 +78,14 @@ RULES: tuple[Rule, ...] = (
     _rule("POST", "/scoring/{method}", ADMIN, STOCK),
     _rule("DELETE", "/scoring", ADMIN, STOCK),
     _rule("GET", "/logs", ADMIN, APP),
+    _rule("POST", "/batch/infer/{model}", ADMIN, APP),  # pre-segment many images (lib.server.routes.batch)
+    _rule("GET", "/batch/infer", ADMIN, STOCK),
+    _rule("DELETE", "/batch/infer", ADMIN, STOCK),
     _rule("GET", "/", ADMIN, STOCK),  # API documentation
     _rule("GET", "/docs", ADMIN, STOCK),
     _rule("GET", "/openapi.json", ADMIN, STOCK),
 )
-# Not served (404): whole-slide and batch inference, the OHIF viewer and its DICOMweb proxy, /reload, image and
+# Not served (404): whole-slide inference, the OHIF viewer and its DICOMweb proxy, /reload, image and
 # label info updates, GPU info. None is used by 3D Slicer's module for this app.
 
 

@@ -1,5 +1,5 @@
-"""Training tasks of the app."""
+"""Training of the app's networks: one run (:mod:`lib.trainers.run`) trains and publishes both."""
 
-from lib.trainers.segmentation import SegmentationTrainer
+from lib.trainers.run import TrainingRun
 
-__all__ = ["SegmentationTrainer"]
+__all__ = ["TrainingRun"]

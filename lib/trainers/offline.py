@@ -1,6 +1,6 @@
 """Train the segmentation network offline on a labelled studies folder, with the app's own trainer.
 
-The same code as the server's Train button (:class:`SegmentationTrainer`: preprocessing, split, validation,
+The same code as the server's Train button (:class:`TrainingRun`: preprocessing, split, validation,
 publishing), without a server: for starting models (``apps/tumor/pretrained``) and for hospitals that already hold
 labelled cases. The weights-only checkpoint is copied to ``--out`` and the run's stats to ``--out`` + ``.json``.
 
@@ -21,9 +21,10 @@ import os
 import shutil
 import tempfile
 
-from lib.config import CLICKS, parse_config
+from lib.config import parse_config
 from lib.datastore import VOLUME_EXTENSIONS, TumorDatastore
-from lib.trainers.segmentation import SegmentationTrainer
+from lib.networks.descriptions import SEGMENTATION
+from lib.trainers.run import TrainingRun
 
 APP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "apps", "tumor")
 
@@ -32,14 +33,15 @@ def train_offline(studies: str, out: str, conf: dict[str, str]) -> dict:
     """Train on every labelled case of ``studies`` and write the published checkpoint to ``out``."""
     with tempfile.TemporaryDirectory() as model_dir:
         # Training starts from scratch unless a starting checkpoint is named; the click network is not trained.
-        config = parse_config({"checkpoint": "none", "click_epochs": "0", **conf, "model_dir": model_dir}, APP_DIR)
-        datastore = TumorDatastore(studies, config, extensions=VOLUME_EXTENSIONS, auto_reload=False)
-        stats = SegmentationTrainer(config)({}, datastore)
-        if stats.get("status") != "DONE" or not os.path.isfile(config.published_path()):
+        app_config = parse_config({"checkpoint": "none", "click_epochs": "0", **conf, "model_dir": model_dir}, APP_DIR)
+        datastore = TumorDatastore(studies, app_config, extensions=VOLUME_EXTENSIONS, auto_reload=False)
+        stats = TrainingRun(app_config)({}, datastore)
+        published = SEGMENTATION.published_path(app_config.model_dir)
+        if stats.get("status") != "DONE" or not os.path.isfile(published):
             raise RuntimeError(f"training did not finish: {stats}")
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        shutil.copyfile(config.published_path(), out)
-    stats = {k: v for k, v in stats.items() if k not in ("pid", CLICKS)}
+        shutil.copyfile(published, out)
+    stats = {k: v for k, v in stats.items() if k not in ("pid", "niceness")}
     with open(out + ".json", "w") as f:
         json.dump({"conf": conf, "stats": stats}, f, indent=1)
     return stats

@@ -29,10 +29,10 @@ from monai.transforms import (
     ToTensord,
     Transform,
 )
-from scipy import ndimage
 
-from lib.config import TumorConfig
+from lib.config import AppConfig
 from lib.transforms.geometry import Geometry
+from lib.transforms.masks import deepest_point
 from lib.transforms.pipeline import IMAGE, LABEL, PRED, training_transforms, validation_transforms
 
 Point = tuple[int, int, int]
@@ -92,41 +92,40 @@ class DeepestClickd(Transform):
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         d = dict(data)
         label = np.asarray(d[LABEL])[0] > 0
-        depth = ndimage.distance_transform_edt(np.pad(label, 1), sampling=self.spacing)[(slice(1, -1),) * label.ndim]
-        point = [int(v) for v in np.unravel_index(int(np.argmax(depth)), label.shape)]
+        point = list(deepest_point(label, self.spacing))
         d[GUIDANCE] = json.dumps([[[0, *point]], [[-1] * (label.ndim + 1)]])
         return d
 
 
-def _guidance_signal(config: TumorConfig) -> AddGuidanceSignald:
-    return AddGuidanceSignald(IMAGE, GUIDANCE, sigma=SIGMA_VOXELS, number_intensity_ch=config.channels)
+def _guidance_signal(app_config: AppConfig) -> AddGuidanceSignald:
+    return AddGuidanceSignald(IMAGE, GUIDANCE, sigma=SIGMA_VOXELS, number_intensity_ch=app_config.plan.channels)
 
 
-def click_training_transforms(config: TumorConfig) -> list[Transform]:
+def click_training_transforms(app_config: AppConfig) -> list[Transform]:
     """The segmentation model's training patches, one object of each, and a first simulated click in it."""
     return [
-        *training_transforms(config),
+        *training_transforms(app_config),
         ToNumpyd([IMAGE, LABEL]),
         ClickedObjectd(),
         FirstClickd(LABEL, GUIDANCE),
-        _guidance_signal(config),
+        _guidance_signal(app_config),
         EnsureTyped([IMAGE, LABEL], dtype="float32", track_meta=False),
     ]
 
 
-def click_validation_transforms(config: TumorConfig) -> list[Transform]:
+def click_validation_transforms(app_config: AppConfig) -> list[Transform]:
     """The shared preprocessing of whole volumes, the first labelled object, and a click at its deepest point."""
     return [
-        *validation_transforms(config),
+        *validation_transforms(app_config),
         ToNumpyd([IMAGE, LABEL]),
         ClickedObjectd(random=False),
-        DeepestClickd(config.spacing),
-        _guidance_signal(config),
+        DeepestClickd(app_config.plan.spacing),
+        _guidance_signal(app_config),
         EnsureTyped([IMAGE, LABEL], dtype="float32", track_meta=False),
     ]
 
 
-def corrective_click_transforms(config: TumorConfig) -> list[Transform]:
+def corrective_click_transforms(app_config: AppConfig) -> list[Transform]:
     """Between simulated rounds: find where the prediction is wrong and click in the largest error (DeepGrow)."""
     return [
         Activationsd(PRED, softmax=True),
@@ -134,7 +133,7 @@ def corrective_click_transforms(config: TumorConfig) -> list[Transform]:
         ToNumpyd([IMAGE, LABEL, PRED]),
         FindDiscrepancyRegionsd(LABEL, PRED, DISCREPANCY),
         AddRandomGuidanced(GUIDANCE, DISCREPANCY, PROBABILITY),
-        _guidance_signal(config),
+        _guidance_signal(app_config),
         ToTensord([IMAGE, LABEL]),
     ]
 
@@ -170,8 +169,8 @@ class ClickGuidanced(Transform):
     Runs after the shared preprocessing; the image's original grid is read from ``f"{IMAGE}_geometry"``.
     """
 
-    def __init__(self, config: TumorConfig) -> None:
-        self.signal = _guidance_signal(config)
+    def __init__(self, app_config: AppConfig) -> None:
+        self.signal = _guidance_signal(app_config)
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         d = dict(data)

@@ -27,7 +27,7 @@ from monai.transforms import (
     Transform,
 )
 
-from lib.config import NETWORKS, TumorConfig
+from lib.config import AppConfig
 from lib.networks.precision import MixedPrecision, autocast_dtype
 from lib.transforms.components import KEEP_LARGEST_VALUES, outside_largest
 from lib.transforms.resample import ResampleToSpacingd, resize
@@ -38,15 +38,15 @@ LABEL = "label"
 PRED = "pred"
 
 
-def normalisation(config: TumorConfig) -> Transform:
+def normalisation(app_config: AppConfig) -> Transform:
     """Intensity preset of the modality: CT window clip and scale to [0, 1]; MR per-channel non-zero z-score."""
-    if config.modality == "ct":
-        low, high = config.ct_window
+    if app_config.plan.modality == "ct":
+        low, high = app_config.plan.ct_window
         return ScaleIntensityRanged(IMAGE, a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)
     return NormalizeIntensityd(IMAGE, nonzero=True, channel_wise=True)
 
 
-def preprocessing(config: TumorConfig, with_label: bool) -> list[Transform]:
+def preprocessing(app_config: AppConfig, with_label: bool) -> list[Transform]:
     """Read, resample to the model's spacing, normalise (deterministic; cached during training).
 
     Resampling comes first, as in MONAI's radiology app, so normalisation runs on the (usually far fewer) voxels of
@@ -55,31 +55,31 @@ def preprocessing(config: TumorConfig, with_label: bool) -> list[Transform]:
     keys = [IMAGE, LABEL] if with_label else [IMAGE]
     modes = ["trilinear", "nearest"] if with_label else ["trilinear"]
     return [
-        LoadVolumed(keys, channels=config.channels, sequences=config.sequences),
-        ResampleToSpacingd(keys, config.spacing, modes),
-        normalisation(config),
+        LoadVolumed(keys, channels=app_config.plan.channels, sequences=app_config.sequences),
+        ResampleToSpacingd(keys, app_config.plan.spacing, modes),
+        normalisation(app_config),
         EnsureTyped(keys, dtype="float32", track_meta=False),
     ]
 
 
-def validation_transforms(config: TumorConfig) -> list[Transform]:
+def validation_transforms(app_config: AppConfig) -> list[Transform]:
     """Shared preprocessing of an image and its label, keeping only the arrays."""
-    return [*preprocessing(config, with_label=True), SelectItemsd([IMAGE, LABEL])]
+    return [*preprocessing(app_config, with_label=True), SelectItemsd([IMAGE, LABEL])]
 
 
-def training_transforms(config: TumorConfig) -> list[Transform]:
+def training_transforms(app_config: AppConfig) -> list[Transform]:
     """Validation transforms plus label-balanced random patches and light augmentation."""
     keys = [IMAGE, LABEL]
     return [
-        *validation_transforms(config),
-        SpatialPadd(keys, spatial_size=config.patch_size),
+        *validation_transforms(app_config),
+        SpatialPadd(keys, spatial_size=app_config.patch_size),
         RandCropByPosNegLabeld(
             keys,
             label_key=LABEL,
-            spatial_size=config.patch_size,
+            spatial_size=app_config.patch_size,
             pos=2,
             neg=1,
-            num_samples=config.samples_per_case,
+            num_samples=app_config.samples_per_case,
         ),
         RandFlipd(keys, prob=0.5, spatial_axis=0),
         RandFlipd(keys, prob=0.5, spatial_axis=1),
@@ -90,9 +90,9 @@ def training_transforms(config: TumorConfig) -> list[Transform]:
     ]
 
 
-def inference_transforms(config: TumorConfig) -> list[Transform]:
+def inference_transforms(app_config: AppConfig) -> list[Transform]:
     """Shared preprocessing of an image alone (its geometry is kept for writing the result)."""
-    return preprocessing(config, with_label=False)
+    return preprocessing(app_config, with_label=False)
 
 
 def argmax_channels(probabilities: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
@@ -165,20 +165,20 @@ def inference_postprocessing() -> list[Transform]:
     return [Activationsd(PRED, softmax=True), KeepLargestComponentd(PRED), LabelOnGeometryd(PRED, ref=IMAGE)]
 
 
-def window_size(config: TumorConfig, shape: Sequence[int]) -> tuple[int, int, int]:
+def window_size(app_config: AppConfig, shape: Sequence[int]) -> tuple[int, int, int]:
     """Sliding-window size for an image of ``shape`` voxels on the model grid.
 
     The whole image in one window (each side rounded up to the network's size factor) when that holds at most
-    ``config.window_voxels``; otherwise the longest side is halved until it fits. Never smaller than the training
+    ``app_config.window_voxels``; otherwise the longest side is halved until it fits. Never smaller than the training
     patch. One large window does the work of many overlapping patches: the network runs on each voxel once.
     """
-    factor = NETWORKS[config.network]
-    window = [max(p, math.ceil(n / factor) * factor) for p, n in zip(config.patch_size, shape)]
-    while math.prod(window) > config.window_voxels:
-        axis = max(range(3), key=lambda a: window[a] / config.patch_size[a])
-        if window[axis] <= config.patch_size[axis]:
+    factor = app_config.plan.size_divisor
+    window = [max(p, math.ceil(n / factor) * factor) for p, n in zip(app_config.patch_size, shape)]
+    while math.prod(window) > app_config.window_voxels:
+        axis = max(range(3), key=lambda a: window[a] / app_config.patch_size[a])
+        if window[axis] <= app_config.patch_size[axis]:
             break
-        window[axis] = max(config.patch_size[axis], math.ceil(window[axis] / 2 / factor) * factor)
+        window[axis] = max(app_config.patch_size[axis], math.ceil(window[axis] / 2 / factor) * factor)
     return tuple(window)  # type: ignore[return-value]
 
 
@@ -189,17 +189,17 @@ class SlidingWindow(Inferer):
     Used by inference, validation and scoring alike, so the validation Dice is the served model's.
     """
 
-    def __init__(self, config: TumorConfig, batch_size: int = 1) -> None:
+    def __init__(self, app_config: AppConfig, batch_size: int = 1) -> None:
         super().__init__()
-        self.config = config
+        self.app_config = app_config
         self.batch_size = batch_size
 
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
         return sliding_window_inference(
             inputs,
-            window_size(self.config, inputs.shape[2:]),
+            window_size(self.app_config, inputs.shape[2:]),
             self.batch_size,
-            MixedPrecision(network, autocast_dtype(self.config.amp, inputs.device)),
+            MixedPrecision(network, autocast_dtype(self.app_config.amp, inputs.device)),
             overlap=0.25,
             mode="gaussian",
             padding_mode="constant",
@@ -207,6 +207,6 @@ class SlidingWindow(Inferer):
         )
 
 
-def sliding_window(config: TumorConfig, batch_size: int = 1) -> SlidingWindow:
+def sliding_window(app_config: AppConfig, batch_size: int = 1) -> SlidingWindow:
     """The app's whole-volume inferer (see :class:`SlidingWindow`)."""
-    return SlidingWindow(config, batch_size)
+    return SlidingWindow(app_config, batch_size)

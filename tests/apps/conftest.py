@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 from monailabel.client import MONAILabelClient
 
-from benchmarks.server import APP, start_server, stop_server, wait_until_up
+from tests.support.server import APP, start_server, stop_server, wait_until_up
 from tests.synthetic import SyntheticCase, write_case
 
 # Small enough that a training epoch takes seconds on 2 CPU cores.

@@ -12,9 +12,11 @@ import requests
 import SimpleITK as sitk
 from monailabel.client import MONAILabelClient
 
-from benchmarks.orthanc import MISSING, series_uids, start_orthanc, stop_orthanc, upload
-from benchmarks.server import APP, start_server, stop_server, wait_until_up
 from tests.apps.test_server import LABEL_INFO, error_of, train
+from tests.support.orthanc import MISSING, series_uids, start_orthanc, stop_orthanc, upload
+from tests.support.server import APP, start_server, stop_server, wait_until_up
+
+pytestmark = pytest.mark.integration
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(MISSING is not None, reason=MISSING or "")]
 
@@ -63,7 +65,10 @@ def test_server_starts_offline_on_a_pacs_and_segments_a_ct_series(tmp_path) -> N
             assert (datastore["total"], datastore["completed"]) == (1, 1)
             status = train(client, {"max_epochs": 1})
             assert status["status"] == "DONE", (tmp_path / "restart.log").read_text(errors="replace")[-3000:]
-            assert client.info()["train_stats"]["segmentation"]["cases"] == {"train": 1, "val": 0}
+            assert client.info()["train_stats"]["segmentation"]["networks"]["segmentation"]["cases"] == {
+                "train": 1,
+                "val": 0,
+            }
         finally:
             stop_server(process)
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
@@ -9,9 +10,9 @@ import psutil
 import pytest
 import requests
 
-from benchmarks.server import APP, start_server, stop_server, wait_until_up
 from tests.apps.conftest import TINY, failed_startup
 from tests.apps.test_server import poll
+from tests.support.server import APP, start_server, stop_server, wait_until_up
 from tests.synthetic import write_case
 
 pytestmark = pytest.mark.integration
@@ -45,7 +46,7 @@ def test_kill_9_of_the_server_ends_its_training_run_which_publishes_nothing(tmp_
         poll(lambda: gone(pid), "the training process to end", deadline_s=30, every_s=0.2)
     finally:
         stop_server(process)
-    published = [f for f in os.listdir(model_dir) if f.endswith(".pt") or f.startswith(".publishing-")]
+    published = [f for f in os.listdir(model_dir) if f.endswith((".pt", ".tmp"))]
     assert published == []
 
     process, url = start_server(APP, studies, conf, str(tmp_path / "restart.log"))
@@ -53,6 +54,8 @@ def test_kill_9_of_the_server_ends_its_training_run_which_publishes_nothing(tmp_
         wait_until_up(process, url)
         stats = requests.get(f"{url}/info/", timeout=30).json()["train_stats"]["segmentation"]
         assert stats["status"] == "STOPPED" and stats["pid"] == pid
+        with open(os.path.join(model_dir, "train_stats.json")) as f:  # the restarted server settled the file
+            assert json.load(f)["status"] == "STOPPED"
         assert requests.get(f"{url}/train/?check_if_running=true", timeout=30).status_code == 404
     finally:
         stop_server(process)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 
-from benchmarks.annotator import deepest_point, dice, next_click, scribbles
-from benchmarks.interactive import LABEL_INFO, SLICER
 from tests.apps.conftest import Server
 from tests.apps.test_server import assert_same_grid, error_of
+from tests.support.annotator import deepest_point, dice, next_click, scribbles
+from tests.support.slicer import LABEL_INFO, SLICER
+
+pytestmark = pytest.mark.integration
 
 
 def ijk(array_kji: np.ndarray) -> np.ndarray:
@@ -37,7 +40,11 @@ def test_info_advertises_scribbles_and_clicks(server: Server) -> None:
     models = server.client.info()["models"]
     assert models["scribbles"]["type"] == "scribbles" and models["clicks"]["type"] == "deepgrow"
     for name in ("scribbles", "clicks"):
-        assert models[name]["labels"] == ["tumor"] and models[name]["dimension"] == 3 and models[name]["description"]
+        assert models[name]["labels"] == ["tumor"] and models[name]["dimension"] == 3
+    # What the annotator reads in the panel: how to use each tool, and that it needs no training.
+    assert "foreground" in models["scribbles"]["description"] and "background" in models["scribbles"]["description"]
+    assert models["clicks"]["description"].startswith("Clicks: click inside the tumour")
+    assert "without training" in models["clicks"]["description"]
 
 
 def test_scribbles_segment_the_tumour_on_the_image_grid(server: Server, tmp_path) -> None:

@@ -15,12 +15,12 @@ import pytest
 import requests
 import SimpleITK as sitk
 
-from benchmarks.server import APP, start_server, stop_server, wait_until_up
 from lib.auth import Role, UserStore, issue_token
 from lib.server.policy import RULES
 from tests.apps.conftest import TINY
-from tests.apps.slicer import SlicerLogic, slicer_client_module
 from tests.apps.test_server import LABEL_INFO, poll, train
+from tests.support.server import APP, start_server, stop_server, wait_until_up
+from tests.support.slicer import SlicerLogic, slicer_client_module
 from tests.synthetic import SyntheticCase, write_case
 
 pytestmark = pytest.mark.integration
@@ -172,6 +172,8 @@ def test_anonymous_and_invalid_tokens_get_401_everywhere_but_login(secure: Secur
         ("DELETE", "/datastore/label?id=nope&tag=final", {"adam"}),
         ("DELETE", "/datastore/image?id=nope", {"adam"}),
         ("POST", "/scoring/epistemic", {"adam"}),
+        ("GET", "/batch/infer", {"adam"}),
+        ("DELETE", "/batch/infer", {"adam"}),
     ],
 )
 def test_roles(secure: SecureServer, method: str, path: str, allowed: set[str]) -> None:
@@ -225,6 +227,7 @@ def tar_with(member: str) -> bytes:
 
 def test_hostile_requests_get_a_clear_4xx_and_change_nothing(secure: SecureServer, tmp_path) -> None:
     admin = secure.headers("adam")  # the role that may do most: refusals here hold for every role
+    batch, final = f"{secure.url}/batch/infer", {"label_tag": "final"}
     case = secure.cases["case0"]
     image_bytes = open(case.image_path, "rb").read()
     label_bytes = open(case.label_path, "rb").read()
@@ -341,7 +344,9 @@ def test_hostile_requests_get_a_clear_4xx_and_change_nothing(secure: SecureServe
         ("weights, junk", requests.put(f"{secure.url}/model/segmentation", files=junk, headers=admin), 422, "refused"),
         ("weights, none served", requests.put(f"{secure.url}/model/scribbles", files=junk, headers=admin), 404, "no"),
         ("delete unknown image", requests.delete(f"{secure.url}/datastore/image?id=nope", headers=admin), 404, "nope"),
-        ("route not served", requests.post(f"{secure.url}/batch/infer/segmentation", headers=admin), 404, "not served"),
+        ("route not served", requests.post(f"{secure.url}/infer/wsi/segmentation", headers=admin), 404, "not served"),
+        ("batch, final labels", requests.post(f"{batch}/segmentation", json=final, headers=admin), 422, "original"),
+        ("batch, other model", requests.post(f"{batch}/scribbles", headers=admin), 422, "segmentation only"),
     ]
     private = (secure.root, secure.tmpdir, "/tmp/", os.path.dirname(APP))
     for what, response, status, message in cases:

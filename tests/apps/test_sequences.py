@@ -12,12 +12,12 @@ import SimpleITK as sitk
 from monailabel.client import MONAILabelClient
 from scipy import ndimage
 
-from benchmarks.annotator import deepest_point, dice, scribbles
-from benchmarks.interactive import LABEL_INFO, SLICER
-from benchmarks.server import APP, start_server, stop_server, wait_until_up
 from tests.apps.conftest import TINY
 from tests.apps.test_interactive import result, scribble_file
 from tests.apps.test_server import assert_same_grid, error_of, train
+from tests.support.annotator import deepest_point, dice, scribbles
+from tests.support.server import APP, start_server, stop_server, wait_until_up
+from tests.support.slicer import LABEL_INFO, SLICER
 from tests.synthetic import write_sequences
 
 pytestmark = pytest.mark.integration

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.annotator import dice
-from benchmarks.server import APP
 from lib.checkpoint import load_weights
 from lib.config import parse_config
 from lib.infers import SegmentationInfer
 from lib.networks import build_network
 from lib.transforms.volume_io import read_volume
+from tests.support.annotator import dice
+from tests.support.server import APP
 
 SHIPPED = Path(APP) / "pretrained" / "ct_tumor.pt"
 CARD = Path(APP) / "pretrained" / "ct_tumor.md"
@@ -37,8 +37,8 @@ def test_the_ct_model_is_small_and_loads_weights_only_into_the_default_network()
     checkpoint = torch.load(SHIPPED, map_location="cpu", weights_only=True)  # no pickled code
     assert set(checkpoint) == {"model", "meta"}
     config = parse_config({}, APP)
-    network = build_network(config)
-    load_weights(network, str(SHIPPED), config)  # strict: every weight of the default CT network
+    network = build_network(config.plan)
+    load_weights(network, str(SHIPPED), config.plan)  # strict: every weight of the default CT network
     assert sum(p.numel() for p in network.parameters()) == sum(v.numel() for v in checkpoint["model"].values())
 
 

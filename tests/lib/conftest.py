@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from lib.checkpoint import publish_checkpoint
-from lib.config import SEGMENTATION, TumorConfig, parse_config
+from lib.checkpoint import Weights, publish
+from lib.config import AppConfig, parse_config
 from lib.networks import build_network
+from lib.networks.descriptions import SEGMENTATION, NetworkDescription
 from tests.synthetic import SyntheticCase, write_case
 
 # Small enough for CPU unit tests: 8 feature maps (segresnet's group norm needs a multiple of 8) and a 16x16x8
@@ -20,10 +21,10 @@ TINY = {"features": "8", "patch_size": "16,16,8", "device": "cpu", "amp": "off"}
 
 
 @pytest.fixture
-def make_config(tmp_path: Path) -> Callable[..., TumorConfig]:
+def make_config(tmp_path: Path) -> Callable[..., AppConfig]:
     """Factory of tiny configurations; keyword arguments are extra ``--conf`` strings (model_dir under tmp)."""
 
-    def make(**conf: str) -> TumorConfig:
+    def make(**conf: str) -> AppConfig:
         values = {**TINY, "model_dir": str(tmp_path / "model"), **conf}
         return parse_config(values, str(tmp_path / "app"))
 
@@ -31,7 +32,7 @@ def make_config(tmp_path: Path) -> Callable[..., TumorConfig]:
 
 
 @pytest.fixture
-def config(make_config: Callable[..., TumorConfig]) -> TumorConfig:
+def config(make_config: Callable[..., AppConfig]) -> AppConfig:
     """The default tiny configuration: one label ``tumor``, one CT channel, segresnet."""
     return make_config()
 
@@ -57,9 +58,10 @@ def case(make_case: Callable[..., SyntheticCase]) -> SyntheticCase:
 def publish_weights() -> Callable[..., str]:
     """Publishes an untrained network's weights as the served checkpoint of a configuration; returns the path."""
 
-    def publish(config: TumorConfig, run_id: str = "t", model: str = SEGMENTATION) -> str:
-        state = build_network(config, model=model).state_dict()
-        publish_checkpoint(state, {"run_id": run_id}, config.published_path(model), config, model)
-        return config.published_path(model)
+    def publish_untrained(app_config: AppConfig, run_id: str = "t", network: NetworkDescription = SEGMENTATION) -> str:
+        state = build_network(app_config.plan, network).state_dict()
+        path = network.published_path(app_config.model_dir)
+        publish([Weights(state, {"run_id": run_id}, path)], app_config.plan, [network])
+        return path
 
-    return publish
+    return publish_untrained

@@ -8,33 +8,35 @@ from pathlib import Path
 import pytest
 import torch
 
-from lib.checkpoint import CheckpointError, load_weights, publish_checkpoint, read_checkpoint, serving_checkpoint
-from lib.config import TumorConfig
+from lib.checkpoint import CheckpointError, load_weights, read_checkpoint, serving_checkpoint
+from lib.config import AppConfig
 from lib.networks import build_network
+from lib.networks.descriptions import SEGMENTATION
+from tests.support.checkpoints import publish_checkpoint
 
-ConfigFactory = Callable[..., TumorConfig]
+ConfigFactory = Callable[..., AppConfig]
 
 
-def test_publish_then_read_round_trip(config: TumorConfig) -> None:
-    state = build_network(config).state_dict()
-    publish_checkpoint(state, {"run_id": "r1", "val_dice": 0.5}, config.published_path(), config)
+def test_publish_then_read_round_trip(config: AppConfig) -> None:
+    state = build_network(config.plan).state_dict()
+    publish_checkpoint(state, {"run_id": "r1", "val_dice": 0.5}, SEGMENTATION.published_path(config.model_dir), config)
 
-    loaded, meta = read_checkpoint(config.published_path(), config)
+    loaded, meta = read_checkpoint(SEGMENTATION.published_path(config.model_dir), config.plan)
 
     assert loaded.keys() == state.keys()
     assert all(torch.equal(loaded[k], state[k]) for k in state)
-    assert meta == {"run_id": "r1", "val_dice": 0.5, "architecture": config.architecture()}
+    assert meta == {"run_id": "r1", "val_dice": 0.5, "architecture": SEGMENTATION.architecture(config.plan)}
     # Weights only: the file loads without unpickling arbitrary objects.
-    raw = torch.load(config.published_path(), map_location="cpu", weights_only=True)
+    raw = torch.load(SEGMENTATION.published_path(config.model_dir), map_location="cpu", weights_only=True)
     assert set(raw) == {"model", "meta"}
 
 
-def test_load_weights_fills_network(config: TumorConfig) -> None:
-    source = build_network(config)
-    publish_checkpoint(source.state_dict(), {"run_id": "r"}, config.published_path(), config)
-    target = build_network(config)
+def test_load_weights_fills_network(config: AppConfig) -> None:
+    source = build_network(config.plan)
+    publish_checkpoint(source.state_dict(), {"run_id": "r"}, SEGMENTATION.published_path(config.model_dir), config)
+    target = build_network(config.plan)
 
-    meta = load_weights(target, config.published_path(), config)
+    meta = load_weights(target, SEGMENTATION.published_path(config.model_dir), config.plan)
 
     assert meta["run_id"] == "r"
     assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values()))
@@ -52,72 +54,91 @@ def test_checkpoint_for_other_architecture_is_refused(
     make_config: ConfigFactory, served_with: dict[str, str], difference: str
 ) -> None:
     trained = make_config()  # labels ('tumor',), 1 channel, 8 features
-    publish_checkpoint(build_network(trained).state_dict(), {"run_id": "old"}, trained.published_path(), trained)
+    publish_checkpoint(
+        build_network(trained.plan).state_dict(),
+        {"run_id": "old"},
+        SEGMENTATION.published_path(trained.model_dir),
+        trained,
+    )
     served = make_config(**served_with)
 
     with pytest.raises(CheckpointError, match=f"was trained for .*{difference}.*but the app is configured for"):
-        read_checkpoint(served.published_path(), served)
+        read_checkpoint(SEGMENTATION.published_path(served.model_dir), served.plan)
 
 
 def test_bare_state_dict_of_other_network_does_not_fit(make_config: ConfigFactory, tmp_path: Path) -> None:
     config = make_config()
     path = tmp_path / "bare.pt"
-    torch.save(build_network(make_config(labels="tumor,edema")).state_dict(), path)
+    torch.save(build_network(make_config(labels="tumor,edema").plan).state_dict(), path)
 
-    state, meta = read_checkpoint(str(path), config)  # no metadata to check against
+    state, meta = read_checkpoint(str(path), config.plan)  # no metadata to check against
 
     assert meta == {}
     with pytest.raises(CheckpointError, match="does not fit the configured network"):
-        load_weights(build_network(config), str(path), config)
-    assert state.keys() == build_network(config).state_dict().keys()
+        load_weights(build_network(config.plan), str(path), config)
+    assert state.keys() == build_network(config.plan).state_dict().keys()
 
 
 @pytest.mark.parametrize(
     ("content", "match"),
     [(b"garbage", "cannot read checkpoint"), (None, "holds no state dict")],
 )
-def test_unreadable_checkpoint(config: TumorConfig, tmp_path: Path, content: bytes | None, match: str) -> None:
+def test_unreadable_checkpoint(config: AppConfig, tmp_path: Path, content: bytes | None, match: str) -> None:
     path = tmp_path / "bad.pt"
     if content is None:
         torch.save([1, 2, 3], path)
     else:
         path.write_bytes(content)
     with pytest.raises(CheckpointError, match=match):
-        read_checkpoint(str(path), config)
+        read_checkpoint(str(path), config.plan)
 
 
 def test_serving_checkpoint_prefers_published(make_config: ConfigFactory, tmp_path: Path) -> None:
     start = tmp_path / "start.pt"
-    torch.save(build_network(make_config()).state_dict(), start)
+    torch.save(build_network(make_config().plan).state_dict(), start)
     config = make_config(checkpoint=str(start))
 
     assert serving_checkpoint(config) == str(start)
-    publish_checkpoint(build_network(config).state_dict(), {}, config.published_path(), config)
-    assert serving_checkpoint(config) == config.published_path()
+    publish_checkpoint(
+        build_network(config.plan).state_dict(), {}, SEGMENTATION.published_path(config.model_dir), config
+    )
+    assert serving_checkpoint(config) == SEGMENTATION.published_path(config.model_dir)
 
 
-def test_serving_checkpoint_none_without_weights(config: TumorConfig) -> None:
+def test_serving_checkpoint_none_without_weights(config: AppConfig) -> None:
     assert serving_checkpoint(config) is None
 
 
-def test_publish_leaves_no_temporary_file(config: TumorConfig) -> None:
+def test_publish_leaves_no_temporary_file(config: AppConfig) -> None:
     folder = Path(config.model_dir)
     for run in ("first", "second"):
-        publish_checkpoint(build_network(config).state_dict(), {"run_id": run}, config.published_path(), config)
+        publish_checkpoint(
+            build_network(config.plan).state_dict(),
+            {"run_id": run},
+            SEGMENTATION.published_path(config.model_dir),
+            config,
+        )
 
     assert [p.name for p in folder.iterdir()] == ["segmentation.pt"]
-    assert read_checkpoint(config.published_path(), config)[1]["run_id"] == "second"
+    assert read_checkpoint(SEGMENTATION.published_path(config.model_dir), config.plan)[1]["run_id"] == "second"
 
 
-def test_failed_publish_keeps_previous_weights(config: TumorConfig) -> None:
-    publish_checkpoint(build_network(config).state_dict(), {"run_id": "served"}, config.published_path(), config)
+def test_failed_publish_keeps_previous_weights(config: AppConfig) -> None:
+    publish_checkpoint(
+        build_network(config.plan).state_dict(),
+        {"run_id": "served"},
+        SEGMENTATION.published_path(config.model_dir),
+        config,
+    )
 
     class Unsaveable(torch.Tensor):
         def detach(self) -> torch.Tensor:
             raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError, match="disk full"):
-        publish_checkpoint({"w": Unsaveable()}, {"run_id": "broken"}, config.published_path(), config)
+        publish_checkpoint(
+            {"w": Unsaveable()}, {"run_id": "broken"}, SEGMENTATION.published_path(config.model_dir), config
+        )
 
     assert [p.name for p in Path(config.model_dir).iterdir()] == ["segmentation.pt"]
-    assert read_checkpoint(config.published_path(), config)[1]["run_id"] == "served"
+    assert read_checkpoint(SEGMENTATION.published_path(config.model_dir), config.plan)[1]["run_id"] == "served"

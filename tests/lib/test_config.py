@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from lib.config import PARSERS, ConfigError, TumorConfig, parse_config
+from lib.config import AppConfig, ConfigError, parse_config
+from lib.config.parse import PARSERS, PLAN_KEYS
 
 
 def test_defaults_parse(tmp_path: Path) -> None:
     config = parse_config({}, str(tmp_path))
-    assert config == TumorConfig(model_dir=os.path.join(str(tmp_path), "model"))
-    assert config.labels == ("tumor",)
-    assert config.label_values == {"tumor": 1}
-    assert config.num_classes == 2
-    assert config.published_path() == os.path.join(str(tmp_path), "model", "segmentation.pt")
+    assert config == AppConfig(model_dir=os.path.join(str(tmp_path), "model"))
+    assert config.plan.labels == ("tumor",)
+    assert config.plan.label_values == {"tumor": 1}
+    assert config.plan.num_classes == 2
 
 
 def test_model_dir_defaults_to_app_model_folder(tmp_path: Path) -> None:
@@ -82,12 +83,14 @@ def test_key_parses_valid_value(tmp_path: Path, key: str, raw: str, attribute: s
     if key == "network" and raw.lower() == "unet":
         conf["patch_size"] = "96,96,32"  # the default 96,96,32 is divisible by 16 as unet needs
     config = parse_config(conf, str(tmp_path))
-    assert getattr(config, attribute) == expected
+    # The plan's keys land in the plan (what checkpoints record), the others in the run-time settings.
+    owner = config.plan if key in PLAN_KEYS else config
+    assert getattr(owner, attribute) == expected
 
 
 def test_unet_accepts_any_width(tmp_path: Path) -> None:
     config = parse_config({"network": "unet", "features": "4", "patch_size": "32,16,16"}, str(tmp_path))
-    assert (config.network, config.features, config.patch_size) == ("unet", 4, (32, 16, 16))
+    assert (config.plan.network, config.plan.features, config.patch_size) == ("unet", 4, (32, 16, 16))
 
 
 def test_unet_patch_too_small_for_its_depth_is_refused(tmp_path: Path) -> None:
@@ -105,8 +108,10 @@ def test_server_mode_is_accepted_and_ignored(tmp_path: Path) -> None:
     assert parse_config({"server_mode": "true"}, str(tmp_path)) == parse_config({}, str(tmp_path))
 
 
-def test_every_parser_key_is_a_config_field() -> None:
-    assert set(PARSERS) == set(TumorConfig.__dataclass_fields__)
+def test_every_parser_key_is_a_config_or_plan_field() -> None:
+    fields = {f.name for f in dataclasses.fields(AppConfig)} - {"plan"}
+    assert set(PARSERS) == fields | set(PLAN_KEYS)
+    assert not fields & set(PLAN_KEYS)  # each key has one home
 
 
 def test_unknown_key_names_key_and_lists_accepted_keys(tmp_path: Path) -> None:
@@ -206,13 +211,13 @@ def test_labels_differing_only_in_case_are_refused(tmp_path: Path) -> None:
         parse_config({"labels": "Tumor,tumor"}, str(tmp_path))
 
 
-def ship(app_dir: Path, config: TumorConfig, name: str = "ct_tumor.pt") -> Path:
+def ship(app_dir: Path, config: AppConfig, name: str = "ct_tumor.pt") -> Path:
     """Write a starting model for ``config`` where the app looks for shipped models."""
-    from lib.checkpoint import publish_checkpoint
     from lib.networks import build_network
+    from tests.support.checkpoints import publish_checkpoint
 
     path = app_dir / "pretrained" / name
-    publish_checkpoint(build_network(config).state_dict(), {"run_id": "shipped"}, str(path), config)
+    publish_checkpoint(build_network(config.plan).state_dict(), {"run_id": "shipped"}, str(path), config)
     return path
 
 
@@ -233,14 +238,14 @@ def test_shipped_model_for_other_architecture_or_preprocessing_is_not_used(
     ship(tmp_path, parse_config({}, str(tmp_path)))
     with caplog.at_level("INFO"):
         assert parse_config(conf, str(tmp_path)).checkpoint == ""
-    assert "does not fit this configuration" in caplog.text
+    assert "cannot be used" in caplog.text and "was trained for" in caplog.text
 
 
 def test_unreadable_shipped_model_is_not_used(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "pretrained").mkdir()
     (tmp_path / "pretrained" / "ct_tumor.pt").write_bytes(b"not a checkpoint")
     assert parse_config({}, str(tmp_path)).checkpoint == ""
-    assert "cannot be read" in caplog.text
+    assert "cannot read checkpoint ct_tumor.pt" in caplog.text
 
 
 def test_login_cannot_be_both_on_and_off(tmp_path: Path) -> None:
@@ -252,5 +257,5 @@ def test_login_cannot_be_both_on_and_off(tmp_path: Path) -> None:
 
 
 def test_sequences_set_the_channels(tmp_path: Path) -> None:
-    assert parse_config({"sequences": "t2f,t1c,t1n,t2w"}, str(tmp_path)).channels == 4
-    assert parse_config({"sequences": "t2f,t1c", "channels": "2"}, str(tmp_path)).channels == 2
+    assert parse_config({"sequences": "t2f,t1c,t1n,t2w"}, str(tmp_path)).plan.channels == 4
+    assert parse_config({"sequences": "t2f,t1c", "channels": "2"}, str(tmp_path)).plan.channels == 2

@@ -1,27 +1,31 @@
-"""Lower CPU priority of background jobs."""
+"""Background jobs start at a lower CPU priority, and keep their pid (so Stop kills the job itself)."""
 
 from __future__ import annotations
 
-import subprocess
+import os
 import sys
-from pathlib import Path
+
+import pytest
+from monailabel.utils.async_tasks import utils
+
+from lib.priority import nice_background_jobs, niced
+
+SCRIPT = "import os, threading; print(os.getpid(), os.getpriority(os.PRIO_PROCESS, 0))"
 
 
-def test_lower_priority_renices_every_thread_of_the_process() -> None:
-    # In a child process: the test process itself keeps its priority.
-    script = (
-        "import os, threading, time\n"
-        "from lib.priority import lower_priority\n"
-        "ready, done = threading.Event(), threading.Event()\n"
-        "threading.Thread(target=lambda: (ready.set(), done.wait())).start()\n"
-        "ready.wait()\n"
-        "before = os.getpriority(os.PRIO_PROCESS, 0)\n"
-        "lower_priority(10)\n"
-        "nices = {os.getpriority(os.PRIO_PROCESS, int(t)) for t in os.listdir('/proc/self/task')}\n"
-        "done.set()\n"
-        "print(before, 10, sorted(nices))\n"
-    )
-    root = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True)
-    before, increment, nices = out.stdout.split(maxsplit=2)
-    assert nices.strip() == f"[{min(19, int(before) + int(increment))}]"  # both threads, one value
+def test_niced_popen_starts_the_command_nicer_in_the_same_process() -> None:
+    process = niced(5).Popen([sys.executable, "-c", SCRIPT], stdout=niced(5).PIPE, universal_newlines=True)
+    out, _ = process.communicate(timeout=60)
+    pid, niceness = map(int, out.split())
+    assert pid == process.pid  # nice execs the job: killing process.pid kills the job
+    assert niceness == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5)
+
+
+@pytest.mark.parametrize(("niceness", "replaced"), [(10, True), (0, False)])
+def test_the_server_starts_monai_labels_jobs_niced(niceness: int, replaced: bool, monkeypatch) -> None:
+    monkeypatch.setattr(utils, "subprocess", utils.subprocess)  # restored after the test
+    stock = utils.subprocess
+    nice_background_jobs(niceness)
+    assert (utils.subprocess is not stock) == replaced
+    process = utils.subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=utils.subprocess.PIPE, text=True)
+    assert int(process.communicate(timeout=60)[0].split()[1]) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + niceness)

@@ -9,12 +9,13 @@ import pytest
 import SimpleITK as sitk
 from monai.transforms import Compose
 
-from lib.checkpoint import publish_checkpoint
 from lib.config import parse_config
 from lib.datastore.validation import check_label
 from lib.infers import SegmentationInfer
 from lib.networks import build_network
+from lib.networks.descriptions import SEGMENTATION
 from lib.transforms.pipeline import inference_transforms, validation_transforms
+from tests.support.checkpoints import publish_checkpoint
 
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "..", "shared")
 DATA = os.path.join(SHARED, "data")
@@ -33,7 +34,12 @@ def test_real_case_is_served_on_its_own_grid(case: str, tmp_path) -> None:
     config = parse_config(
         {"modality": CASES[case][2], "features": "8", "model_dir": str(tmp_path), "device": "cpu"}, str(tmp_path)
     )
-    publish_checkpoint(build_network(config).state_dict(), {"run_id": "real"}, config.published_path(), config)
+    publish_checkpoint(
+        build_network(config.plan).state_dict(),
+        {"run_id": "real"},
+        SEGMENTATION.published_path(config.model_dir),
+        config,
+    )
 
     result_path, params = SegmentationInfer(config)({"image": image_path, "device": "cpu"})
 

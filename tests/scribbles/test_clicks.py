@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from benchmarks.annotator import deepest_point, dice, next_click
 from lib.transforms.guidance import check_points
 from scribbles.clicks import ClickResult, _radial, balls, segment_clicks
+from tests.support.annotator import deepest_point, dice, next_click
 from tests.synthetic import tumour_volume
 
 SPACING = (0.8, 1.1, 3.3)

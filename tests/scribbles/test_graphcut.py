@@ -7,9 +7,9 @@ import functools
 import numpy as np
 import pytest
 
-from benchmarks.annotator import dice, scribbles
 from scribbles.graphcut import GraphCutParams, refine, region, roi_mask
 from scribbles.shape_prior import signed_distance
+from tests.support.annotator import dice, scribbles
 from tests.synthetic import tumour_volume
 
 SPACING = (0.8, 1.1, 3.3)

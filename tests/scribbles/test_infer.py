@@ -6,13 +6,13 @@ import os
 
 import numpy as np
 
-from scribbles import ClicksInfer
+from scribbles import ClickToolInfer
 from tests.synthetic import write_case
 
 
 def test_images_are_read_once_until_the_file_changes(tmp_path) -> None:
     case = write_case(str(tmp_path), "case", seed=1, label_folder=str(tmp_path / "labels"))
-    task = ClicksInfer(["tumor"])
+    task = ClickToolInfer(["tumor"])
     first, geometry = task._image({"image": case.image_path})
     again, _ = task._image({"image": case.image_path})
     assert again is first and first.dtype == np.float32 and geometry.size == case.label.shape

@@ -61,7 +61,7 @@ def inference_routes(instance: MONAILabelApp) -> APIRouter:
         options = json_object(params, "params")
         task = instance._infers[model]
         try:
-            check_infer_options(options, task.config(), instance.config.labels)
+            check_infer_options(options, task.config(), instance.app_config.plan.labels)
         except OptionsError as e:
             raise HTTPException(422, str(e)) from None
         if options.get("save_label") and not allows(caller(request).role, Role.ADMIN):
@@ -78,7 +78,7 @@ def inference_routes(instance: MONAILabelApp) -> APIRouter:
             if label is not None:
                 body["label"] = save(label, os.path.join(folder, f"label{volume_suffix(label.filename)}"))
                 try:
-                    check_file(body["label"], instance.config.max_voxels)
+                    check_file(body["label"], instance.app_config.max_voxels)
                 except InvalidUploadError as e:
                     raise HTTPException(422, f"label refused: {e}") from None
             result = instance.infer(body)
@@ -99,7 +99,8 @@ def inference_routes(instance: MONAILabelApp) -> APIRouter:
             raise HTTPException(406, "sessions are off on this server")
         with received(files[0], "image") as path:
             try:
-                check_image(path, instance.config.channels, instance.config.max_voxels)  # one stacked volume
+                # One stacked volume.
+                check_image(path, instance.app_config.plan.channels, instance.app_config.max_voxels)
             except InvalidUploadError as e:
                 raise HTTPException(422, f"image refused: {e}") from None
             session_id, info = sessions.add_session(path, expiry)

@@ -8,22 +8,23 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, HTTPException, Request, UploadFile
-from monailabel.endpoints.train import run_model
 from monailabel.interfaces.app import MONAILabelApp
 
-from lib.checkpoint import CheckpointError, load_state, publish_checkpoint, read_checkpoint
-from lib.config import MODELS
+from lib.checkpoint import CheckpointError, Weights, load_state, publish, read_checkpoint
 from lib.networks import build_network
-from lib.server.options import OptionsError, check_train_options
+from lib.networks.descriptions import NETWORKS, NetworkDescription
+from lib.server.options import OptionsError, check_train_options, shown
 from lib.server.routes.uploads import json_object, save
+from lib.server.train_queue import TrainQueue
+from lib.trainers.run_stats import stats_path
 
 
-def _network_of(instance: MONAILabelApp, model: str) -> str:
-    """The trained network (segmentation or clicks) an infer model serves; 404 for models without weights."""
-    network = getattr(instance._infers[model], "model", None)
-    if network not in MODELS:
-        raise HTTPException(404, f"model {model!r} has no weights: it needs no training")
-    return network
+def _network_of(model: str) -> NetworkDescription:
+    """The trained network an infer model serves; 404 for models without weights."""
+    for network in NETWORKS:
+        if network.served_as == model:
+            return network
+    raise HTTPException(404, f"model {model!r} has no weights: it needs no training")
 
 
 def keep_aside(path: str, why: str) -> str:
@@ -35,8 +36,9 @@ def keep_aside(path: str, why: str) -> str:
 
 
 def training_routes(instance: MONAILabelApp) -> APIRouter:
-    """``POST /train[/{trainer}]``; ``PUT`` and ``DELETE /model/{model}``."""
+    """``POST /train[/{trainer}]``, ``DELETE /train`` (:class:`TrainQueue`), ``PUT`` and ``DELETE /model/{model}``."""
     router = APIRouter()
+    queue = TrainQueue(stats_path(instance.app_config.model_dir))
 
     @router.post("/train")
     @router.post("/train/{trainer}")
@@ -44,36 +46,40 @@ def training_routes(instance: MONAILabelApp) -> APIRouter:
         if run_sync:
             raise HTTPException(422, "run_sync is not offered: training runs in its own process; poll GET /train/")
         options = json_object(await request.body(), "training options")
-        names = [trainer] if trainer else list(instance._trainers)
-        for name in names:
-            try:
-                check_train_options(options, instance._trainers[name].config())
-            except OptionsError as e:
-                raise HTTPException(422, str(e)) from None
-        return run_model(trainer or names[0], options)
+        name = trainer or next(iter(instance._trainers))
+        if name not in instance._trainers:
+            raise HTTPException(404, f"unknown trainer {shown(name)}; available: {', '.join(instance._trainers)}")
+        try:
+            check_train_options(options, instance._trainers[name].config())
+        except OptionsError as e:
+            raise HTTPException(422, str(e)) from None
+        return queue.submit({**options, "model": name})
+
+    @router.delete("/train")
+    def stop_training() -> Any:
+        return queue.stop() or {}
 
     @router.put("/model/{model}")
     def replace_weights(model: str, file: Annotated[UploadFile, File()]) -> dict[str, Any]:
-        network = _network_of(instance, model)
-        folder = instance.config.model_dir
-        os.makedirs(folder, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".upload-", dir=folder) as tmp:
-            path = save(file, os.path.join(tmp, f"{network}.pt"))
+        network = _network_of(model)
+        app_config = instance.app_config
+        os.makedirs(app_config.model_dir, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".upload-", dir=app_config.model_dir) as tmp:
+            path = save(file, os.path.join(tmp, network.file))
             try:
-                state, meta = read_checkpoint(path, instance.config, network)
-                load_state(build_network(instance.config, model=network), state, path)
+                state, meta = read_checkpoint(path, app_config.plan, network)
+                load_state(build_network(app_config.plan, network), state, path)
             except CheckpointError as e:
                 raise HTTPException(422, f"weights refused: {e}") from None
-        served = instance.config.published_path(network)
+        served = network.published_path(app_config.model_dir)
         keep_aside(served, "replaced")
         uploaded = {**meta, "uploaded": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        publish_checkpoint(state, uploaded, served, instance.config, network)
+        publish([Weights(state, uploaded, served)], app_config.plan, [network])
         return {"model": model, "checkpoint": os.path.basename(served)}
 
     @router.delete("/model/{model}")
     def remove_weights(model: str) -> dict[str, Any]:
-        network = _network_of(instance, model)
-        served = instance.config.published_path(network)
+        served = _network_of(model).published_path(instance.app_config.model_dir)
         if not os.path.isfile(served):
             raise HTTPException(404, f"model {model!r} has no trained weights to remove")
         return {"model": model, "kept_as": os.path.basename(keep_aside(served, "deleted"))}

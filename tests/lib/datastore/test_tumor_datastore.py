@@ -13,7 +13,7 @@ import SimpleITK as sitk
 from fastapi import HTTPException
 from monailabel.interfaces.datastore import DefaultLabelTag
 
-from lib.config import TumorConfig
+from lib.config import AppConfig
 from lib.datastore import TumorDatastore
 from lib.transforms.volume_io import read_volume
 from tests.synthetic import SyntheticCase, write_case, write_sequences
@@ -49,14 +49,14 @@ def label_file(array: np.ndarray, image_path: str, path: Path) -> str:
     return str(path)
 
 
-def test_existing_image_is_listed(studies: Path, config: TumorConfig) -> None:
+def test_existing_image_is_listed(studies: Path, config: AppConfig) -> None:
     datastore = TumorDatastore(str(studies), config)
     assert datastore.list_images() == ["case0"]
     assert datastore.get_unlabeled_images() == ["case0"]
     assert datastore.datalist() == []
 
 
-def test_add_corrupt_image_is_refused_and_changes_nothing(studies: Path, config: TumorConfig, tmp_path: Path) -> None:
+def test_add_corrupt_image_is_refused_and_changes_nothing(studies: Path, config: AppConfig, tmp_path: Path) -> None:
     datastore = TumorDatastore(str(studies), config)
     before = snapshot(studies)
     corrupt = tmp_path / "upload.nii.gz"
@@ -71,7 +71,7 @@ def test_add_corrupt_image_is_refused_and_changes_nothing(studies: Path, config:
     assert snapshot(studies) == before
 
 
-def test_add_image_with_wrong_channels_is_refused(studies: Path, config: TumorConfig, make_case: CaseWriter) -> None:
+def test_add_image_with_wrong_channels_is_refused(studies: Path, config: AppConfig, make_case: CaseWriter) -> None:
     datastore = TumorDatastore(str(studies), config)
     before = snapshot(studies)
     upload = make_case("vector", channels=2)
@@ -86,7 +86,7 @@ def test_add_image_with_wrong_channels_is_refused(studies: Path, config: TumorCo
 
 
 @pytest.mark.parametrize("image_id", ["../evil", "sub/evil", ".hidden", "..\\evil"])
-def test_add_image_refuses_path_like_id(studies: Path, config: TumorConfig, case: SyntheticCase, image_id: str) -> None:
+def test_add_image_refuses_path_like_id(studies: Path, config: AppConfig, case: SyntheticCase, image_id: str) -> None:
     datastore = TumorDatastore(str(studies), config)
     before = snapshot(studies.parent)
 
@@ -99,7 +99,7 @@ def test_add_image_refuses_path_like_id(studies: Path, config: TumorConfig, case
     assert snapshot(studies.parent) == before
 
 
-def test_add_valid_image(studies: Path, config: TumorConfig, make_case: CaseWriter) -> None:
+def test_add_valid_image(studies: Path, config: AppConfig, make_case: CaseWriter) -> None:
     datastore = TumorDatastore(str(studies), config)
     upload = make_case("upload", seed=3)
 
@@ -111,7 +111,7 @@ def test_add_valid_image(studies: Path, config: TumorConfig, make_case: CaseWrit
     assert np.array_equal(stored, upload.image)
 
 
-def test_save_label_with_wrong_shape_is_refused(studies: Path, config: TumorConfig, tmp_path: Path) -> None:
+def test_save_label_with_wrong_shape_is_refused(studies: Path, config: AppConfig, tmp_path: Path) -> None:
     datastore = TumorDatastore(str(studies), config)
     image_path = datastore.get_image_uri("case0")
     before = snapshot(studies)
@@ -127,7 +127,7 @@ def test_save_label_with_wrong_shape_is_refused(studies: Path, config: TumorConf
     assert snapshot(studies) == before
 
 
-def test_save_label_with_value_above_labels_is_refused(studies: Path, config: TumorConfig, tmp_path: Path) -> None:
+def test_save_label_with_value_above_labels_is_refused(studies: Path, config: AppConfig, tmp_path: Path) -> None:
     datastore = TumorDatastore(str(studies), config)
     image_path = datastore.get_image_uri("case0")
     label = label_file(np.full((48, 40, 20), 2), image_path, tmp_path / "two.nii.gz")
@@ -140,7 +140,7 @@ def test_save_label_with_value_above_labels_is_refused(studies: Path, config: Tu
     assert list((studies / "labels" / "final").iterdir()) == []
 
 
-def test_save_label_stores_label_on_image_grid(studies: Path, config: TumorConfig, tmp_path: Path) -> None:
+def test_save_label_stores_label_on_image_grid(studies: Path, config: AppConfig, tmp_path: Path) -> None:
     datastore = TumorDatastore(str(studies), config)
     image_path = datastore.get_image_uri("case0")
     array = np.zeros((48, 40, 20), np.uint8)
@@ -164,7 +164,7 @@ def test_save_label_stores_label_on_image_grid(studies: Path, config: TumorConfi
 
 
 def test_save_label_remaps_values_by_segment_name(
-    studies: Path, make_config: Callable[..., TumorConfig], tmp_path: Path
+    studies: Path, make_config: Callable[..., AppConfig], tmp_path: Path
 ) -> None:
     datastore = TumorDatastore(str(studies), make_config(labels="tumor,edema"))
     image_path = datastore.get_image_uri("case0")
@@ -184,7 +184,7 @@ def test_save_label_remaps_values_by_segment_name(
 
 
 def test_save_label_with_unknown_segment_is_refused(
-    studies: Path, make_config: Callable[..., TumorConfig], tmp_path: Path
+    studies: Path, make_config: Callable[..., AppConfig], tmp_path: Path
 ) -> None:
     datastore = TumorDatastore(str(studies), make_config(labels="tumor,edema"))
     upload = label_file(np.ones((48, 40, 20)), datastore.get_image_uri("case0"), tmp_path / "s.nii.gz")
@@ -197,7 +197,7 @@ def test_save_label_with_unknown_segment_is_refused(
     assert datastore.datalist() == []
 
 
-def test_save_label_for_unknown_image_is_not_found(studies: Path, config: TumorConfig, case: SyntheticCase) -> None:
+def test_save_label_for_unknown_image_is_not_found(studies: Path, config: AppConfig, case: SyntheticCase) -> None:
     datastore = TumorDatastore(str(studies), config)
     before = snapshot(studies)
 
@@ -223,7 +223,7 @@ def test_multi_sequence_cases_are_one_image_each(tmp_path: Path, make_config, ca
     write_case(str(folder), "stacked", seed=4, channels=4, modality="mr", label_folder=str(tmp_path / "l"))
     write_sequences(str(folder), "incomplete", seed=5, sequences=names[:2], layout="-")
     config = make_config(sequences=SEQUENCES, modality="mr")
-    assert config.channels == 4
+    assert config.plan.channels == 4
 
     datastore = TumorDatastore(str(folder), config)
 

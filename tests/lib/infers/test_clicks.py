@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from benchmarks.annotator import deepest_point, dice
-from lib.config import CLICKS, TumorConfig
+from lib.checkpoint import publish
+from lib.config import AppConfig
 from lib.datastore import TumorDatastore
-from lib.infers import ClickSegmentationInfer, InteractionError, ModelNotTrainedError
-from lib.infers.clicks import clicks_of
-from lib.trainers.clicks import ClickTrainer
+from lib.infers import ClickNetworkInfer, InteractionError, ModelNotTrainedError
+from lib.infers.click_network import clicks_of
+from lib.networks.descriptions import CLICK_NETWORK
+from lib.trainers.cases import split_cases, usable_cases
+from lib.trainers.network_trainer import NetworkTrainer, Phase
+from lib.trainers.run_options import RunOptions
 from lib.transforms.volume_io import read_volume
+from tests.support.annotator import deepest_point, dice
 from tests.synthetic import write_case
 
 
@@ -27,18 +32,18 @@ def test_both_request_forms_give_the_clicks_of_the_current_label() -> None:
     assert clicks_of({"foreground": [[1, 1, 1]], "background": []}, labels) == ("tumor", [[1, 1, 1]], [])
 
 
-def test_not_listed_and_refused_until_trained(config: TumorConfig, case, publish_weights) -> None:
-    infer = ClickSegmentationInfer(config)
+def test_not_listed_and_refused_until_trained(config: AppConfig, case, publish_weights) -> None:
+    infer = ClickNetworkInfer(config)
     assert not infer.is_valid()
     with pytest.raises(ModelNotTrainedError, match="'clicks' model works without training"):
         infer({"image": case.image_path, "foreground": [[1, 1, 1]]})
-    publish_weights(config, model=CLICKS)
+    publish_weights(config, network=CLICK_NETWORK)
     assert infer.is_valid() and infer.info()["type"] == "deepedit"
 
 
-def test_bad_clicks_are_refused(config: TumorConfig, case, publish_weights) -> None:
-    publish_weights(config, model=CLICKS)
-    infer = ClickSegmentationInfer(config)
+def test_bad_clicks_are_refused(config: AppConfig, case, publish_weights) -> None:
+    publish_weights(config, network=CLICK_NETWORK)
+    infer = ClickNetworkInfer(config)
     with pytest.raises(InteractionError, match=r"foreground point \[99, 0, 0\] lies outside the image"):
         infer({"image": case.image_path, "foreground": [[99, 0, 0]]})
     with pytest.raises(InteractionError, match="no foreground click for 'tumor'"):
@@ -46,19 +51,25 @@ def test_bad_clicks_are_refused(config: TumorConfig, case, publish_weights) -> N
 
 
 def test_the_network_learns_to_segment_the_clicked_tumour(make_config, tmp_path: Path, publish_weights) -> None:
-    config: TumorConfig = make_config(click_epochs="40", click_rounds="2", samples_per_case="4", learning_rate="0.003")
+    config: AppConfig = make_config(click_epochs="40", click_rounds="2", samples_per_case="4", learning_rate="0.003")
     studies = tmp_path / "studies"
     for i in range(4):
         write_case(str(studies), f"case{i}", seed=i, label_folder=str(studies / "labels" / "final"))
     new = write_case(str(tmp_path / "new"), "new", seed=11, label_folder=str(tmp_path / "truth"))
-    infer = ClickSegmentationInfer(config)
+    infer = ClickNetworkInfer(config)
     click = list(deepest_point(new.label > 0, read_volume(new.image_path)[1].spacing))
     request = {"image": new.image_path, "tumor": [click], "label": "tumor", "result_extension": ".nrrd"}
 
-    publish_weights(config, model=CLICKS)
+    publish_weights(config, network=CLICK_NETWORK)
     untrained = dice(read_volume(infer(request)[0])[0][0], new.label)
 
-    ClickTrainer(config)({}, TumorDatastore(str(studies), config))
+    # The click network alone (a run would train the segmentation network first), published as a run does.
+    cases = usable_cases(TumorDatastore(str(studies), config), config)
+    train, val = split_cases(cases, config.val_split)
+    phase = Phase("clicks-only", config.click_epochs, time.time() + 3600, train, val, lambda *_: None)
+    options = RunOptions.from_request({}, config)
+    result = NetworkTrainer(config, CLICK_NETWORK).train_phase(phase, options)
+    publish([result.best], config.plan, [CLICK_NETWORK])
     path, result = infer(request)
     mask, geometry = read_volume(path)
     assert geometry.size == read_volume(new.image_path)[1].size and set(np.unique(mask)) <= {0, 1}

@@ -10,11 +10,11 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
-from lib.checkpoint import publish_checkpoint
-from lib.config import CLICKS, TumorConfig
-from lib.infers import SegmentationInfer
-from lib.infers.clicks import ClickSegmentationInfer
+from lib.checkpoint import Weights, publish
+from lib.config import AppConfig
+from lib.infers import ClickNetworkInfer, SegmentationInfer
 from lib.networks import build_network
+from lib.networks.descriptions import SEGMENTATION
 from tests.synthetic import SyntheticCase
 
 
@@ -33,13 +33,14 @@ def components(path: str) -> int:
 
 
 @pytest.fixture
-def infer(config: TumorConfig, monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[int, dict]]:
+def infer(config: AppConfig, monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[int, dict]]:
     """Runs auto segmentation with the two-blob network output on checkpoint meta ``meta``; returns the number of
     tumour components in the result and the result's parameters."""
 
     def run(case: SyntheticCase, meta: dict, **request: str) -> tuple[int, dict]:
-        state = build_network(config).state_dict()
-        publish_checkpoint(state, {"run_id": "t", **meta}, config.published_path(), config)
+        state = build_network(config.plan).state_dict()
+        path = SEGMENTATION.published_path(config.model_dir)
+        publish([Weights(state, {"run_id": "t", **meta}, path)], config.plan, [SEGMENTATION])
         task = SegmentationInfer(config)
         monkeypatch.setattr(task, "inferer", lambda data=None: two_blob_logits)
         path, result = task({"image": case.image_path, "device": "cpu", **request})
@@ -70,7 +71,8 @@ def test_an_unknown_option_value_is_refused(infer, case: SyntheticCase) -> None:
         infer(case, {}, keep_largest="largest")
 
 
-def test_offered_to_annotators_for_auto_segmentation_but_not_for_clicks(config: TumorConfig) -> None:
+def test_offered_to_annotators_for_auto_segmentation_but_not_for_clicks(config: AppConfig) -> None:
     assert SegmentationInfer(config).config()["keep_largest"] == ["auto", "on", "off"]
-    assert "keep_largest" not in ClickSegmentationInfer(config).config()
-    assert ClickSegmentationInfer(config)._keep_largest("on", {"keep_largest": [CLICKS]}) == []
+    assert "keep_largest" not in ClickNetworkInfer(config).config()
+    data = {"keep_largest": "on"}  # even if a request sent it: a region clicked into the object stays in it
+    assert ClickNetworkInfer(config).keep_largest(data, {"keep_largest": ["tumor"]}) == []

@@ -11,18 +11,19 @@ import torch
 from monai.losses import DiceCELoss
 from monai.transforms import Compose
 
-from benchmarks.annotator import dice
-from benchmarks.server import APP
 from lib.checkpoint import load_weights
-from lib.config import TumorConfig, parse_config
+from lib.config import AppConfig, parse_config
 from lib.datastore import TumorDatastore
 from lib.networks import build_network, precision
+from lib.networks.descriptions import SEGMENTATION
 from lib.networks.precision import MixedPrecision, MixedPrecisionInferer, autocast_dtype
-from lib.trainers import SegmentationTrainer
+from lib.trainers import TrainingRun
 from lib.transforms.pipeline import argmax_channels, inference_transforms, sliding_window
+from tests.support.annotator import dice
+from tests.support.server import APP
 from tests.synthetic import write_case
 
-ConfigFactory = Callable[..., TumorConfig]
+ConfigFactory = Callable[..., AppConfig]
 SAMPLE = Path(APP).parents[1] / "sample-data" / "STS_003.nii.gz"
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -60,8 +61,8 @@ def test_native_probe_matches_torch_cpu_capabilities() -> None:
     assert precision.native_bf16_cpu() == expected
 
 
-def test_bfloat16_forward_pass_computes_in_bfloat16_and_returns_float32(config: TumorConfig) -> None:
-    network = build_network(config).eval()
+def test_bfloat16_forward_pass_computes_in_bfloat16_and_returns_float32(config: AppConfig) -> None:
+    network = build_network(config.plan).eval()
     seen: list[torch.dtype] = []
     network.convInit.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
     image = torch.rand(1, 1, *config.patch_size)
@@ -79,7 +80,7 @@ def test_bfloat16_forward_pass_computes_in_bfloat16_and_returns_float32(config: 
 def test_training_step_under_bfloat16_keeps_float32_weights_and_gradients(make_config: ConfigFactory) -> None:
     # 32x32x16: 16-voxel patches leave 2-voxel maps, where oneDNN's weight gradients may not be finite.
     config = make_config(amp="on", patch_size="32,32,16")
-    network = build_network(config)
+    network = build_network(config.plan)
     image = torch.rand(2, 1, *config.patch_size)
     label = (image > 0.5).float()
 
@@ -96,8 +97,8 @@ def test_training_step_under_bfloat16_keeps_float32_weights_and_gradients(make_c
 
 def test_shipped_model_labels_the_same_voxels_in_bfloat16_and_float32() -> None:
     config = parse_config({"device": "cpu"}, APP)
-    network = build_network(config).eval()
-    load_weights(network, config.checkpoint, config)
+    network = build_network(config.plan).eval()
+    load_weights(network, config.checkpoint, config.plan)
     image = Compose(inference_transforms(config))({"image": str(SAMPLE)})["image"][None]
     labels = {}
     for amp in ("on", "off"):
@@ -115,9 +116,9 @@ def test_a_bfloat16_training_run_publishes_finite_float32_weights(make_config: C
     for i in range(3):
         write_case(str(studies), f"case{i}", seed=i, label_folder=str(studies / "labels" / "final"))
 
-    result = SegmentationTrainer(config)({}, TumorDatastore(str(studies), config))
+    result = TrainingRun(config)({}, TumorDatastore(str(studies), config))
 
     assert result["status"] == "DONE" and result["epoch"] == 3
-    for path in (config.published_path(), config.last_path()):
+    for path in (SEGMENTATION.published_path(config.model_dir), SEGMENTATION.last_path(config.model_dir)):
         state = torch.load(path, map_location="cpu", weights_only=True)["model"]
         assert all(v.dtype != torch.bfloat16 and torch.isfinite(v).all() for v in state.values()), path

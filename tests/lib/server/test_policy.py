@@ -13,9 +13,6 @@ NOT_SERVED = {
     ("PUT", "/datastore/image/info"),
     ("PUT", "/datastore/label/info"),
     ("PUT", "/datastore/updatelabelinfo"),
-    ("GET", "/batch/infer"),
-    ("POST", "/batch/infer/{model}"),
-    ("DELETE", "/batch/infer"),
     ("POST", "/infer/wsi/{model}"),
     ("POST", "/infer/wsi_v2/{model}"),
     ("GET", "/logs/gpu"),
@@ -55,7 +52,7 @@ def test_every_monailabel_route_is_reviewed() -> None:
         ("PUT", "/model/segmentation", Role.ADMIN, Handler.APP),
         ("GET", "/logs/", Role.ADMIN, Handler.APP),
         ("POST", "/train/segmentation", Role.ANNOTATOR, Handler.APP),
-        ("DELETE", "/train/", Role.ANNOTATOR, Handler.STOCK),
+        ("DELETE", "/train/", Role.ANNOTATOR, Handler.APP),
     ],
 )
 def test_roles_and_handlers(method: str, path: str, role: Role | None, handler: Handler) -> None:

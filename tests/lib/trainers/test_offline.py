@@ -23,8 +23,9 @@ def test_offline_training_writes_a_checkpoint_and_its_stats(tmp_path: Path) -> N
 
     stats = train_offline(str(studies), str(out), conf)
 
-    assert stats["status"] == "DONE" and stats["epoch"] == 2 and stats["cases"] == {"train": 1, "val": 1}
-    _, meta = read_checkpoint(str(out), parse_config(conf, APP_DIR))  # fits the configuration it was made for
+    assert stats["status"] == "DONE" and stats["epoch"] == 2 and list(stats["networks"]) == ["segmentation"]
+    assert stats["networks"]["segmentation"]["cases"] == {"train": 1, "val": 1}
+    _, meta = read_checkpoint(str(out), parse_config(conf, APP_DIR).plan)  # fits the configuration it was made for
     assert meta["run_id"] == stats["run_id"]
     assert json.loads(Path(f"{out}.json").read_text())["conf"] == conf
 

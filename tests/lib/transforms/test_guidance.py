@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from monai.transforms import Compose
 
-from lib.config import TumorConfig
+from lib.config import AppConfig
 from lib.transforms.guidance import (
     GUIDANCE,
     ClickedObjectd,
@@ -30,19 +30,19 @@ def test_clicks_map_voxel_centres_onto_the_resampled_grid() -> None:
     assert to_model_grid([], (3, 3, 3), (7, 7, 7)) == []
 
 
-def test_clicks_become_guidance_channels_at_the_clicked_place(config: TumorConfig, case: SyntheticCase) -> None:
+def test_clicks_become_guidance_channels_at_the_clicked_place(config: AppConfig, case: SyntheticCase) -> None:
     data = Compose(inference_transforms(config))({IMAGE: case.image_path})
     shape = tuple(data[IMAGE].shape[1:])
     size = data[f"{IMAGE}_geometry"].size
     click = [int(np.argmax(case.label.sum(axis=(1, 2)))), size[1] // 2, size[2] // 2]
     guided = ClickGuidanced(config)({**data, "foreground": [click], "background": []})
     image = guided[IMAGE]
-    assert tuple(image.shape) == (config.channels + 2, *shape)
-    np.testing.assert_array_equal(image[: config.channels].numpy(), np.asarray(data[IMAGE]))
-    peak = np.unravel_index(int(np.argmax(image[config.channels].numpy())), shape)
+    assert tuple(image.shape) == (config.plan.channels + 2, *shape)
+    np.testing.assert_array_equal(image[: config.plan.channels].numpy(), np.asarray(data[IMAGE]))
+    peak = np.unravel_index(int(np.argmax(image[config.plan.channels].numpy())), shape)
     assert list(peak) == to_model_grid([click], size, shape)[0][1:]
-    assert float(image[config.channels].max()) == pytest.approx(1.0)
-    assert not image[config.channels + 1].any()  # no background click: an empty channel
+    assert float(image[config.plan.channels].max()) == pytest.approx(1.0)
+    assert not image[config.plan.channels + 1].any()  # no background click: an empty channel
 
 
 def test_the_clicked_object_is_one_label_value() -> None:
@@ -66,15 +66,15 @@ def test_training_patches_carry_a_first_click_inside_the_object(make_config, mak
     with_object = 0
     for patch in patches:
         image, label = np.asarray(patch[IMAGE]), np.asarray(patch[LABEL])
-        assert image.shape == (config.channels + 2, *config.patch_size)
+        assert image.shape == (config.plan.channels + 2, *config.patch_size)
         foreground, background = json.loads(patch[GUIDANCE])
-        assert len(foreground) == 1 and all(v < 0 for v in background[0]) and not image[config.channels + 1].any()
+        assert len(foreground) == 1 and all(v < 0 for v in background[0]) and not image[config.plan.channels + 1].any()
         if label.any():
             with_object += 1
             assert label[0][tuple(foreground[0][1:])] == 1  # the simulated click lies in the object
-            assert image[config.channels][tuple(foreground[0][1:])] == pytest.approx(1.0)
+            assert image[config.plan.channels][tuple(foreground[0][1:])] == pytest.approx(1.0)
         else:  # a background patch: no click, nothing to segment
-            assert all(v < 0 for v in foreground[0]) and not image[config.channels].any()
+            assert all(v < 0 for v in foreground[0]) and not image[config.plan.channels].any()
     assert 0 < with_object < len(patches)  # tumour and background patches, 2 : 1 on average
     validation = Compose(click_validation_transforms(config))(item)
     again = Compose(click_validation_transforms(config))(item)

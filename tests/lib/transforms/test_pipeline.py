@@ -13,7 +13,7 @@ import SimpleITK as sitk
 import torch
 from monai.transforms import Compose
 
-from lib.config import TumorConfig
+from lib.config import AppConfig
 from lib.infers import ModelNotTrainedError, SegmentationInfer
 from lib.transforms.geometry import Geometry
 from lib.transforms.pipeline import (
@@ -32,7 +32,7 @@ from lib.transforms.resample import resampled_shape, resize
 from tests.synthetic import SyntheticCase
 
 CaseWriter = Callable[..., SyntheticCase]
-ConfigFactory = Callable[..., TumorConfig]
+ConfigFactory = Callable[..., AppConfig]
 SOURCE_SPACING = "0.8,1.1,3.3"  # the synthetic cases' spacing: resampling to it is the identity
 
 
@@ -49,8 +49,8 @@ def test_validation_and_inference_see_the_same_image(
     validated = Compose(validation_transforms(config))({IMAGE: case.image_path, LABEL: case.label_path})
     inferred = Compose(inference_transforms(config))({IMAGE: case.image_path})
 
-    expected_shape = resampled_shape(Geometry.of(sitk.ReadImage(case.image_path)), config.spacing)
-    assert tuple(inferred[IMAGE].shape) == (config.channels, *expected_shape)
+    expected_shape = resampled_shape(Geometry.of(sitk.ReadImage(case.image_path)), config.plan.spacing)
+    assert tuple(inferred[IMAGE].shape) == (config.plan.channels, *expected_shape)
     assert torch.equal(validated[IMAGE], inferred[IMAGE])
     assert tuple(validated[LABEL].shape) == (1, *expected_shape)
     assert set(validated) == {IMAGE, LABEL}
@@ -172,7 +172,7 @@ def test_infer_writes_result_on_the_input_grid(
 
 @pytest.mark.parametrize("extension", [".nrrd", ".mha", ".nii"])
 def test_infer_result_extension(
-    config: TumorConfig, case: SyntheticCase, publish_weights: Callable[..., str], extension: str
+    config: AppConfig, case: SyntheticCase, publish_weights: Callable[..., str], extension: str
 ) -> None:
     publish_weights(config)
     result_path, _ = SegmentationInfer(config)(
@@ -183,20 +183,20 @@ def test_infer_result_extension(
 
 
 def test_infer_refuses_unsupported_extension(
-    config: TumorConfig, case: SyntheticCase, publish_weights: Callable[..., str]
+    config: AppConfig, case: SyntheticCase, publish_weights: Callable[..., str]
 ) -> None:
     publish_weights(config)
     with pytest.raises(ValueError, match=r"result_extension '\.png' is not supported"):
         SegmentationInfer(config)({"image": case.image_path, "device": "cpu", "result_extension": ".png"})
 
 
-def test_infer_without_weights_raises(config: TumorConfig, case: SyntheticCase) -> None:
+def test_infer_without_weights_raises(config: AppConfig, case: SyntheticCase) -> None:
     with pytest.raises(ModelNotTrainedError, match="no trained weights yet"):
         SegmentationInfer(config)({"image": case.image_path, "device": "cpu"})
 
 
 def test_infer_picks_up_newly_published_weights(
-    config: TumorConfig, case: SyntheticCase, publish_weights: Callable[..., str]
+    config: AppConfig, case: SyntheticCase, publish_weights: Callable[..., str]
 ) -> None:
     task = SegmentationInfer(config)
     publish_weights(config, run_id="first")

@@ -46,3 +46,12 @@ class SlicerLogic:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client(), name)
+
+
+# What the module sends with a scribbles request (its segments, in order) and with every infer request.
+LABEL_INFO = [
+    {"name": "tumor", "id": 1},
+    {"name": "background_scribbles", "id": 2},
+    {"name": "foreground_scribbles", "id": 3},
+]
+SLICER = {"result_extension": ".nrrd", "result_dtype": "uint8"}

@@ -11,7 +11,7 @@ import time
 
 import requests
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 APP = os.path.join(ROOT, "apps", "tumor")
 STOCK_APP = os.path.join(sys.prefix, "monailabel", "sample-apps", "radiology")  # the installed radiology sample
 MONAILABEL = os.path.join(os.path.dirname(sys.executable), "monailabel")

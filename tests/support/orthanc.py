@@ -13,7 +13,7 @@ import time
 
 import requests
 
-from benchmarks.server import free_port
+from tests.support.server import free_port
 
 ORTHANC = shutil.which("Orthanc")
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"

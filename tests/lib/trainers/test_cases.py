@@ -1,7 +1,9 @@
-"""The segmentation trainer: its choice of training cases, its split and its validation metrics."""
+"""A run's cases (which labelled cases are usable, the stable split), its stats as /info reads them, and the
+largest-component validation metric."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -13,16 +15,18 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from lib.config import TumorConfig
+from lib.atomic import write_json
+from lib.config import AppConfig
 from lib.datastore import TumorDatastore
-from lib.trainers import SegmentationTrainer
-from lib.trainers.run_monitor import write_json
-from lib.trainers.segmentation import largest_components
+from lib.trainers.cases import split_cases, usable_cases
+from lib.trainers.network_trainer import largest_components
+from lib.trainers.run import TrainingRun
+from lib.trainers.run_stats import read_stats, settle_stats
 from lib.transforms.pipeline import LABEL, PRED
 from tests.synthetic import write_case
 
 
-def test_unusable_labels_are_skipped_with_reason(config: TumorConfig, tmp_path: Path, caplog) -> None:
+def test_unusable_labels_are_skipped_with_reason(config: AppConfig, tmp_path: Path, caplog) -> None:
     studies = tmp_path / "studies"
     final = studies / "labels" / "final"
     good = write_case(str(studies), "good", seed=1, label_folder=str(final))
@@ -36,7 +40,7 @@ def test_unusable_labels_are_skipped_with_reason(config: TumorConfig, tmp_path: 
     datastore = TumorDatastore(str(studies), config, extensions=["*.nii.gz"])
 
     with caplog.at_level(logging.WARNING):
-        usable = SegmentationTrainer(config).pre_process({}, datastore)
+        usable = usable_cases(datastore, config)
 
     assert [os.path.basename(d["image"]) for d in usable] == ["good.nii.gz"]
     assert os.path.samefile(usable[0]["label"], good.label_path)
@@ -44,44 +48,48 @@ def test_unusable_labels_are_skipped_with_reason(config: TumorConfig, tmp_path: 
     assert "Skipping values.nii.gz" in caplog.text and "values [3]" in caplog.text
 
 
-def test_no_usable_label_is_a_clear_error(config: TumorConfig, tmp_path: Path) -> None:
+def test_no_usable_label_is_a_clear_error(config: AppConfig, tmp_path: Path) -> None:
     write_case(str(tmp_path / "studies"), "case", seed=1, label_folder=str(tmp_path / "truth"))
     datastore = TumorDatastore(str(tmp_path / "studies"), config, extensions=["*.nii.gz"])
     with pytest.raises(ValueError, match="no usable labelled images: submit at least one label"):
-        SegmentationTrainer(config).pre_process({}, datastore)
+        usable_cases(datastore, config)
 
 
 @pytest.mark.parametrize(
     ("cases", "val_split", "train", "val"),
     [(1, 0.2, 1, 0), (2, 0.2, 1, 1), (5, 0.2, 4, 1), (10, 0.3, 7, 3), (4, 0.0, 4, 0)],
 )
-def test_split_keeps_training_cases(config: TumorConfig, cases: int, val_split: float, train: int, val: int) -> None:
-    class Context:
-        datalist = [{"image": f"{i}", "label": f"{i}"} for i in range(cases)]
-        request = {"val_split": val_split}
-
-    split = SegmentationTrainer(config).partition_datalist(Context())
+def test_split_keeps_training_cases(config: AppConfig, cases: int, val_split: float, train: int, val: int) -> None:
+    datalist = [{"image": f"{i}", "label": f"{i}"} for i in range(cases)]
+    split = split_cases(datalist, val_split)
     assert (len(split[0]), len(split[1])) == (train, val)
-    assert sorted(split[0] + split[1], key=lambda d: d["image"]) == Context.datalist  # each case once
+    assert sorted(split[0] + split[1], key=lambda d: d["image"]) == datalist  # each case once
 
 
 def test_tracking_is_off_unless_opted_in(make_config) -> None:
-    assert SegmentationTrainer(make_config()).config()["tracking"][0] == "None"
-    opted = SegmentationTrainer(make_config(tracking="mlflow"))
-    assert opted.config()["tracking"][0] == "mlflow" and opted._tracking_uri.startswith("sqlite:///")
-    assert "tracking_uri" not in opted.config()  # the server's store, not an option clients see or send
-    assert np.isclose(SegmentationTrainer(make_config(learning_rate="0.001")).config()["learning_rate"], 1e-3)
+    from lib.networks.descriptions import SEGMENTATION
+    from lib.trainers.network_trainer import NetworkTrainer
+
+    assert TrainingRun(make_config()).config()["tracking"][0] == "None"
+    config = make_config(tracking="mlflow")
+    assert TrainingRun(config).config()["tracking"][0] == "mlflow"
+    assert NetworkTrainer(config, SEGMENTATION).tracking_uri.startswith("sqlite:///")
+    assert "tracking_uri" not in TrainingRun(config).config()  # the server's store, not an option clients see
+    assert np.isclose(TrainingRun(make_config(learning_rate="0.002")).config()["learning_rate"], 2e-3)
 
 
-def test_stats_report_running_only_while_the_server_runs_the_process(config: TumorConfig, monkeypatch) -> None:
+def test_stats_report_running_only_while_the_server_runs_the_process(config: AppConfig, monkeypatch) -> None:
     from monailabel.utils.async_tasks import utils as tasks
 
-    trainer = SegmentationTrainer(config)
+    trainer = TrainingRun(config)
+    assert trainer.stats() == {}  # before any run
     process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        write_json(trainer._stats_path, {"status": "RUNNING", "pid": process.pid, "epoch": 1})
+        write_json(trainer.stats_path, {"status": "RUNNING", "pid": process.pid, "epoch": 1})
         monkeypatch.setitem(tasks.background_processes, "train", {"task": process})
         assert trainer.stats()["status"] == "RUNNING"
+        settle_stats(trainer.stats_path)  # a running run is left alone
+        assert read_stats(trainer.stats_path)["status"] == "RUNNING"
 
         # DELETE /train/ pops the run from the registry before the killed process has exited.
         tasks.background_processes["train"].pop("task")
@@ -90,20 +98,19 @@ def test_stats_report_running_only_while_the_server_runs_the_process(config: Tum
     finally:
         process.kill()
         process.wait()
-    # A run left behind by an earlier server (empty registry, pid gone) is stopped too.
+    # A run left behind by an earlier server (empty registry, pid gone) is stopped too, and the file says so.
     assert trainer.stats()["status"] == "STOPPED"
+    settle_stats(trainer.stats_path)
+    assert json.loads(Path(trainer.stats_path).read_text())["status"] == "STOPPED"
 
 
-def test_split_is_stable_as_labels_are_added(config: TumorConfig) -> None:
-    class Context:
-        request = {"val_split": 0.2}
-        datalist: list[dict[str, str]] = []
-
-    trainer, previous_val, previous_train, moved = SegmentationTrainer(config), set(), set(), 0
+def test_split_is_stable_as_labels_are_added(config: AppConfig) -> None:
+    datalist: list[dict[str, str]] = []
+    previous_val, previous_train, moved = set(), set(), 0
     for i in range(30):
         new = f"/studies/case{i:02d}.nii.gz"
-        Context.datalist = [*Context.datalist, {"image": new, "label": "x"}]
-        train, val = trainer.partition_datalist(Context())
+        datalist = [*datalist, {"image": new, "label": "x"}]
+        train, val = split_cases(datalist, 0.2)
         val_names, train_names = {d["image"] for d in val}, {d["image"] for d in train}
         assert len(train_names | val_names) == i + 1 and not train_names & val_names
         if len(val_names) == len(previous_val):  # same share: only the new case can join validation

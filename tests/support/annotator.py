@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from lib.transforms.masks import deepest_point
+
 Point = tuple[int, int, int]
 
 
@@ -32,12 +34,6 @@ def scribbles(truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         near = ndimage.binary_dilation(outline, disk, iterations=2)  # the ring starts 3 voxels out
         background[:, :, k] = ndimage.binary_dilation(outline, disk, iterations=6) & ~near
     return foreground, background
-
-
-def deepest_point(region: np.ndarray, spacing: tuple[float, ...]) -> Point:
-    """The voxel of ``region`` farthest (in mm) from its boundary."""
-    distance = ndimage.distance_transform_edt(np.pad(region, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
-    return tuple(int(i) for i in np.unravel_index(np.argmax(distance), region.shape))  # type: ignore[return-value]
 
 
 def next_click(truth: np.ndarray, prediction: np.ndarray | None, spacing: tuple[float, ...]) -> tuple[Point, bool]:

@@ -1,0 +1,61 @@
+"""Replace files atomically: readers see the old content or the new, never a partial file.
+
+The server reads stats, weights and the users file while other processes write them; each is written to a
+temporary file in the same folder (same file system), flushed to disk and renamed over the target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from typing import IO, Any
+
+
+def write_temporary(path: str, write: Callable[[IO], None], binary: bool = False) -> str:
+    """Write a complete, synced temporary file beside ``path`` with ``write(file)``; returns its path.
+
+    The temporary file is created with mode 0600 and removed again if ``write`` fails.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    name = os.path.basename(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        os.remove(tmp)
+        raise
+    return tmp
+
+
+def replace_all(writes: Iterable[tuple[str, Callable[[IO], None], bool]]) -> None:
+    """Write every ``(path, write, binary)`` to a temporary file first, then rename each over its target.
+
+    Nothing is replaced unless every file was written completely: a failure (full disk, a killed process) before
+    the renames leaves every target as it was. The renames follow each other within microseconds.
+    """
+    done: list[tuple[str, str]] = []
+    try:
+        for path, write, binary in writes:
+            done.append((write_temporary(path, write, binary), path))
+    except BaseException:
+        for tmp, _ in done:
+            os.remove(tmp)
+        raise
+    for tmp, path in done:
+        os.replace(tmp, path)
+
+
+def atomic_write(path: str, write: Callable[[IO], None], binary: bool = False) -> None:
+    """Replace ``path`` with what ``write(file)`` writes."""
+    replace_all([(path, write, binary)])
+
+
+def write_json(path: str, content: Any) -> None:
+    """Atomically replace ``path`` with ``content`` as JSON."""
+    atomic_write(path, lambda f: json.dump(content, f, indent=2))

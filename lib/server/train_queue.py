@@ -1,0 +1,96 @@
+"""Training requests of several annotators: one run at a time, and at most one pending behind it.
+
+A Train request while a run is going replaces the pending one (the newest request carries the newest labels, and
+a run trains on every label present when it starts); Stop stops the running run and drops the pending one. Runs
+go through MONAI Label's background tasks (one process per run, ``GET /train/`` reports them), so status and
+3D Slicer's "Auto-Update" (Stop, then Train) work as with stock MONAI Label.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import threading
+import uuid
+from datetime import datetime
+from typing import Any
+
+from monailabel.utils.async_tasks.utils import processes, run_background_task, stop_background_task
+
+from lib.trainers.run_stats import settle_stats
+
+logger = logging.getLogger(__name__)
+
+TRAIN = "train"
+PENDING = "PENDING"
+EXIT_WAIT_S = 10.0  # how long Stop waits for a killed run's process to exit before settling its stats
+
+
+def _task(request: dict[str, Any], status: str) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "status": status,
+        "request": request,
+        "start_ts": datetime.today().strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+class TrainQueue:
+    """The running training run and the pending request.
+
+    Args:
+        stats_path: the runs' stats file, rewritten as STOPPED when Stop ends a run.
+    """
+
+    def __init__(self, stats_path: str) -> None:
+        self.stats_path = stats_path
+        self._lock = threading.Lock()
+        self._current: dict[str, Any] | None = None  # the task of the run started last
+        self._pending: dict[str, Any] | None = None
+
+    def _running(self) -> bool:
+        return self._current is not None and self._current["status"] in ("SUBMITTED", "RUNNING")
+
+    def _start(self, request: dict[str, Any]) -> dict[str, Any]:
+        self._current = run_background_task(request, TRAIN, callback=self._finished)
+        return self._current
+
+    def submit(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Start a run now, or make ``request`` the pending one when a run is going. Returns its task."""
+        with self._lock:
+            if not self._running():
+                return dict(self._start(request))
+            if self._pending is not None:
+                logger.info("Train request %s replaces pending request %s", request, self._pending["request"])
+            self._pending = _task(request, PENDING)
+            return dict(self._pending)
+
+    def _finished(self, task: dict[str, Any]) -> None:
+        """Called by MONAI Label's task thread when a run's process has ended: start the pending request."""
+        with self._lock:
+            pending, self._pending = self._pending, None
+            if pending is not None and task is self._current:
+                logger.info("Starting the pending train request %s", pending["request"])
+                self._start(pending["request"])
+
+    def pending(self) -> dict[str, Any] | None:
+        """The pending request's task, if any."""
+        with self._lock:
+            return dict(self._pending) if self._pending else None
+
+    def stop(self) -> dict[str, Any] | None:
+        """Drop the pending request and stop the running run; its stats then say STOPPED. Returns the stopped
+        task (the running one, else the pending one), or None when there was nothing to stop."""
+        with self._lock:
+            pending, self._pending = self._pending, None
+            running = next(iter(processes(TRAIN).values()), None)
+            stopped = stop_background_task(TRAIN) if running is not None else None
+        if running is not None:
+            try:
+                running.wait(EXIT_WAIT_S)
+            except subprocess.TimeoutExpired:
+                logger.warning("Training process %d has not exited %.0f s after being killed", running.pid, EXIT_WAIT_S)
+        settle_stats(self.stats_path)
+        if stopped is None and pending is not None:
+            stopped = {**pending, "status": "STOPPED"}
+        return stopped

@@ -1,0 +1,118 @@
+"""One training run: the segmentation network, then the click network, published together when the run completes.
+
+This is the app's only trainer (``POST /train/segmentation``, 3D Slicer's Train button and Auto-Update). The run
+owns the sequence of the networks, the split of its time budget between them and the stats; each network's
+training (:class:`NetworkTrainer`) returns its weights without publishing them. When every network has finished,
+the run writes all their checkpoints to temporary files and only then renames them over the served ones
+(:func:`lib.checkpoint.publish`): a run that is stopped, crashes or whose server dies publishes nothing, and the
+served pair stays as it was.
+
+Bounds: ``max_epochs`` epochs of the segmentation network and ``min(click_epochs, max_epochs)`` of the click
+network; ``train_minutes`` for the whole run, of which the segmentation network may use ``SEGMENTATION_SHARE``
+when the click network trains after it (the click network gets what is left).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from typing import Any
+
+from monailabel.interfaces.datastore import Datastore
+from monailabel.interfaces.tasks.train import TrainTask
+
+from lib.checkpoint import publish
+from lib.config import AppConfig
+from lib.networks.descriptions import CLICK_NETWORK, SEGMENTATION, NetworkDescription
+from lib.server.lifeline import server_alive
+from lib.trainers.cases import split_cases, usable_cases
+from lib.trainers.deadline import StopBeforeDeadline
+from lib.trainers.epoch_monitor import EpochMonitor, PhaseResult
+from lib.trainers.network_trainer import NetworkTrainer, Phase
+from lib.trainers.run_options import RunOptions
+from lib.trainers.run_stats import DONE, RUNNING, RunStats, read_stats, stats_path
+
+logger = logging.getLogger(__name__)
+
+# Share of a run's time budget the segmentation network may use when the click network trains after it.
+SEGMENTATION_SHARE = 2 / 3
+
+
+class NoWeightsError(RuntimeError):
+    """A network produced no weights, so the run publishes nothing."""
+
+
+class TrainingRun(TrainTask):
+    """Train both networks on every usable labelled case, and publish both when the run completes.
+
+    Args:
+        app_config: the app configuration.
+    """
+
+    def __init__(self, app_config: AppConfig) -> None:
+        super().__init__(
+            "Fine-tune the tumour models on submitted labels "
+            f"({', '.join(app_config.plan.labels)}): auto segmentation, then learned clicks"
+        )
+        self.app_config = app_config
+        self.stats_path = stats_path(app_config.model_dir)
+
+    def networks(self) -> list[NetworkDescription]:
+        """The networks a run trains, in order."""
+        return [SEGMENTATION, CLICK_NETWORK] if self.app_config.click_epochs > 0 else [SEGMENTATION]
+
+    def config(self) -> dict[str, Any]:
+        """The Train options 3D Slicer shows (lists offer choices; the first is the value)."""
+        mlflow = self.app_config.tracking == "mlflow"
+        return {
+            "max_epochs": self.app_config.epochs,
+            "train_minutes": self.app_config.train_minutes,
+            "val_split": self.app_config.val_split,
+            "learning_rate": self.app_config.learning_rate,
+            "device": [str(self.app_config.torch_device())],
+            "multi_gpu": False,
+            "tracking": ["mlflow", "None"] if mlflow else ["None", "mlflow"],
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """The current or last run's stats (:mod:`lib.trainers.run_stats`)."""
+        return read_stats(self.stats_path)
+
+    def epochs(self, options: RunOptions) -> dict[str, int]:
+        """The most epochs of each network in a run with ``options``."""
+        cap = {SEGMENTATION: options.max_epochs, CLICK_NETWORK: min(self.app_config.click_epochs, options.max_epochs)}
+        return {network.name: cap[network] for network in self.networks()}
+
+    def __call__(self, request: dict[str, Any], datastore: Datastore) -> dict[str, Any]:
+        start = time.time()
+        options = RunOptions.from_request(request, self.app_config)
+        cases = usable_cases(datastore, self.app_config)
+        train, val = split_cases(cases, options.val_split)
+        run_id = datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
+        networks = self.networks()
+        stats = RunStats(self.stats_path, run_id, self.epochs(options))
+        stats.write(RUNNING)
+        deadline = start + 60 * options.train_minutes
+        results: list[PhaseResult] = []
+        for network in networks:
+            share = SEGMENTATION_SHARE if network == SEGMENTATION and len(networks) > 1 else 1.0
+            phase_deadline = time.time() + share * (deadline - time.time())
+
+            def progress(monitor: EpochMonitor, stop: StopBeforeDeadline, name: str = network.name) -> None:
+                stats.update(name, monitor.summary(), stop.stopped)
+                stats.write(RUNNING)
+
+            phase = Phase(run_id, stats.planned[network.name], phase_deadline, train, val, progress)
+            result = NetworkTrainer(self.app_config, network).train_phase(phase, options)
+            if result is None:
+                raise NoWeightsError(f"run {run_id}: the {network.name} network produced no weights; nothing published")
+            results.append(result)
+        if not server_alive():
+            logger.error("Run %s: the server that started it has ended; nothing is published", run_id)
+            return stats.document(RUNNING)
+        served = [r.best for r in results] + [r.final for r in results]
+        publish(served, self.app_config.plan, [r.network for r in results] * 2)
+        stats.write(DONE)
+        logger.info("Run %s published %s", run_id, ", ".join(n.name for n in networks))
+        return stats.document(DONE)
