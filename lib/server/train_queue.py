@@ -58,7 +58,8 @@ class TrainQueue:
     def submit(self, request: dict[str, Any]) -> dict[str, Any]:
         """Start a run now, or make ``request`` the pending one when a run is going. Returns its task."""
         with self._lock:
-            if not self._running():
+            # A pending request means a run is ending: its callback starts the pending one, so this replaces it.
+            if not self._running() and self._pending is None:
                 return dict(self._start(request))
             if self._pending is not None:
                 logger.info("Train request %s replaces pending request %s", request, self._pending["request"])

@@ -19,7 +19,6 @@ from lib.transforms.sequences import MissingSequenceError, sequence_files, split
 
 logger = logging.getLogger(__name__)
 
-LABEL_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".seg.nrrd", ".mha", ".mhd")
 
 
 class VolumeReadError(ValueError):

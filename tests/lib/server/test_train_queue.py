@@ -1,0 +1,83 @@
+"""One training run at a time, at most one pending: a new request replaces the pending one, Stop drops it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lib.server import train_queue
+from lib.server.train_queue import TrainQueue
+
+
+class FakeTasks:
+    """MONAI Label's background tasks, without processes: runs start RUNNING and end when the test says."""
+
+    def __init__(self) -> None:
+        self.started: list[dict[str, Any]] = []
+        self.callbacks: dict[str, Any] = {}
+
+    def run(self, request: dict[str, Any], method: str, callback: Any = None) -> dict[str, Any]:
+        task = {"id": f"run{len(self.started)}", "status": "RUNNING", "request": request}
+        self.started.append(task)
+        self.callbacks[task["id"]] = callback
+        return task
+
+    def finish(self, task: dict[str, Any], status: str = "DONE") -> None:
+        task["status"] = status
+        self.callbacks[task["id"]](task)
+
+
+@pytest.fixture
+def tasks(monkeypatch: pytest.MonkeyPatch) -> FakeTasks:
+    fake = FakeTasks()
+    monkeypatch.setattr(train_queue, "run_background_task", fake.run)
+    monkeypatch.setattr(train_queue, "processes", lambda method: {})
+    return fake
+
+
+def test_a_request_while_a_run_is_going_waits_and_the_newest_replaces_the_pending(tasks: FakeTasks, tmp_path) -> None:
+    queue = TrainQueue(str(tmp_path / "train_stats.json"))
+    first = queue.submit({"max_epochs": 5})
+    second = queue.submit({"max_epochs": 1})
+    third = queue.submit({"max_epochs": 2})
+
+    assert first["status"] == "RUNNING" and second["status"] == third["status"] == "PENDING"
+    assert [t["request"] for t in tasks.started] == [{"max_epochs": 5}]
+    assert queue.pending()["id"] == third["id"]
+
+    tasks.finish(tasks.started[0])  # the run ends: the pending request (the third) starts, the second never runs
+    assert [t["request"] for t in tasks.started] == [{"max_epochs": 5}, {"max_epochs": 2}]
+    assert queue.pending() is None
+
+    tasks.finish(tasks.started[1])
+    assert len(tasks.started) == 2  # nothing more to start
+    assert queue.submit({"max_epochs": 3})["status"] == "RUNNING"  # idle again: starts at once
+
+
+def test_a_request_between_a_runs_end_and_its_callback_replaces_the_pending(tasks: FakeTasks, tmp_path) -> None:
+    queue = TrainQueue(str(tmp_path / "train_stats.json"))
+    queue.submit({"max_epochs": 5})
+    queue.submit({"max_epochs": 1})
+    tasks.started[0]["status"] = "DONE"  # the process has ended; MONAI Label has not called back yet
+    assert queue.submit({"max_epochs": 2})["status"] == "PENDING"
+    tasks.callbacks["run0"](tasks.started[0])
+    assert [t["request"] for t in tasks.started] == [{"max_epochs": 5}, {"max_epochs": 2}]
+
+
+def test_stop_drops_the_pending_request_and_settles_the_stats(tasks: FakeTasks, tmp_path, monkeypatch) -> None:
+    stats = tmp_path / "train_stats.json"
+    stats.write_text(json.dumps({"status": "RUNNING", "pid": 999999, "run_id": "r"}))
+    queue = TrainQueue(str(stats))
+    queue.submit({"max_epochs": 5})
+    pending = queue.submit({"max_epochs": 1})
+
+    stopped = queue.stop()  # no process registered (the fake's): the pending request is what was stopped
+
+    assert stopped["id"] == pending["id"] and stopped["status"] == "STOPPED"
+    assert queue.pending() is None
+    assert json.loads(Path(stats).read_text())["status"] == "STOPPED"  # no process runs that run any more
+    tasks.finish(tasks.started[0], "STOPPED")
+    assert len(tasks.started) == 1  # the dropped request never starts
