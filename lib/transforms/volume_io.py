@@ -20,7 +20,6 @@ from lib.transforms.sequences import MissingSequenceError, sequence_files, split
 logger = logging.getLogger(__name__)
 
 
-
 class VolumeReadError(ValueError):
     """A file is not a readable 3D (or 3D multi-channel) volume."""
 
