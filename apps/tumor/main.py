@@ -20,6 +20,7 @@ from monailabel.interfaces.tasks.train import TrainTask
 from lib.activelearning import strategies
 from lib.checkpoint import CheckpointError
 from lib.config import AppConfig, parse_config
+from lib.corrections import CorrectionLog
 from lib.datastore import VOLUME_EXTENSIONS, TumorDatastore
 from lib.datastore.dicomweb import TumorDicomDatastore
 from lib.infers import ClickNetworkInfer, InteractionError, ModelNotTrainedError, SegmentationInfer
@@ -48,6 +49,7 @@ class TumorApp(MONAILabelApp):
 
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
         self.app_config: AppConfig = parse_config(conf or {}, app_dir)
+        self.corrections = CorrectionLog(self.app_config.model_dir, self.app_config.plan.labels)
         logger.info("Tumour app configuration: %s", self.app_config)
         logger.info("Network forward passes in %s", describe(self.app_config.amp, self.app_config.torch_device()))
         super().__init__(
@@ -109,9 +111,10 @@ class TumorApp(MONAILabelApp):
         model = request.get("model")
         if model not in self._infers:
             raise HTTPException(404, f"unknown model {model!r}; available: {', '.join(self._infers)}")
-        self._check_image(request.get("image"), datastore or self.datastore())
+        image = request.get("image")
+        in_datastore = self._check_image(image, datastore or self.datastore())
         try:
-            return super().infer(request, datastore)
+            result = super().infer(request, datastore)
         except ModelNotTrainedError as e:
             raise HTTPException(409, str(e)) from e
         except CheckpointError as e:
@@ -120,16 +123,25 @@ class TumorApp(MONAILabelApp):
             raise HTTPException(422, f"image refused: {e}") from e
         except InteractionError as e:
             raise HTTPException(422, str(e)) from e
+        if in_datastore and model == SEGMENTATION.served_as and result.get("file"):
+            served = (result.get("params") or {}).get("model") or {}
+            self.corrections.served(image, result["file"], served.get("run_id") or served.get("checkpoint", "unknown"))
+        return result
 
-    def _check_image(self, image: Any, store: Datastore) -> None:
-        """Infer reads datastore images and session volumes only, never a path a client names."""
+    def _check_image(self, image: Any, store: Datastore) -> bool:
+        """Infer reads datastore images and session volumes only, never a path a client names.
+
+        Returns:
+            True for a datastore image, False for a session volume.
+        """
         sessions = self.sessions()
         if isinstance(image, str) and sessions is not None and os.path.isabs(image):
             folder = os.path.realpath(sessions.store_path)
             if os.path.commonpath([folder, os.path.realpath(image)]) == folder:
-                return
+                return False
         if not isinstance(image, str) or image not in store.list_images():
             raise HTTPException(404, f"image {str(image)[:60]!r} is not in the datastore")
+        return True
 
     def _local_request(self, url: str, params: dict[str, Any], action: str) -> dict[str, Any] | None:
         """A request from a background process to its server, with the server's internal token."""
@@ -146,7 +158,8 @@ class TumorApp(MONAILabelApp):
         return response.json()
 
     def info(self) -> dict[str, Any]:
-        """``/info``; once the learned clicks model is served, a ``background`` label is listed too.
+        """``/info``, with what annotators changed of the pre-segmentations per model version (``corrections``,
+        :mod:`lib.corrections`); once the learned clicks model is served, a ``background`` label is listed too.
 
         3D Slicer's DeepEdit panel takes clicks only as landmarks of the listed labels, so background clicks need a
         ``background`` segment (the module leaves it out of submitted labels).
@@ -154,6 +167,7 @@ class TumorApp(MONAILabelApp):
         meta = super().info()
         if CLICK_NETWORK.served_as in meta["models"] and BACKGROUND not in meta["labels"]:
             meta["labels"] = [*meta["labels"], BACKGROUND]
+        meta["corrections"] = self.corrections.summary()
         return meta
 
     def async_scoring(self, method: str | None, params: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -223,9 +223,22 @@ def test_annotation_loop(server: Server) -> None:
     assert params["model"]["run_id"] == run_id
     np.testing.assert_array_equal(read(result_path)[0], served)
 
-    # Once every image is labelled, Next Sample answers with no id.
-    for case in unlabelled:
-        client.save_label(case, server.cases[case].label_path, params=LABEL_INFO)
+    # Once every image is labelled, Next Sample answers with no id. The image that was pre-segmented is compared
+    # with what the annotator submitted (here the truth), per model version; the other was never served.
+    assert client.info()["corrections"] == {}
+    replies = [client.save_label(case, server.cases[case].label_path, params=LABEL_INFO) for case in unlabelled]
+    changed = replies[0]["changed"]
+    truth, served = server.cases[unlabelled[0]].label > 0, np.transpose(served, (2, 1, 0)) > 0
+    assert changed["version"] == run_id and changed["voxels_changed"] == int((truth != served).sum())
+    assert changed["dice"] == pytest.approx(2 * (truth & served).sum() / (truth.sum() + served.sum()))
+    assert "changed" not in replies[1]
+    assert client.info()["corrections"] == {
+        run_id: {
+            "labels": 1,
+            "mean_dice": pytest.approx(changed["dice"]),
+            "mean_voxels_changed": changed["voxels_changed"],
+        }
+    }
     assert not client.next_sample("random", {}).get("id")
 
 

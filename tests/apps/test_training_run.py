@@ -3,7 +3,9 @@ bar that moves once from 0 to 100%, Stop in either phase, and several annotators
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Any
 import pytest
 import requests
 
+from lib.evaluation.cli import main
 from lib.networks.descriptions import CLICK_NETWORK, SEGMENTATION
 from tests.apps.conftest import TINY
 from tests.apps.test_server import LABEL_INFO, poll
@@ -30,6 +33,7 @@ class Annotator:
     def __init__(self, url: str, root: Path, model_dir: str) -> None:
         self.logic = SlicerLogic(url, str(root / "client"), "", "")
         self.model_dir = model_dir
+        self.root = root
 
     def stats(self) -> dict[str, Any]:
         return self.logic.info()["train_stats"]["segmentation"]
@@ -170,3 +174,17 @@ def test_batch_inference_with_the_default_options_pre_segments_every_image_on_cp
         assert "original" in entry["labels"] and "final" in entry["labels"], case  # finals untouched
         label = requests.get(f"{url}/datastore/label", params={"label": case, "tag": "original"}, timeout=30)
         assert label.status_code == 200 and len(label.content) > 100
+
+
+def test_tumor_evaluate_segments_every_labelled_case_through_the_server(annotator: Annotator) -> None:
+    out = annotator.root / "evaluation"
+    studies = annotator.root / "studies"
+    assert main(["--server", annotator.logic.url, "--studies", str(studies), "--out", str(out)]) == 0
+
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["case"] for r in rows] == ["case0", "case1", "case2"] and {r["label"] for r in rows} == {"tumor"}
+    assert all(0.0 <= float(r["dice"]) <= 1.0 and float(r["volume_ml_true"]) > 0 for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["predictions"] == f"{annotator.logic.url} (segmentation)"
+    assert summary["labels"]["tumor"]["dice"]["n"] == 3

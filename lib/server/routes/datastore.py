@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import datetime, timezone
 from typing import Annotated, Any
@@ -16,6 +17,8 @@ from starlette.background import BackgroundTask
 from lib.auth import Role, allows
 from lib.datastore.names import FINAL, InvalidNameError, check_name, check_tag
 from lib.server.routes.uploads import caller, json_object, received, volume_suffix
+
+logger = logging.getLogger(__name__)
 
 
 def datastore_routes(instance: MONAILabelApp) -> APIRouter:
@@ -56,7 +59,20 @@ def datastore_routes(instance: MONAILabelApp) -> APIRouter:
         info = json_object(params, "params")
         info.update(user=user.name, submitted=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         with received(label, image) as path:
-            return {"image": image, "label": instance.datastore().save_label(image, path, tag, info)}
+            label_id = instance.datastore().save_label(image, path, tag, info)
+        reply: dict[str, Any] = {"image": image, "label": label_id}
+        corrections = getattr(instance, "corrections", None)
+        if tag == FINAL and corrections is not None:
+            # How much the annotator changed the pre-segmentation served for this image (lib.corrections).
+            try:
+                stored = instance.datastore().get_label_uri(label_id, FINAL)
+            except Exception as e:  # noqa: BLE001 - recording must never fail a submit that was stored
+                logger.warning("Submitted label of %s not compared with its pre-segmentation: %s", image, e)
+                stored = None
+            record = corrections.submitted(image, stored) if stored and os.path.isfile(stored) else None
+            if record is not None:
+                reply["changed"] = {k: record[k] for k in ("version", "dice", "voxels_changed")}
+        return reply
 
     @router.post("/activelearning/{strategy}")
     async def next_sample(request: Request, strategy: str) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Evaluation of segmentations against reference labels (``tumor-evaluate``)."""
