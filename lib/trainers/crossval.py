@@ -1,0 +1,123 @@
+"""k-fold cross-validation of the training recipe on a labelled studies folder, with the app's own code.
+
+Every case is tested exactly once, by the model of the fold that did not train on it; within a fold the run holds
+out its own validation cases to choose its epoch, so no test case chooses its own epoch. Each fold trains with
+:class:`TrainingRun` (segmentation network only, from scratch unless ``--conf checkpoint`` names a start), and its
+test cases are segmented with the served inference path (:class:`SegmentationInfer`, on each image's own grid)
+and scored with :mod:`lib.evaluation.metrics`. The folds' checkpoints are kept (``fold<i>.pt``).
+
+Usage::
+
+    .venv/bin/python -m lib.trainers.crossval --studies FOLDER --out DIR [--folds 5] [--conf train_minutes 10] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import statistics
+import tempfile
+import time
+from typing import Any
+
+from lib.config import parse_config
+from lib.evaluation.cases import volumes
+from lib.evaluation.metrics import label_metrics
+from lib.infers import SegmentationInfer
+from lib.trainers.offline import APP_DIR, train_offline
+from lib.transforms.volume_io import read_volume
+
+logger = logging.getLogger(__name__)
+
+
+def assign_folds(cases: list[str], folds: int) -> dict[str, int]:
+    """Case -> fold, stable and balanced: cases ordered by the hash of their name, dealt out in turn."""
+    if not 2 <= folds <= len(cases):
+        raise ValueError(f"{folds} folds need between 2 and {len(cases)} (the labelled cases)")
+    ordered = sorted(cases, key=lambda c: hashlib.sha256(c.encode()).hexdigest())
+    return {case: i % folds for i, case in enumerate(ordered)}
+
+
+def labelled_cases(studies: str) -> dict[str, tuple[str, str]]:
+    """Case -> (image, final label) of every labelled image of ``studies``."""
+    images, labels = volumes(studies), volumes(os.path.join(studies, "labels", "final"))
+    cases = {case: (images[case], labels[case]) for case in sorted(set(images) & set(labels))}
+    if not cases:
+        raise ValueError(f"no image of {studies} has a label in labels/final")
+    return cases
+
+
+def _fold_studies(folder: str, cases: dict[str, tuple[str, str]]) -> str:
+    final = os.path.join(folder, "labels", "final")
+    os.makedirs(final)
+    for image, label in cases.values():
+        os.symlink(os.path.abspath(image), os.path.join(folder, os.path.basename(image)))
+        os.symlink(os.path.abspath(label), os.path.join(final, os.path.basename(label)))
+    return folder
+
+
+def cross_validate(studies: str, out: str, folds: int, conf: dict[str, str]) -> dict[str, Any]:
+    """Train ``folds`` models and score every case with the one that did not see it; writes ``crossval.json``."""
+    cases = labelled_cases(studies)
+    fold_of = assign_folds(list(cases), folds)
+    os.makedirs(out, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
+    for fold in range(folds):
+        test = {c: p for c, p in cases.items() if fold_of[c] == fold}
+        train = {c: p for c, p in cases.items() if fold_of[c] != fold}
+        checkpoint = os.path.join(out, f"fold{fold}.pt")
+        with tempfile.TemporaryDirectory(prefix=f"fold{fold}-") as tmp:
+            start = time.time()
+            stats = train_offline(_fold_studies(os.path.join(tmp, "studies"), train), checkpoint, conf)
+            runs.append({"fold": fold, "test": sorted(test), "minutes": (time.time() - start) / 60, "stats": stats})
+            app_config = parse_config({**conf, "checkpoint": checkpoint, "model_dir": os.path.join(tmp, "m")}, APP_DIR)
+            infer = SegmentationInfer(app_config)
+            for case, (image, label) in test.items():
+                path, _ = infer({"image": image, "result_extension": ".nii.gz"})
+                truth, geometry = read_volume(label)
+                pred, _ = read_volume(path)
+                os.remove(path)
+                for value, name in enumerate(app_config.plan.labels, start=1):
+                    metrics = label_metrics(truth[0] == value, pred[0] == value, geometry.spacing)
+                    rows.append({"fold": fold, "case": case, "label": name, **metrics.as_dict()})
+        fold_dice = [r["dice"] for r in rows if r["fold"] == fold]
+        logger.info(
+            "Fold %d: test Dice %s (mean %.3f)", fold, [round(d, 3) for d in fold_dice], statistics.fmean(fold_dice)
+        )
+    dice = [r["dice"] for r in rows]
+    result = {
+        "conf": conf,
+        "folds": folds,
+        "mean_dice": statistics.fmean(dice),
+        "median_dice": statistics.median(dice),
+        "fold_mean_dice": [statistics.fmean([r["dice"] for r in rows if r["fold"] == f]) for f in range(folds)],
+        "cases": rows,
+        "runs": runs,
+    }
+    with open(os.path.join(out, "crossval.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--studies", required=True, help="folder of images with labels/final/")
+    parser.add_argument("--out", required=True, help="folder for the folds' checkpoints and crossval.json")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    result = cross_validate(args.studies, args.out, args.folds, dict(args.conf))
+    for row in result["cases"]:
+        print(f"fold {row['fold']}  {row['case']:<12} {row['label']:<10} Dice {row['dice']:.3f}")
+    print(
+        f"mean Dice {result['mean_dice']:.3f}, median {result['median_dice']:.3f}; per fold {result['fold_mean_dice']}"
+    )
+
+
+if __name__ == "__main__":
+    main()

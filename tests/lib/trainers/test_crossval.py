@@ -1,0 +1,44 @@
+"""Cross-validation: every case tested once, by a model that never trained on it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lib.checkpoint import read_checkpoint
+from lib.config import parse_config
+from lib.trainers.crossval import assign_folds, cross_validate
+from lib.trainers.offline import APP_DIR
+from tests.lib.conftest import TINY
+from tests.synthetic import write_case
+
+
+def test_folds_are_balanced_and_stable() -> None:
+    cases = [f"STS_{i:03d}" for i in range(1, 21)]
+    folds = assign_folds(cases, 5)
+    assert sorted(folds) == cases and sorted(list(folds.values()).count(f) for f in range(5)) == [4] * 5
+    assert assign_folds(list(reversed(cases)), 5) == folds  # the order given does not matter
+    with pytest.raises(ValueError, match="6 folds need between 2 and 5"):
+        assign_folds(cases[:5], 6)
+
+
+def test_every_case_is_tested_once_by_a_model_that_did_not_train_on_it(tmp_path: Path) -> None:
+    studies = tmp_path / "studies"
+    for i in range(4):
+        write_case(str(studies), f"case{i}", seed=i, label_folder=str(studies / "labels" / "final"))
+    out = tmp_path / "cv"
+    result = cross_validate(str(studies), str(out), 2, {**TINY, "epochs": "1", "samples_per_case": "2"})
+
+    tested = sorted((r["case"], r["fold"]) for r in result["cases"])
+    assert [c for c, _ in tested] == ["case0", "case1", "case2", "case3"]
+    for run in result["runs"]:
+        assert sorted(run["test"]) == sorted(c for c, f in tested if f == run["fold"])
+    plan = parse_config(dict(TINY), APP_DIR).plan
+    for fold in (0, 1):  # the fold's model never trained on, nor chose its epoch by, its test cases
+        _, meta = read_checkpoint(str(out / f"fold{fold}.pt"), plan)
+        test_cases = {f"{c}.nii.gz" for c, f in tested if f == fold}
+        assert not test_cases & set(meta["trained_on"]) and not test_cases & set(meta["validated_on"])
+    assert 0.0 <= result["mean_dice"] <= 1.0 and len(result["fold_mean_dice"]) == 2
+    assert json.loads((out / "crossval.json").read_text())["mean_dice"] == pytest.approx(result["mean_dice"])
