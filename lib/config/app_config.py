@@ -11,6 +11,7 @@ from lib.config.plan import ModelPlan
 AUTO = "auto"
 TRACKING = ("none", "mlflow")
 AMP_CHOICES = ("auto", "on", "off")  # mixed precision of the forward pass (lib.networks.precision)
+AUGMENTATION_CHOICES = ("flips", "spatial")  # training augmentation beyond intensity jitter
 AUTH_CHOICES = ("auto", "off")  # login: on when --conf users is given; "off" to serve a network without it
 
 
@@ -49,6 +50,8 @@ class AppConfig:
             weights when none beats them); with fewer, validation is too noisy to choose by and the run publishes
             its final weights.
         samples_per_case: random patches drawn from a case per training iteration.
+        augmentation: ``flips`` (random flips along each axis, and intensity jitter) or ``spatial`` (also
+            nnU-Net's random rotation and scaling, :func:`lib.transforms.pipeline.spatial_augmentation`).
         cache_cases: preprocessed training cases kept in memory (the rest are loaded on demand).
         mc_samples: Monte-Carlo dropout passes per image for epistemic scoring.
         background_niceness: niceness of the server's background jobs (training runs and scoring) from the moment
@@ -81,6 +84,7 @@ class AppConfig:
     val_split: float = 0.2
     min_val_cases: int = 3
     samples_per_case: int = 4
+    augmentation: str = "flips"
     cache_cases: int = 16
     mc_samples: int = 5
     background_niceness: int = 10

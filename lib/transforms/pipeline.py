@@ -17,6 +17,7 @@ from monai.transforms import (
     EnsureTyped,
     MapTransform,
     NormalizeIntensityd,
+    RandAffined,
     RandCropByPosNegLabeld,
     RandFlipd,
     RandScaleIntensityd,
@@ -67,6 +68,26 @@ def validation_transforms(app_config: AppConfig) -> list[Transform]:
     return [*preprocessing(app_config, with_label=True), SelectItemsd([IMAGE, LABEL])]
 
 
+def spatial_augmentation(app_config: AppConfig) -> list[Transform]:
+    """With ``augmentation spatial``: nnU-Net's rotation and scaling, on a fifth of the patches.
+
+    Rotation up to 30 degrees about the slice axis (k) only: the in-plane axes share one spacing, the slice axis
+    is several times coarser; scaling by 0.85-1.15. Image linear, label nearest; outside the patch is zero.
+    """
+    if app_config.augmentation != "spatial":
+        return []
+    return [
+        RandAffined(
+            [IMAGE, LABEL],
+            prob=0.2,
+            rotate_range=(0.0, 0.0, math.pi / 6),
+            scale_range=(0.15, 0.15, 0.15),
+            mode=("bilinear", "nearest"),
+            padding_mode="zeros",
+        )
+    ]
+
+
 def training_transforms(app_config: AppConfig) -> list[Transform]:
     """Validation transforms plus label-balanced random patches and light augmentation."""
     keys = [IMAGE, LABEL]
@@ -81,6 +102,7 @@ def training_transforms(app_config: AppConfig) -> list[Transform]:
             neg=1,
             num_samples=app_config.samples_per_case,
         ),
+        *spatial_augmentation(app_config),
         RandFlipd(keys, prob=0.5, spatial_axis=0),
         RandFlipd(keys, prob=0.5, spatial_axis=1),
         RandFlipd(keys, prob=0.5, spatial_axis=2),

@@ -24,6 +24,7 @@ from lib.transforms.pipeline import (
     argmax_channels,
     inference_transforms,
     sliding_window,
+    spatial_augmentation,
     training_transforms,
     validation_transforms,
     window_size,
@@ -74,6 +75,24 @@ def test_training_patches_have_patch_size_and_aligned_labels(make_config: Config
             # Flips move image and label together: the tumour stays brighter under its own label.
             assert image[label > 0].mean() - image[label == 0].mean() > 0.3
     assert with_tumour >= 1
+
+
+def test_spatial_augmentation_rotates_and_scales_image_and_label_together(
+    make_config: ConfigFactory, case: SyntheticCase
+) -> None:
+    assert spatial_augmentation(make_config()) == []  # the default: flips only
+    config = make_config(augmentation="spatial", samples_per_case="8", ct_window="0,160")
+    (affine,) = spatial_augmentation(config)
+    affine.prob = 1.0  # every patch, so that the test sees the transform at work
+    transforms = Compose([*validation_transforms(config), affine]).set_random_state(seed=0)
+    plain = Compose(validation_transforms(config))({IMAGE: case.image_path, LABEL: case.label_path})
+    moved = transforms({IMAGE: case.image_path, LABEL: case.label_path})
+
+    assert moved[IMAGE].shape == plain[IMAGE].shape and set(torch.unique(moved[LABEL]).tolist()) <= {0.0, 1.0}
+    assert not torch.equal(moved[LABEL], plain[LABEL])  # the label moved...
+    tumour = moved[LABEL] > 0
+    assert moved[IMAGE][tumour].mean() - moved[IMAGE][~tumour].mean() > 0.3  # ...with the image under it
+    assert 0.6 < tumour.sum() / (plain[LABEL] > 0).sum() < 1.6  # scaled by at most 1.15 per axis
 
 
 def test_training_pads_a_case_smaller_than_the_patch(make_config: ConfigFactory, make_case: CaseWriter) -> None:
