@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
     parser.add_argument("--name", default="", help="suffix of the result files, to keep candidates apart")
+    parser.add_argument("--trained", help="an earlier run's folder (results/crossval_...): evaluate its fold models")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
     args = parser.parse_args()
     require_data(STS)
@@ -36,7 +37,7 @@ def main() -> None:
     image, mask = FILES[args.modality]
     with tempfile.TemporaryDirectory() as tmp:
         studies = labelled_studies(os.path.join(tmp, "studies"), STS, cases, cases, image, mask)
-        result = cross_validate(studies, os.path.join(args.out, name), args.folds, conf)
+        result = cross_validate(studies, os.path.join(args.out, name), args.folds, conf, args.trained)
     lines = [f"{args.folds}-fold cross-validation, {args.modality}, {len(cases)} STS cases; --conf {conf}", ""]
     lines += [
         f"fold {r['fold']}  {r['case']:<8} Dice {r['dice']:.3f}  HD95 {r['hd95_mm']:.1f} mm" for r in result["cases"]

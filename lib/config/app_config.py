@@ -12,6 +12,7 @@ AUTO = "auto"
 TRACKING = ("none", "mlflow")
 AMP_CHOICES = ("auto", "on", "off")  # mixed precision of the forward pass (lib.networks.precision)
 AUGMENTATION_CHOICES = ("flips", "spatial")  # training augmentation beyond intensity jitter
+TTA_CHOICES = ("off", "mirror")  # test-time augmentation of auto segmentation
 AUTH_CHOICES = ("auto", "off")  # login: on when --conf users is given; "off" to serve a network without it
 
 
@@ -32,6 +33,8 @@ class AppConfig:
         window_voxels: largest sliding window at inference, validation and scoring, in voxels: the whole image in
             one window when it fits, else fewer, larger windows than the training patch.
         dropout: dropout probability used only by the Monte-Carlo uncertainty network.
+        tta: test-time augmentation of auto segmentation: ``off``, or ``mirror`` (the mean of the image and its
+            three in-plane mirrors, four forward passes).
         amp: mixed precision of the networks' forward pass (:mod:`lib.networks.precision`): ``auto`` (float16 on
             CUDA, bfloat16 on CPUs with native bfloat16, else float32), ``on`` (bfloat16 on any CPU) or ``off``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
@@ -72,6 +75,7 @@ class AppConfig:
     patch_size: tuple[int, int, int] = (96, 96, 32)
     window_voxels: int = 160 * 160 * 64
     dropout: float = 0.2
+    tta: str = "off"
     device: str = "auto"
     amp: str = "auto"
     checkpoint: str = ""

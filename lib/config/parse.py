@@ -12,7 +12,15 @@ from typing import TypeVar
 
 import torch
 
-from lib.config.app_config import AMP_CHOICES, AUGMENTATION_CHOICES, AUTH_CHOICES, AUTO, TRACKING, AppConfig
+from lib.config.app_config import (
+    AMP_CHOICES,
+    AUGMENTATION_CHOICES,
+    AUTH_CHOICES,
+    AUTO,
+    TRACKING,
+    TTA_CHOICES,
+    AppConfig,
+)
 from lib.config.plan import ARCHITECTURES, MODALITIES, ModelPlan
 
 T = TypeVar("T")
@@ -172,6 +180,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "min_val_cases": lambda v: _scalar("min_val_cases", v, _positive_int, "a positive integer"),
     "samples_per_case": lambda v: _scalar("samples_per_case", v, _positive_int, "a positive integer"),
     "augmentation": lambda v: _choice("augmentation", v, AUGMENTATION_CHOICES),
+    "tta": lambda v: _choice("tta", v, TTA_CHOICES),
     "cache_cases": lambda v: _scalar("cache_cases", v, _at_least(0), "a non-negative integer"),
     "mc_samples": lambda v: _scalar("mc_samples", v, _at_least(2), "an integer >= 2"),
     "background_niceness": lambda v: _scalar("background_niceness", v, _niceness, "an integer from 0 to 19"),

@@ -10,6 +10,7 @@ from lib.config import AppConfig
 from lib.infers.served_network import ServedNetworkInfer, option
 from lib.networks.descriptions import SEGMENTATION
 from lib.transforms.components import KEEP_LARGEST
+from lib.transforms.pipeline import sliding_window
 
 # Keep only the largest connected component of each label: as validation decided when the served weights were
 # trained ("auto"), for every label ("on"), or never ("off"). The first is the default (3D Slicer sends the first).
@@ -19,7 +20,9 @@ KEEP_LARGEST_CHOICES = ("auto", "on", "off")
 class SegmentationInfer(ServedNetworkInfer):
     """Auto segmentation with the segmentation network.
 
-    Keeps only the largest connected component of the labels for which validation chose it when the served weights
+    With ``tta mirror`` it averages the segmentations of the image and its in-plane mirrors (four forward passes);
+    validation and scoring run without (a training run's choice of epoch costs what it did). Keeps only the
+    largest connected component of the labels for which validation chose it when the served weights
     were trained (nnU-Net's post-processing; the ``keep_largest`` option can force it on or off for a request).
     Always listed, so annotators see the model; until weights exist, requests get a clear 409.
 
@@ -41,6 +44,9 @@ class SegmentationInfer(ServedNetworkInfer):
 
     def is_valid(self) -> bool:
         return True
+
+    def inferer(self, data: Any = None):
+        return sliding_window(self.app_config, mirror=self.app_config.tta == "mirror")
 
     def __call__(self, request: dict[str, Any], callbacks: Any = None) -> tuple[str | None, dict[str, Any]]:
         keep_largest = option(request, KEEP_LARGEST, KEEP_LARGEST_CHOICES)

@@ -59,8 +59,15 @@ def _fold_studies(folder: str, cases: dict[str, tuple[str, str]]) -> str:
     return folder
 
 
-def cross_validate(studies: str, out: str, folds: int, conf: dict[str, str]) -> dict[str, Any]:
-    """Train ``folds`` models and score every case with the one that did not see it; writes ``crossval.json``."""
+def cross_validate(
+    studies: str, out: str, folds: int, conf: dict[str, str], trained: str | None = None
+) -> dict[str, Any]:
+    """Train ``folds`` models and score every case with the one that did not see it; writes ``crossval.json``.
+
+    Args:
+        trained: a folder of an earlier cross-validation (same studies and folds): its ``fold<i>.pt`` are used
+            instead of training, to compare inference settings (``--conf tta mirror``...) on the same models.
+    """
     cases = labelled_cases(studies)
     fold_of = assign_folds(list(cases), folds)
     os.makedirs(out, exist_ok=True)
@@ -69,10 +76,13 @@ def cross_validate(studies: str, out: str, folds: int, conf: dict[str, str]) -> 
     for fold in range(folds):
         test = {c: p for c, p in cases.items() if fold_of[c] == fold}
         train = {c: p for c, p in cases.items() if fold_of[c] != fold}
-        checkpoint = os.path.join(out, f"fold{fold}.pt")
+        checkpoint = os.path.join(trained or out, f"fold{fold}.pt")
         with tempfile.TemporaryDirectory(prefix=f"fold{fold}-") as tmp:
             start = time.time()
-            stats = train_offline(_fold_studies(os.path.join(tmp, "studies"), train), checkpoint, conf)
+            if trained is None:
+                stats = train_offline(_fold_studies(os.path.join(tmp, "studies"), train), checkpoint, conf)
+            else:
+                stats = {"trained": checkpoint}
             runs.append({"fold": fold, "test": sorted(test), "minutes": (time.time() - start) / 60, "stats": stats})
             app_config = parse_config({**conf, "checkpoint": checkpoint, "model_dir": os.path.join(tmp, "m")}, APP_DIR)
             infer = SegmentationInfer(app_config)
@@ -109,9 +119,10 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="folder for the folds' checkpoints and crossval.json")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
+    parser.add_argument("--trained", help="an earlier cross-validation's folder: evaluate its fold models only")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    result = cross_validate(args.studies, args.out, args.folds, dict(args.conf))
+    result = cross_validate(args.studies, args.out, args.folds, dict(args.conf), args.trained)
     for row in result["cases"]:
         print(f"fold {row['fold']}  {row['case']:<12} {row['label']:<10} Dice {row['dice']:.3f}")
     print(

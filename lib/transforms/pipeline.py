@@ -208,15 +208,30 @@ class SlidingWindow(Inferer):
     """Whole-volume inference in windows sized by :func:`window_size`, blended with Gaussian weights in float32;
     each window's forward pass in the configured mixed precision (:mod:`lib.networks.precision`).
 
-    Used by inference, validation and scoring alike, so the validation Dice is the served model's.
+    Used by inference, validation and scoring alike, so the validation Dice is the served model's. With
+    ``mirror``, the image is also segmented flipped along i, along j and along both (nnU-Net's mirror test-time
+    augmentation in the slice plane, where training flips too), and the four softmax outputs are averaged; the
+    result is returned as log-probabilities, whose softmax is that average.
     """
 
-    def __init__(self, app_config: AppConfig, batch_size: int = 1) -> None:
+    def __init__(self, app_config: AppConfig, batch_size: int = 1, mirror: bool = False) -> None:
         super().__init__()
         self.app_config = app_config
         self.batch_size = batch_size
+        self.mirror = mirror
 
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if not self.mirror:
+            return self._windows(inputs, network, **kwargs)
+        probabilities = None
+        for axes in ((), (2,), (3,), (2, 3)):
+            flipped = torch.flip(inputs, axes) if axes else inputs
+            logits = self._windows(flipped, network, **kwargs)
+            p = torch.softmax(torch.flip(logits, axes) if axes else logits, dim=1)
+            probabilities = p if probabilities is None else probabilities + p
+        return torch.log(probabilities / 4 + 1e-12)
+
+    def _windows(self, inputs: torch.Tensor, network: Any, **kwargs: Any) -> torch.Tensor:
         return sliding_window_inference(
             inputs,
             window_size(self.app_config, inputs.shape[2:]),
@@ -229,6 +244,6 @@ class SlidingWindow(Inferer):
         )
 
 
-def sliding_window(app_config: AppConfig, batch_size: int = 1) -> SlidingWindow:
+def sliding_window(app_config: AppConfig, batch_size: int = 1, mirror: bool = False) -> SlidingWindow:
     """The app's whole-volume inferer (see :class:`SlidingWindow`)."""
-    return SlidingWindow(app_config, batch_size)
+    return SlidingWindow(app_config, batch_size, mirror)

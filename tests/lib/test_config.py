@@ -61,6 +61,7 @@ def test_model_dir_defaults_to_app_model_folder(tmp_path: Path) -> None:
         ("samples_per_case", "2", "samples_per_case", 2),
         ("cache_cases", "0", "cache_cases", 0),
         ("augmentation", "Spatial", "augmentation", "spatial"),
+        ("tta", "mirror", "tta", "mirror"),
         ("mc_samples", "3", "mc_samples", 3),
         ("tracking", "mlflow", "tracking", "mlflow"),
         ("tracking_uri", "sqlite:///x.db", "tracking_uri", "sqlite:///x.db"),

@@ -76,3 +76,8 @@ def test_offered_to_annotators_for_auto_segmentation_but_not_for_clicks(config: 
     assert "keep_largest" not in ClickNetworkInfer(config).config()
     data = {"keep_largest": "on"}  # even if a request sent it: a region clicked into the object stays in it
     assert ClickNetworkInfer(config).keep_largest(data, {"keep_largest": ["tumor"]}) == []
+
+
+def test_mirror_tta_is_used_by_auto_segmentation_only_when_configured(make_config) -> None:
+    assert SegmentationInfer(make_config()).inferer().mirror is False
+    assert SegmentationInfer(make_config(tta="mirror")).inferer().mirror is True

@@ -42,3 +42,9 @@ def test_every_case_is_tested_once_by_a_model_that_did_not_train_on_it(tmp_path:
         assert not test_cases & set(meta["trained_on"]) and not test_cases & set(meta["validated_on"])
     assert 0.0 <= result["mean_dice"] <= 1.0 and len(result["fold_mean_dice"]) == 2
     assert json.loads((out / "crossval.json").read_text())["mean_dice"] == pytest.approx(result["mean_dice"])
+
+    # The same fold models evaluated with another inference setting: nothing is trained again.
+    again = cross_validate(str(studies), str(tmp_path / "tta"), 2, {**TINY, "tta": "mirror"}, trained=str(out))
+    assert [run["stats"] for run in again["runs"]] == [{"trained": str(out / f"fold{f}.pt")} for f in (0, 1)]
+    assert sorted((r["case"], r["fold"]) for r in again["cases"]) == tested
+    assert not list((tmp_path / "tta").glob("*.pt"))

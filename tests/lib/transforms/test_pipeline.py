@@ -285,3 +285,30 @@ def test_label_on_geometry_equals_the_argmax_of_every_resized_class(classes: int
     assert clear.float().mean() > 0.99
     torch.testing.assert_close(label[0][clear], torch.argmax(every_class, dim=0).to(torch.uint8)[clear])
     assert set(label.unique().tolist()) == set(range(classes))  # every class is found somewhere
+
+
+class Ramp(torch.nn.Module):
+    """A 'network' whose tumour logit is a ramp along i, whatever the image: mirroring along i reverses it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ramp = torch.linspace(-3.0, 3.0, x.shape[2]).view(1, 1, -1, 1, 1).expand(x.shape[0], 1, *x.shape[2:])
+        return torch.cat([torch.zeros_like(ramp), ramp], dim=1)
+
+
+def test_mirror_tta_averages_the_image_and_its_three_in_plane_mirrors(make_config: ConfigFactory) -> None:
+    config = make_config()
+    image = torch.rand(1, 1, 16, 16, 8)
+    plain = torch.softmax(sliding_window(config)(image, Ramp()), dim=1)
+    mirrored = torch.softmax(sliding_window(config, mirror=True)(image, Ramp()), dim=1)
+    # Without: sigmoid of the ramp. With: two passes see the ramp, two (flipped along i) its reverse, and
+    # sigmoid(r) + sigmoid(-r) = 1, so the mean tumour probability is 0.5 everywhere.
+    assert plain[0, 1, 0].mean() < 0.1 and plain[0, 1, -1].mean() > 0.9
+    torch.testing.assert_close(mirrored[0, 1], torch.full((16, 16, 8), 0.5), atol=1e-4, rtol=0)
+    # An image the network treats the same flipped or not keeps its segmentation.
+    constant = torch.nn.Conv3d(1, 2, 1)
+    torch.testing.assert_close(
+        torch.softmax(sliding_window(config, mirror=True)(image, constant), 1),
+        torch.softmax(sliding_window(config)(image, constant), 1),
+        atol=1e-5,
+        rtol=0,
+    )
