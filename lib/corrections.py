@@ -22,7 +22,7 @@ import numpy as np
 
 from lib.atomic import write_json
 from lib.evaluation.metrics import label_metrics
-from lib.transforms.formats import VOLUME_SUFFIXES
+from lib.transforms.formats import volume_suffix_of
 from lib.transforms.volume_io import read_volume
 
 logger = logging.getLogger(__name__)
@@ -44,13 +44,14 @@ class CorrectionLog:
         self.log_path = os.path.join(model_dir, LOG_FILE)
         self.labels = labels
         self._lock = threading.Lock()
+        self._summary: tuple[int, dict[str, dict[str, float | int]]] | None = None  # (log mtime, summary)
 
     def _meta_path(self, image_id: str) -> str:
         return os.path.join(self.folder, f"{image_id}.json")
 
     def served(self, image_id: str, result_path: str, version: str) -> None:
         """Keep the pre-segmentation ``result_path`` served for ``image_id`` by weights ``version``."""
-        suffix = next((s for s in VOLUME_SUFFIXES if result_path.endswith(s)), None)
+        suffix = volume_suffix_of(result_path)
         if suffix is None:
             return
         try:
@@ -108,8 +109,14 @@ class CorrectionLog:
             return list(json.load(f)["records"])
 
     def summary(self) -> dict[str, dict[str, float | int]]:
-        """Per model version: submissions compared, mean Dice with the pre-segmentation, mean voxels changed."""
+        """Per model version: submissions compared, mean Dice with the pre-segmentation, mean voxels changed.
+
+        ``/info`` is polled every few seconds: the log is re-read only when it has changed.
+        """
         try:
+            stamp = os.stat(self.log_path).st_mtime_ns if os.path.isfile(self.log_path) else 0
+            if self._summary is not None and self._summary[0] == stamp:
+                return self._summary[1]
             records = self._read_log()
         except (OSError, ValueError, KeyError) as e:
             logger.warning("Could not read %s: %s", self.log_path, e)
@@ -117,7 +124,7 @@ class CorrectionLog:
         versions: dict[str, list[dict[str, Any]]] = {}
         for record in records:
             versions.setdefault(record["version"], []).append(record)
-        return {
+        summary = {
             version: {
                 "labels": len(mine),
                 "mean_dice": float(np.mean([r["dice"] for r in mine])),
@@ -125,3 +132,5 @@ class CorrectionLog:
             }
             for version, mine in versions.items()
         }
+        self._summary = (stamp, summary)
+        return summary

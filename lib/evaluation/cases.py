@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from lib.evaluation.metrics import label_metrics
-from lib.transforms.formats import VOLUME_SUFFIXES
+from lib.transforms.formats import VOLUME_SUFFIXES, volume_suffix_of
 from lib.transforms.geometry import Geometry
 from lib.transforms.volume_io import read_volume
 
@@ -16,10 +16,8 @@ from lib.transforms.volume_io import read_volume
 def case_name(path: str) -> str | None:
     """A volume file's case name (its name without the volume suffix), or None for other files."""
     name = os.path.basename(path)
-    for suffix in VOLUME_SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return None
+    suffix = volume_suffix_of(name)
+    return name[: -len(suffix)] if suffix else None
 
 
 def volumes(folder: str) -> dict[str, str]:

@@ -12,15 +12,15 @@ from fastapi import HTTPException, Request, UploadFile
 
 from lib.auth import User
 from lib.server.options import OptionsError, parse_json_object
-from lib.transforms.formats import VOLUME_SUFFIXES
+from lib.transforms.formats import VOLUME_SUFFIXES, volume_suffix_of
 
 
 def volume_suffix(filename: str | None) -> str:
     """The volume file type of an upload's file name (its name itself is never used as a path)."""
     name = (filename or "").lower()
-    for suffix in VOLUME_SUFFIXES:
-        if name.endswith(suffix):
-            return suffix
+    suffix = volume_suffix_of(name)
+    if suffix:
+        return suffix
     raise HTTPException(422, f"file {os.path.basename(name)[:60]!r} is not a volume: send {', '.join(VOLUME_SUFFIXES)}")
 
 
