@@ -7,6 +7,8 @@ import time
 
 from ignite.engine import Engine, Events
 
+from lib.trainers.distributed import any_process
+
 logger = logging.getLogger(__name__)
 
 PREDICTING_EPOCHS = 3  # the slowest of the last epochs predicts the next one's length
@@ -15,7 +17,8 @@ PREDICTING_EPOCHS = 3  # the slowest of the last epochs predicts the next one's 
 class StopBeforeDeadline:
     """Terminates the trainer after an epoch when one more, as long as the slowest of the last
     ``PREDICTING_EPOCHS``, would end past ``deadline``; at least one epoch runs. Only recent epochs predict the
-    next, so one epoch slowed by a job that shared the CPU for a while does not end training early.
+    next, so one epoch slowed by a job that shared the CPU for a while does not end training early. In a
+    distributed run every process stops after the epoch in which any of them would pass the deadline.
 
     Args:
         deadline: ``time.time()`` by which training must end.
@@ -38,7 +41,7 @@ class StopBeforeDeadline:
         now = time.time()
         self.epoch_seconds.append(now - self.epoch_start)
         more = trainer.state.epoch < trainer.state.max_epochs
-        if more and now + max(self.epoch_seconds[-PREDICTING_EPOCHS:]) > self.deadline:
+        if more and any_process(now + max(self.epoch_seconds[-PREDICTING_EPOCHS:]) > self.deadline):
             logger.info(
                 "Stopping after epoch %d of %d: the next would pass the time budget",
                 trainer.state.epoch,

@@ -26,6 +26,7 @@ from lib.networks.descriptions import NetworkDescription
 from lib.networks.precision import MixedPrecisionInferer, autocast_dtype
 from lib.trainers.cases import Case, case_id
 from lib.trainers.deadline import StopBeforeDeadline
+from lib.trainers.distributed import SINGLE, World, data_parallel, shard, unwrap
 from lib.trainers.epoch_monitor import (
     VAL_DICE,
     VAL_DICE_LARGEST_PER_LABEL,
@@ -82,12 +83,19 @@ class NetworkTrainer(BasicTrainTask):
     weights are validated as "epoch 0" when they never trained on a validation case. Keeps at most
     ``cache_cases`` preprocessed cases in memory; uses AMP on CUDA.
 
+    In a distributed run (:mod:`lib.trainers.distributed`) every process trains on its own shard of the training
+    cases with the network wrapped in ``DistributedDataParallel``, and validates its own share of the validation
+    cases (MONAI's metrics gather them, so every case is validated once and every process sees the same Dice and
+    keeps the same best weights); process 0 alone reports progress and returns the weights to publish, and the
+    time budget ends every process after the same epoch.
+
     Args:
         app_config: the app configuration.
         network: which network to train.
+        world: this process's place in a distributed run.
     """
 
-    def __init__(self, app_config: AppConfig, network: NetworkDescription) -> None:
+    def __init__(self, app_config: AppConfig, network: NetworkDescription, world: World = SINGLE) -> None:
         mlflow = app_config.tracking == "mlflow"
         self.tracking_uri = app_config.tracking_uri or f"sqlite:///{os.path.abspath(app_config.model_dir)}/mlflow.db"
         super().__init__(
@@ -102,6 +110,7 @@ class NetworkTrainer(BasicTrainTask):
         )
         self.app_config = app_config
         self.trained = network
+        self.world = world
         self.recipe = RECIPES[network]
         self.phase: Phase | None = None
         self.monitor: EpochMonitor | None = None
@@ -110,7 +119,8 @@ class NetworkTrainer(BasicTrainTask):
         self._start_trained_on: set[str] | None = None  # cases the weights this run starts from trained on
 
     def train_phase(self, phase: Phase, options: RunOptions) -> PhaseResult | None:
-        """Train for ``phase``; the weights to publish, or None when none were produced."""
+        """Train for ``phase``; the weights to publish, or None when none were produced (and in every process
+        but the first of a distributed run)."""
         self.phase = phase
         request = {
             **self._config,
@@ -120,30 +130,44 @@ class NetworkTrainer(BasicTrainTask):
             "max_epochs": phase.epochs,
             "learning_rate": options.learning_rate,
             "val_split": options.val_split,
-            "device": self.app_config.torch_device(),
-            "multi_gpu": False,
+            "device": self.world.device(self.app_config.torch_device()),
+            "multi_gpu": False,  # MONAI Label's own process group is not used: this one is (lib.trainers.distributed)
             "dataset": "CacheDataset",
             "dataloader": "ThreadDataLoader",
             "tracking": "mlflow" if options.tracking == "mlflow" else None,
             "tracking_uri": self.tracking_uri,
         }
         try:
-            self.train(0, 1, request, [*phase.train, *phase.val])
+            self.train(self.world.rank, self.world.size, request, [*phase.train, *phase.val])
         finally:
             self.cleanup(request)
-        return self.monitor.result() if self.monitor else None
+        return self.monitor.result() if self.monitor and self.world.main else None
 
     def partition_datalist(self, context: Context, shuffle: bool = False) -> tuple[list, list]:
         assert self.phase is not None
         return list(self.phase.train), list(self.phase.val)
 
     def _dataset(self, context: Context, datalist: list, is_train: bool, replace_rate: float = 0.25):
+        datalist = shard(datalist, self.world, equal=is_train)
         transforms = self.train_pre_transforms(context) if is_train else self.val_pre_transforms(context)
         cache = min(self.app_config.cache_cases, len(datalist))
         return CacheDataset(datalist, Compose(transforms), cache_num=cache, progress=False), datalist
 
     def network(self, context: Context) -> torch.nn.Module:
         return build_network(self.app_config.plan, self.trained)
+
+    def _create_network_and_optimizer(self, context: Context) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        context.network = self.network(context).to(context.device)
+        optimizer = self.optimizer(context)
+        return data_parallel(context.network, self.world), optimizer
+
+    def _create_evaluator(self, context: Context):
+        """The evaluator runs the network outside its DDP wrapper: validation exchanges only the metrics."""
+        wrapped, context.network = context.network, unwrap(context.network)
+        try:
+            return super()._create_evaluator(context)
+        finally:
+            context.network = wrapped
 
     def optimizer(self, context: Context) -> torch.optim.Optimizer:
         return FiniteAdamW(context.network.parameters(), lr=float(context.request["learning_rate"]))
@@ -211,7 +235,7 @@ class NetworkTrainer(BasicTrainTask):
             state, meta = read_checkpoint(path, plan, self.trained)
             start, start_meta = self._last_weights(meta) or (state, meta)
             source = self.trained.last_path(self.app_config.model_dir) if start is not state else path
-            load_state(context.network, start, source)
+            load_state(unwrap(context.network), start, source)
         except CheckpointError as e:
             logger.warning("Training the %s network from scratch: %s", self.trained.name, e)
             return
@@ -247,13 +271,13 @@ class NetworkTrainer(BasicTrainTask):
         self.monitor = EpochMonitor(
             self.app_config,
             self.trained,
-            context.network,
+            unwrap(context.network),
             phase.run_id,
             cases,
             served=served if fair else None,
             # Fine-tuned weights descend from the starting ones: they have seen those cases too.
             trained_on=sorted({case_id(d) for d in context.train_datalist} | (self._start_trained_on or set())),
             validated_on=sorted(val_ids),
-            on_epoch=lambda: phase.on_epoch(self.monitor, self.deadline),
+            on_epoch=(lambda: phase.on_epoch(self.monitor, self.deadline)) if self.world.main else None,
         )
         self.monitor.attach(context.trainer, context.evaluator)

@@ -9,6 +9,13 @@ Usage::
     .venv/bin/python -m lib.trainers.offline --studies FOLDER --out apps/tumor/pretrained/ct_tumor.pt \\
         [--conf epochs 300] [--conf train_minutes 60] [--conf device cuda] ...
 
+Distributed (:mod:`lib.trainers.distributed`), one process per GPU (NCCL) or several CPU processes (Gloo, with
+``--conf device cpu``), on one machine or several (``torchrun --nnodes``)::
+
+    .venv/bin/torchrun --nproc-per-node 2 --module lib.trainers.offline --studies FOLDER --out model.pt ...
+
+Process 0 writes ``--out``; the others only train.
+
 ``FOLDER`` holds the images and ``labels/final/<same name>`` their labels, as the server's studies folder.
 """
 
@@ -24,18 +31,24 @@ import tempfile
 from lib.config import parse_config
 from lib.datastore import VOLUME_EXTENSIONS, TumorDatastore
 from lib.networks.descriptions import SEGMENTATION
+from lib.trainers.distributed import join_from_environment, leave
 from lib.trainers.run import TrainingRun
 
 APP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "apps", "tumor")
 
 
 def train_offline(studies: str, out: str, conf: dict[str, str]) -> dict:
-    """Train on every labelled case of ``studies`` and write the published checkpoint to ``out``."""
+    """Train on every labelled case of ``studies`` and write the published checkpoint to ``out``.
+
+    Under ``torchrun`` every process calls this; process 0 writes ``out`` and the others return their rank."""
     with tempfile.TemporaryDirectory() as model_dir:
         # Training starts from scratch unless a starting checkpoint is named; the click network is not trained.
         app_config = parse_config({"checkpoint": "none", "click_epochs": "0", **conf, "model_dir": model_dir}, APP_DIR)
+        world = join_from_environment(app_config.torch_device())
         datastore = TumorDatastore(studies, app_config, extensions=VOLUME_EXTENSIONS, auto_reload=False)
         stats = TrainingRun(app_config)({}, datastore)
+        if not world.main:
+            return stats
         published = SEGMENTATION.published_path(app_config.model_dir)
         if stats.get("status") != "DONE" or not os.path.isfile(published):
             raise RuntimeError(f"training did not finish: {stats}")
@@ -54,7 +67,10 @@ def main() -> None:
     parser.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    stats = train_offline(args.studies, args.out, dict(args.conf))
+    try:
+        stats = train_offline(args.studies, args.out, dict(args.conf))
+    finally:
+        leave()
     print(json.dumps(stats, indent=1))
 
 

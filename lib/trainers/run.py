@@ -7,6 +7,11 @@ the run writes all their checkpoints to temporary files and only then renames th
 (:func:`lib.checkpoint.publish`): a run that is stopped, crashes or whose server dies publishes nothing, and the
 served pair stays as it was.
 
+With ``multi_gpu`` (the default) on a machine with more than one visible GPU, the run trains in one process per
+GPU (:mod:`lib.trainers.distributed`, NCCL); under ``torchrun`` (the offline command) it trains in the processes
+``torchrun`` started. Either way process 0 validates, writes the stats and publishes, once, after every process
+has finished.
+
 Bounds: ``max_epochs`` epochs of the segmentation network and ``min(click_epochs, max_epochs)`` of the click
 network; ``train_minutes`` for the whole run, of which the segmentation network may use ``SEGMENTATION_SHARE``
 when the click network trains after it (the click network gets what is left).
@@ -26,8 +31,9 @@ from lib.checkpoint import publish
 from lib.config import AppConfig
 from lib.networks.descriptions import CLICK_NETWORK, SEGMENTATION, NetworkDescription
 from lib.server.lifeline import server_alive
-from lib.trainers.cases import split_cases, usable_cases
+from lib.trainers.cases import Case, split_cases, usable_cases
 from lib.trainers.deadline import StopBeforeDeadline
+from lib.trainers.distributed import World, all_finished, current_world, spawn, visible_gpus
 from lib.trainers.epoch_monitor import EpochMonitor, PhaseResult
 from lib.trainers.network_trainer import NetworkTrainer, Phase
 from lib.trainers.run_options import RunOptions
@@ -71,7 +77,7 @@ class TrainingRun(TrainTask):
             "val_split": self.app_config.val_split,
             "learning_rate": self.app_config.learning_rate,
             "device": [str(self.app_config.torch_device())],
-            "multi_gpu": False,
+            "multi_gpu": visible_gpus() > 1,
             "tracking": ["mlflow", "None"] if mlflow else ["None", "mlflow"],
         }
 
@@ -84,15 +90,31 @@ class TrainingRun(TrainTask):
         cap = {SEGMENTATION: options.max_epochs, CLICK_NETWORK: min(self.app_config.click_epochs, options.max_epochs)}
         return {network.name: cap[network] for network in self.networks()}
 
+    def processes(self, options: RunOptions) -> int:
+        """How many processes a run started by the server trains in: one per visible GPU with ``multi_gpu``."""
+        gpus = visible_gpus() if self.app_config.torch_device().type == "cuda" else 0
+        return gpus if options.multi_gpu and gpus > 1 else 1
+
     def __call__(self, request: dict[str, Any], datastore: Datastore) -> dict[str, Any]:
         start = time.time()
         options = RunOptions.from_request(request, self.app_config)
         cases = usable_cases(datastore, self.app_config)
         train, val = split_cases(cases, options.val_split)
         run_id = datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
+        processes = self.processes(options)
+        if processes > 1 and not current_world().distributed:
+            spawn(self.run, processes, "cuda", start, options, train, val, run_id)
+            return self.stats()  # as process 0 wrote them
+        return self.run(current_world(), start, options, train, val, run_id)
+
+    def run(
+        self, world: World, start: float, options: RunOptions, train: list[Case], val: list[Case], run_id: str
+    ) -> dict[str, Any]:
+        """Train every network in this process (of ``world``), then publish them from process 0."""
         networks = self.networks()
         stats = RunStats(self.stats_path, run_id, self.epochs(options))
-        stats.write(RUNNING)
+        if world.main:
+            stats.write(RUNNING)
         deadline = start + 60 * options.train_minutes
         results: list[PhaseResult] = []
         for network in networks:
@@ -104,10 +126,14 @@ class TrainingRun(TrainTask):
                 stats.write(RUNNING)
 
             phase = Phase(run_id, stats.planned[network.name], phase_deadline, train, val, progress)
-            result = NetworkTrainer(self.app_config, network).train_phase(phase, options)
-            if result is None:
+            result = NetworkTrainer(self.app_config, network, world).train_phase(phase, options)
+            if result is not None:
+                results.append(result)
+            elif world.main:
                 raise NoWeightsError(f"run {run_id}: the {network.name} network produced no weights; nothing published")
-            results.append(result)
+        all_finished()  # raises, publishing nothing, when a process of the run has died
+        if not world.main:
+            return {"run_id": run_id, "rank": world.rank, "status": DONE}
         if not server_alive():
             logger.error("Run %s: the server that started it has ended; nothing is published", run_id)
             return stats.document(RUNNING)

@@ -19,6 +19,7 @@ class RunOptions:
         val_split: fraction of the labelled cases held out for validation.
         learning_rate: AdamW learning rate of both networks.
         tracking: ``"mlflow"`` to record the run in MLflow, else ``"None"``.
+        multi_gpu: train in one process per visible GPU when there is more than one (MONAI Label's option).
     """
 
     max_epochs: int
@@ -26,6 +27,7 @@ class RunOptions:
     val_split: float
     learning_rate: float
     tracking: str = "None"
+    multi_gpu: bool = True
 
     @classmethod
     def from_request(cls, request: dict[str, Any], app_config: AppConfig) -> RunOptions:
@@ -49,7 +51,7 @@ class RunOptions:
                 values[key] = type(default)(value)
             except (TypeError, ValueError):
                 raise ValueError(f"training option {key}={value!r} is not a valid {type(default).__name__}") from None
-        options = cls(**values)
+        options = cls(**values, multi_gpu=_flag("multi_gpu", request.get("multi_gpu", True)))
         if (
             options.max_epochs < 1
             or not 0 <= options.val_split < 1
@@ -60,3 +62,16 @@ class RunOptions:
                 "training options need max_epochs >= 1, 0 <= val_split < 1, learning_rate > 0 and train_minutes > 0"
             )
         return options
+
+
+def _flag(key: str, value: Any) -> bool:
+    """A yes/no option as 3D Slicer or a script sends it: a bool, a string or a list whose first item is one."""
+    value = value[0] if isinstance(value, list) and value else value
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"training option {key}={value!r} is not true or false")
