@@ -203,6 +203,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed requests per case on our server")
     parser.add_argument("--stock-repeats", type=int, default=2, help="timed requests per case on the stock server")
     parser.add_argument("--no-stock", action="store_true")
+    parser.add_argument("--devices", default="cpu,cuda", help="our server on these (cuda where there is one)")
     parser.add_argument(
         "--keep-largest",
         choices=["auto", "on", "off"],
@@ -230,7 +231,8 @@ def main() -> None:
             shutil.copy(os.path.join(DATA, "brats_unlabeled", f"{BRATS}-{name}.nii.gz"), sequence_studies)
         sequences = {"modality": "mr", "sequences": ",".join(BRATS_SEQUENCES)}
         sequence_case = [(BRATS, size_of(brats) + " 4 files")]
-        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        wanted = args.devices.split(",")
+        devices = [d for d in wanted if d != "cuda" or torch.cuda.is_available()]
         for device in devices:
             log = os.path.join(tmp, f"ours-ct-{device}.log")
             conf = ours_conf(tmp, f"ct-{device}", device, {})
@@ -244,7 +246,7 @@ def main() -> None:
             timings += run_server(
                 APP, sequence_studies, conf, sequence_case, f"ours {device}", args.repeats, log, options
             )
-        if len(devices) == 1:
+        if len(devices) < len(wanted):
             print("No CUDA device: the GPU part is skipped.")
         dicom = os.path.join(DATA, "sts_dicom", "STS_001")
         if orthanc.MISSING or not os.path.isdir(dicom):

@@ -81,7 +81,7 @@ def dev_dice(client: MONAILabelClient, dev: list[str], data: str) -> dict[str, f
     return scores
 
 
-def auto_update_round(pool: list[str], dev: list[str], data: str, tmp: str) -> dict:
+def auto_update_round(pool: list[str], dev: list[str], data: str, tmp: str, first_epochs: int | None = None) -> dict:
     first, submitted = pool[:FIRST_LABELS], pool[FIRST_LABELS]
     studies = labelled_studies(os.path.join(tmp, "round"), data, pool + dev, first)
     # Untrained at first: the shipped CT model has seen the dev cases.
@@ -90,7 +90,8 @@ def auto_update_round(pool: list[str], dev: list[str], data: str, tmp: str) -> d
     try:
         wait_until_up(process, url, deadline_s=300)
         client = MONAILabelClient(url, tmpdir=tmp)
-        status = wait_for_run(client, client.train_start("segmentation", {})["id"])
+        first = {"max_epochs": first_epochs} if first_epochs else {}  # the session before the round: not timed
+        status = wait_for_run(client, client.train_start("segmentation", first)["id"])
         if status["status"] != "DONE":
             raise RuntimeError(f"the first training run ended {status['status']}")
         before = dev_dice(client, dev, data)
@@ -119,6 +120,8 @@ def main() -> None:
     parser.add_argument("--data", default=STS)
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-round", action="store_true")
+    parser.add_argument("--devices", default="cpu,cuda", help="throughput on these (cuda where there is one)")
+    parser.add_argument("--first-epochs", type=int, help="max_epochs of the untimed run before the round")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
     args = parser.parse_args()
     if not os.path.isdir(args.data):
@@ -130,13 +133,14 @@ def main() -> None:
     round_result = None
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_throughput:
-            devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-            if len(devices) == 1:
+            wanted = args.devices.split(",")
+            devices = [d for d in wanted if d != "cuda" or torch.cuda.is_available()]
+            if len(devices) < len(wanted):
                 print("No CUDA device: the GPU throughput is skipped.")
             for device in devices:
                 rows += throughput(device, pool, args.data, tmp)
         if not args.skip_round:
-            round_result = auto_update_round(pool, dev, args.data, tmp)
+            round_result = auto_update_round(pool, dev, args.data, tmp, args.first_epochs)
     report(rows, round_result, args)
 
 
@@ -153,8 +157,9 @@ def report(rows: list[dict], round_result: dict | None, args: argparse.Namespace
     if round_result:
         before = statistics.mean(round_result["dev_before"].values())
         after = statistics.mean(round_result["dev_after"].values())
+        device = "cuda" if torch.cuda.is_available() else "CPU"
         lines += [
-            f"Auto-Update round on CPU (default configuration, train_minutes {round_result['train_minutes']:g}): "
+            f"Auto-Update round on {device} (default configuration, train_minutes {round_result['train_minutes']:g}): "
             f"{FIRST_LABELS} labels trained, then label {FIRST_LABELS + 1} submitted and one round run",
             f"round wall time {round_result['round_s']:.0f} s ({round_result['status']}; epochs "
             f"{round_result['epochs']})",
