@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import torch
 from ignite.engine import Engine, Events
@@ -134,6 +135,11 @@ def _run_to_deadline(world: World, out: str) -> None:
     Path(out, f"rank{world.rank}.json").write_text(json.dumps({"epoch": engine.state.epoch, "stopped": stop.stopped}))
 
 
+def _sleep(world: World, out: str) -> None:
+    Path(out, f"rank{world.rank}.pid").write_text(str(os.getpid()))
+    time.sleep(600)
+
+
 def _run_arguments(config: AppConfig, folder: Path, request: dict[str, Any]) -> tuple:
     datastore = TumorDatastore(studies(folder, 5), config)
     train, val = split_cases(usable_cases(datastore, config), 0.2)
@@ -174,6 +180,24 @@ def test_the_time_budget_stops_every_process_after_the_same_epoch(tmp_path: Path
     spawn(_run_to_deadline, 2, "cpu", str(tmp_path))
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert ranks == [{"epoch": 1, "stopped": True}, {"epoch": 1, "stopped": True}]
+
+
+def test_spawned_processes_die_with_the_run_that_spawned_them(tmp_path: Path) -> None:
+    """Stop kills the training job's process tree; the processes it spawned must not outlive it either way."""
+    launch = f"from lib.trainers.distributed import spawn; from {__name__} import _sleep; "
+    launch += f"spawn(_sleep, 2, 'cpu', {str(tmp_path)!r})"
+    parent = subprocess.Popen([sys.executable, "-c", launch], cwd=ROOT)
+    try:
+        deadline = time.time() + 120
+        while len(list(tmp_path.glob("rank*.pid"))) < 2 and time.time() < deadline:
+            time.sleep(0.2)
+        children = [psutil.Process(int(p.read_text())) for p in tmp_path.glob("rank*.pid")]
+        assert len(children) == 2
+    finally:
+        parent.kill()
+        parent.wait()
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []
 
 
 # --- the offline command under torchrun ----------------------------------------------------------------------------
