@@ -28,6 +28,8 @@ import os
 import shutil
 import tempfile
 
+from monai.utils import set_determinism
+
 from lib.config import parse_config
 from lib.datastore import VOLUME_EXTENSIONS, TumorDatastore
 from lib.networks.descriptions import SEGMENTATION
@@ -37,14 +39,18 @@ from lib.trainers.run import TrainingRun
 APP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "apps", "tumor")
 
 
-def train_offline(studies: str, out: str, conf: dict[str, str]) -> dict:
+def train_offline(studies: str, out: str, conf: dict[str, str], seed: int | None = None) -> dict:
     """Train on every labelled case of ``studies`` and write the published checkpoint to ``out``.
 
-    Under ``torchrun`` every process calls this; process 0 writes ``out`` and the others return their rank."""
+    Under ``torchrun`` every process calls this; process 0 writes ``out`` and the others return their rank.
+    ``seed`` makes the run repeatable (MONAI's ``set_determinism``; process ``r`` of a distributed run draws its
+    patches from ``seed + r``)."""
     with tempfile.TemporaryDirectory() as model_dir:
         # Training starts from scratch unless a starting checkpoint is named; the click network is not trained.
         app_config = parse_config({"checkpoint": "none", "click_epochs": "0", **conf, "model_dir": model_dir}, APP_DIR)
         world = join_from_environment(app_config.torch_device())
+        if seed is not None:
+            set_determinism(seed=seed + world.rank)
         datastore = TumorDatastore(studies, app_config, extensions=VOLUME_EXTENSIONS, auto_reload=False)
         stats = TrainingRun(app_config)({}, datastore)
         if not world.main:
@@ -65,10 +71,11 @@ def main() -> None:
     parser.add_argument("--studies", required=True, help="folder of images with labels/final/")
     parser.add_argument("--out", required=True, help="checkpoint file to write")
     parser.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
+    parser.add_argument("--seed", type=int, help="make the run repeatable")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
-        stats = train_offline(args.studies, args.out, dict(args.conf))
+        stats = train_offline(args.studies, args.out, dict(args.conf), args.seed)
     finally:
         leave()
     print(json.dumps(stats, indent=1))

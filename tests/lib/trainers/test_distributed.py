@@ -204,9 +204,9 @@ def test_spawned_processes_die_with_the_run_that_spawned_them(tmp_path: Path) ->
 
 
 def offline(folder: Path, out: Path, processes: int, epochs: int) -> dict[str, Any]:
-    conf = {**TINY, "samples_per_case": "2", "learning_rate": "0.005", "epochs": str(epochs)}
+    conf = {**TINY, "samples_per_case": "4", "learning_rate": "0.005", "val_split": "0.25", "epochs": str(epochs)}
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes), "--module"]
-    command = [*launcher, "lib.trainers.offline", "--studies", str(folder), "--out", str(out)]
+    command = [*launcher, "lib.trainers.offline", "--studies", str(folder), "--out", str(out), "--seed", "0"]
     command += [a for key, value in conf.items() for a in ("--conf", key, value)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
@@ -215,15 +215,19 @@ def offline(folder: Path, out: Path, processes: int, epochs: int) -> dict[str, A
 
 def test_torchrun_with_two_gloo_processes_trains_as_well_as_one_process(tmp_path: Path) -> None:
     """Two processes each train on half the cases per epoch, so an epoch takes half the (twice as large) steps:
-    at equal steps (twice the epochs) the validation Dice is within run-to-run noise of one process's, which on
-    this data is about 0.05."""
-    folder = Path(studies(tmp_path / "studies", 6))
-    one = offline(folder, tmp_path / "one" / "model.pt", processes=1, epochs=12)
-    two = offline(folder, tmp_path / "two" / "model.pt", processes=2, epochs=24)
+    at equal steps (twice the epochs) the validation Dice (2 cases) is within the run-to-run noise of one
+    process's. Unseeded, single runs of this setting spread over 0.63-0.84 (one process and two alike); seeded,
+    as here, each run repeats exactly."""
+    folder = Path(studies(tmp_path / "studies", 8))
+    one = offline(folder, tmp_path / "one" / "model.pt", processes=1, epochs=16)
+    two = offline(folder, tmp_path / "two" / "model.pt", processes=2, epochs=32)
 
-    assert one["status"] == two["status"] == "DONE" and two["epoch"] == 24
+    assert one["status"] == two["status"] == "DONE" and two["epoch"] == 32
+    assert (
+        one["networks"]["segmentation"]["cases"] == two["networks"]["segmentation"]["cases"] == {"train": 6, "val": 2}
+    )
     dice_one, dice_two = one["best_metric"], two["best_metric"]
-    assert dice_one > 0.5 and abs(dice_two - dice_one) < 0.2, (dice_one, dice_two)
+    assert min(dice_one, dice_two) > 0.6 and abs(dice_two - dice_one) < 0.15, (dice_one, dice_two)
     assert sorted(os.listdir(tmp_path / "two")) == ["model.pt", "model.pt.json"]  # written once, by process 0
     plan = parse_config({**TINY}, APP_DIR).plan
     state_one, meta_one = read_checkpoint(str(tmp_path / "one" / "model.pt"), plan)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from lib.checkpoint import read_checkpoint
 from lib.config import parse_config
@@ -35,3 +36,15 @@ def test_offline_training_without_labels_is_a_clear_error(tmp_path: Path) -> Non
     with pytest.raises(ValueError, match="no usable labelled images"):
         train_offline(str(tmp_path / "studies"), str(tmp_path / "out.pt"), dict(TINY))
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_a_seeded_run_repeats_exactly(tmp_path: Path) -> None:
+    studies = tmp_path / "studies"
+    for i in range(3):
+        write_case(str(studies), f"case{i}", seed=i, label_folder=str(studies / "labels" / "final"))
+    conf = {**TINY, "epochs": "2", "samples_per_case": "2"}
+    runs = [train_offline(str(studies), str(tmp_path / f"run{i}.pt"), conf, seed=7) for i in range(2)]
+    losses = [run["networks"]["segmentation"]["train_loss"] for run in runs]
+    assert runs[0]["best_metric"] == runs[1]["best_metric"] and losses[0] == losses[1] is not None
+    weights = [torch.load(tmp_path / f"run{i}.pt", weights_only=True)["model"] for i in range(2)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
