@@ -9,8 +9,8 @@ served pair stays as it was.
 
 With ``multi_gpu`` (the default) on a machine with more than one visible GPU, the run trains in one process per
 GPU (:mod:`lib.trainers.distributed`, NCCL); under ``torchrun`` (the offline command) it trains in the processes
-``torchrun`` started. Either way process 0 validates, writes the stats and publishes, once, after every process
-has finished.
+``torchrun`` started. Either way every process validates its share of the validation cases, and process 0
+writes the stats and publishes, once, after every process has finished.
 
 Bounds: ``max_epochs`` epochs of the segmentation network and ``min(click_epochs, max_epochs)`` of the click
 network; ``train_minutes`` for the whole run, of which the segmentation network may use ``SEGMENTATION_SHARE``

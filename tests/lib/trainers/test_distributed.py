@@ -103,7 +103,7 @@ def _record_final_weights(out: str) -> None:
         assert self.monitor is not None
         weights = torch.cat([v.flatten().float() for v in self.monitor.module.state_dict().values()])
         digest = {"sum": weights.sum().item(), "norm": weights.norm().item(), "epoch": self.monitor.epoch}
-        Path(out, f"rank{self.world.rank}.json").write_text(json.dumps(digest))
+        Path(out, f"{self.trained.name}-rank{self.world.rank}.json").write_text(json.dumps(digest))
         return result
 
     NetworkTrainer.train_phase = recording  # type: ignore[method-assign]
@@ -147,22 +147,31 @@ def _run_arguments(config: AppConfig, folder: Path, request: dict[str, Any]) -> 
 
 
 def test_two_gloo_processes_train_the_same_weights_and_process_0_publishes_once(make_config, tmp_path: Path) -> None:
-    config: AppConfig = make_config(epochs="3", click_epochs="0", samples_per_case="2")
+    config: AppConfig = make_config(epochs="3", click_epochs="1", click_rounds="1", samples_per_case="2")
     arguments = _run_arguments(config, tmp_path / "studies", {})
     out = tmp_path / "ranks"
     out.mkdir()
 
     spawn(_train_recording, 2, "cpu", TrainingRun(config), str(out), *arguments)
 
-    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
-    assert ranks[0] == pytest.approx(ranks[1], rel=1e-6) and ranks[0]["epoch"] == 3  # gradients were averaged
+    for network, epochs in (("segmentation", 3), ("click_network", 1)):
+        ranks = [json.loads((out / f"{network}-rank{r}.json").read_text()) for r in range(2)]
+        assert ranks[0] == pytest.approx(ranks[1], rel=1e-6) and ranks[0]["epoch"] == epochs  # gradients averaged
     stats = read_stats(str(Path(config.model_dir) / "train_stats.json"))
     assert stats["status"] == "DONE" and stats["run_id"] == "20261129_000000"
-    assert stats["networks"]["segmentation"]["cases"] == {"train": 4, "val": 1}
+    assert (
+        stats["networks"]["segmentation"]["cases"]
+        == stats["networks"]["click_network"]["cases"]
+        == {
+            "train": 4,
+            "val": 1,
+        }
+    )
     state, meta = read_checkpoint(SEGMENTATION.published_path(config.model_dir), config.plan)
     assert meta["run_id"] == "20261129_000000" and not any(k.startswith("module.") for k in state)
     assert sorted(meta["trained_on"]) == sorted(case_id(c) for c in arguments[2])
-    assert sorted(p.name for p in Path(config.model_dir).glob("*.pt")) == ["segmentation.pt", "segmentation_last.pt"]
+    published = sorted(p.name for p in Path(config.model_dir).glob("*.pt"))
+    assert published == ["click_network.pt", "click_network_last.pt", "segmentation.pt", "segmentation_last.pt"]
 
 
 def test_a_dead_process_fails_the_run_and_nothing_is_published(make_config, tmp_path: Path) -> None:
