@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lib.datastore.names import TAGS
+from lib.trainers.run_options import flag_option
 from lib.transforms.formats import VOLUME_SUFFIXES
 
 RESULT_DTYPES = ("uint8", "uint16", "int16", "int32", "float32")
@@ -32,7 +33,16 @@ _INFER_COMMON = {
     "reset_state",
 }
 # Training options a client may set; the others in a trainer's config are fixed by the server's --conf.
-TRAIN_OPTIONS = {"max_epochs", "train_minutes", "val_split", "learning_rate", "tracking", "client_id", "model"}
+TRAIN_OPTIONS = {
+    "max_epochs",
+    "train_minutes",
+    "val_split",
+    "learning_rate",
+    "tracking",
+    "multi_gpu",
+    "client_id",
+    "model",
+}
 
 
 _TRAIN_VALUES = {
@@ -153,6 +163,11 @@ def check_train_options(options: Mapping[str, Any], trainer_config: Mapping[str,
                 number = None
             if number is None or isinstance(value, bool) or not valid(number):
                 raise OptionsError(f"training option {key}={shown(value)} is not accepted: {accepted}")
+    if "multi_gpu" in options:
+        try:
+            flag_option("multi_gpu", options["multi_gpu"])  # as the run will read it
+        except ValueError as e:
+            raise OptionsError(str(e)) from None
     tracking = options.get("tracking")
     if tracking is not None and tracking not in ("None", "mlflow"):
         raise OptionsError("tracking must be 'None' or 'mlflow'")

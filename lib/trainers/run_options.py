@@ -51,7 +51,7 @@ class RunOptions:
                 values[key] = type(default)(value)
             except (TypeError, ValueError):
                 raise ValueError(f"training option {key}={value!r} is not a valid {type(default).__name__}") from None
-        options = cls(**values, multi_gpu=_flag("multi_gpu", request.get("multi_gpu", True)))
+        options = cls(**values, multi_gpu=flag_option("multi_gpu", request.get("multi_gpu", True)))
         if (
             options.max_epochs < 1
             or not 0 <= options.val_split < 1
@@ -64,7 +64,7 @@ class RunOptions:
         return options
 
 
-def _flag(key: str, value: Any) -> bool:
+def flag_option(key: str, value: Any) -> bool:
     """A yes/no option as 3D Slicer or a script sends it: a bool, a string or a list whose first item is one."""
     value = value[0] if isinstance(value, list) and value else value
     if isinstance(value, bool):
@@ -74,4 +74,4 @@ def _flag(key: str, value: Any) -> bool:
         return True
     if text in ("false", "0", "no", "off"):
         return False
-    raise ValueError(f"training option {key}={value!r} is not true or false")
+    raise ValueError(f"training option {key}={str(value)[:40]!r} is not true or false")

@@ -54,6 +54,8 @@ def test_training_accepts_its_own_config_back() -> None:
     check_train_options(
         {"max_epochs": "3", "device": "cpu", "dataset": "CacheDataset", "val_split": 0.2}, TRAINER_CONFIG
     )
+    check_train_options({"multi_gpu": False}, TRAINER_CONFIG)  # an annotator may turn it off (or on) for a run
+    check_train_options({"multi_gpu": ["true"]}, TRAINER_CONFIG)
 
 
 @pytest.mark.parametrize(
@@ -67,6 +69,7 @@ def test_training_accepts_its_own_config_back() -> None:
         ({"max_epochs": True}, "max_epochs=True"),
         ({"val_split": 1.0}, "val_split"),
         ({"tracking": "wandb"}, "tracking must be"),
+        ({"multi_gpu": "maybe"}, "multi_gpu='maybe' is not true or false"),
     ],
 )
 def test_training_refuses_paths_devices_and_bad_values(options: dict, message: str) -> None:
