@@ -25,15 +25,11 @@ from lib.config import parse_config
 from lib.infers import SegmentationInfer
 from lib.trainers.offline import APP_DIR
 from lib.transforms.volume_io import read_volume
+from tests.support.annotator import dice
 from tests.support.server import ROOT
 
 DEFAULT_CASES = ("STS_001", "STS_005", "STS_009", "STS_013", "STS_017")
 TARGET = 0.99
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = np.count_nonzero(a) + np.count_nonzero(b)
-    return 1.0 if total == 0 else 2 * np.count_nonzero(a & b) / total
 
 
 def segment(infer: SegmentationInfer, image: str) -> tuple[np.ndarray, float]:

@@ -31,11 +31,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from lib.config import parse_config
 from lib.infers.errors import ModelNotTrainedError
 from lib.segment.cases import CaseTask, count_folder_cases, folder_cases, is_pacs, pacs_cases
 from lib.segment.work import DONE, EMPTY, FAILED, Conf, Outcome, segment, segmenter
-from lib.trainers.offline import APP_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -95,14 +93,14 @@ def run_batch(
         ValueError: ``source`` is neither a folder nor a DICOMweb URL.
     """
     frozen: Conf = tuple(sorted(conf.items()))
-    app_config = parse_config(dict(frozen), APP_DIR)  # a wrong --conf fails here, naming the setting
-    if segmenter(frozen).get_path() is None:
-        raise ModelNotTrainedError(f"no weights to segment with: {segmenter(frozen).untrained_message}")
+    infer = segmenter(frozen, None)  # the one segment() uses here; a wrong --conf fails now, naming the setting
+    if infer.get_path() is None:
+        raise ModelNotTrainedError(f"no weights to segment with: {infer.untrained_message}")
     os.makedirs(output, exist_ok=True)
     journal = os.path.join(output, JOURNAL)
     if is_pacs(source):
         finished = {c for c, s in read_journal(journal).items() if s in (DONE, EMPTY)}
-        tasks: Iterable[CaseTask] = pacs_cases(source, app_config.plan.modality, finished)
+        tasks: Iterable[CaseTask] = pacs_cases(source, infer.app_config.plan.modality, finished)
         total, initial = None, 0  # a PACS is listed page by page: its size is not known in advance
     else:
         total, initial = count_folder_cases(source, output)
