@@ -7,7 +7,8 @@ each active-learning strategy:
 2. the app pre-segments it (``infer segmentation``; before the first training there is nothing to show);
 3. the simulated annotator corrects it into the true outline and submits it (``save_label``, tag ``final``); the
    annotation effort is the fraction of the tumour's voxels they had to change, |prediction != truth| / |truth|;
-4. one time-bounded fine-tuning round runs (``train``, as Auto-Update starts it; ``--train-minutes``);
+4. one fine-tuning round runs (``train``, as Auto-Update starts it), bounded by ``--train-minutes`` or, with
+   ``--conf epochs N --train-minutes 600``, by epochs (a figure other work on the machine cannot change);
 5. the model pre-segments a fixed set of held-out dev cases, never labelled, and their mean Dice is recorded: as
    served (with the largest-component post-processing the round's validation chose) and without post-processing;
 6. for ``epistemic``, the app scores the unlabelled cases again (``scoring epistemic``).
@@ -16,8 +17,12 @@ Everything goes through the app object's own methods (``apps/tumor/main.py``: st
 scoring), in this process instead of over HTTP. The click network does not change the pre-segmentation, so it
 is not trained here (``click_epochs 0``): the whole budget of a round goes to the segmentation network.
 
+Round 0 is the starting weights (``--conf checkpoint``) before any label. To measure fine-tuning from a starting
+model on cases it never saw, start from a cross-validation fold's model and measure on that fold's test cases
+(``--dev``); the report says in how many rounds the dev Dice fell below the start.
+
 Usage: ``.venv/bin/python -m benchmarks.campaign [--modality CT|MR] [--labels 15] [--train-minutes 2]
-[--strategies random epistemic] [--conf key value ...] [--out benchmarks/results]``
+[--strategies random epistemic] [--conf key value ...] [--dev CASE ...] [--name NAME] [--out benchmarks/results]``
 """
 
 from __future__ import annotations
@@ -70,12 +75,21 @@ def make_app(studies: str, conf: dict[str, str]):
 
 
 def pre_segmentation(app, image: str, keep_largest: str = "auto") -> np.ndarray | None:
-    """The served model's segmentation of ``image`` (id or path), or None before any weights exist."""
+    """The served model's segmentation of ``image``, or None before any weights exist.
+
+    ``image`` is a datastore id (through the app's route, as an annotator gets it) or the path of a dev image
+    outside the datastore (through MONAI Label's own ``infer``, which the app's route refuses paths to).
+    """
     from fastapi import HTTPException
+    from monailabel.interfaces.app import MONAILabelApp
+
+    from lib.infers.errors import ModelNotTrainedError
 
     request = {"model": "segmentation", "image": image, "result_extension": ".nii.gz", "keep_largest": keep_largest}
     try:
-        result = app.infer(request)
+        result = MONAILabelApp.infer(app, request) if os.path.isabs(image) else app.infer(request)
+    except ModelNotTrainedError:
+        return None
     except HTTPException as e:
         if e.status_code == 409:  # no trained weights yet
             return None
@@ -103,7 +117,7 @@ def run_campaign(strategy: str, pool: list[str], dev: list[str], args: argparse.
     set_determinism(args.seed)
     app = make_app(studies, conf)
     truths = {c: read_mask(os.path.join(args.data, c, mask_name)) for c in pool + dev}
-    steps: list[Step] = []
+    steps = [starting_point(app, strategy, dev, truths, args)]
     for n in range(1, args.labels + 1):
         case = app.next_sample({"strategy": strategy})["id"]
         shown = pre_segmentation(app, case)
@@ -149,6 +163,19 @@ def run_campaign(strategy: str, pool: list[str], dev: list[str], args: argparse.
     return steps
 
 
+def starting_point(app, strategy: str, dev: list[str], truths: dict, args: argparse.Namespace) -> Step:
+    """Round 0: the dev Dice of the weights served before any label (0 when there are none)."""
+    image_name = FILES[args.modality][0]
+    per_case = {d: 0.0 for d in dev}
+    raw = list(per_case.values())
+    if pre_segmentation(app, os.path.join(args.data, dev[0], image_name)) is not None:
+        per_case = {d: dice(pre_segmentation(app, os.path.join(args.data, d, image_name)), truths[d]) for d in dev}
+        raw = [dice(pre_segmentation(app, os.path.join(args.data, d, image_name), "off"), truths[d]) for d in dev]
+    step = Step(strategy, 0, "", 0.0, 0.0, 0, statistics.mean(per_case.values()), per_case, statistics.mean(raw), [], 0)
+    print(f"{strategy:<10} labels  0  dev Dice {step.dev_dice:.3f} (the starting weights)", flush=True)
+    return step
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=STS)
@@ -158,11 +185,18 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=["random", "epistemic"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
+    parser.add_argument(
+        "--dev",
+        nargs="+",
+        help="the held-out cases (default: every 4th STS case); e.g. the test "
+        "cases of the cross-validation fold whose model --conf checkpoint starts from",
+    )
+    parser.add_argument("--name", default="", help="suffix of the result files, to keep variants apart")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
     args = parser.parse_args()
     if not os.path.isdir(args.data):
         raise SystemExit(f"no STS data at {args.data}: this benchmark needs ../shared/data/sts")
-    pool, dev = split_cases(args.data)
+    pool, dev = split_cases(args.data, args.dev)
     args.labels = min(args.labels, len(pool))
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -174,50 +208,65 @@ def main() -> None:
     report(steps, dev, args)
 
 
+def round_budget(args: argparse.Namespace) -> str:
+    """What bounds a round: ``--conf epochs`` when given, else the time budget."""
+    epochs = dict(args.conf).get("epochs")
+    return f"{epochs} epochs (budget {args.train_minutes:g} min)" if epochs else f"{args.train_minutes:g} min"
+
+
 def report(steps: list[Step], dev: list[str], args: argparse.Namespace) -> None:
-    name = f"campaign_{args.modality.lower()}"
-    by = {s: [x for x in steps if x.strategy == s] for s in args.strategies}
+    name = f"campaign_{args.modality.lower()}{'_' + args.name if args.name else ''}"
+    by = {s: {x.labels: x for x in steps if x.strategy == s} for s in args.strategies}
     lines = [
         f"Simulated annotation campaign, STS {args.modality}: {args.labels} labels per strategy, rounds of "
-        f"{args.train_minutes:g} min, dev cases {', '.join(dev)}; {os.cpu_count()} CPU cores"
+        f"{round_budget(args)}, dev cases {', '.join(dev)}; {os.cpu_count()} CPU cores"
         + (f"; conf {dict(args.conf)}" if args.conf else ""),
         "",
         f"{'labels':>6}" + "".join(f"{s + ' Dice':>17}{s + ' effort':>18}" for s in args.strategies),
     ]
-    for n in range(args.labels):
-        lines.append(f"{n + 1:>6}" + "".join(f"{by[s][n].dev_dice:>17.3f}{by[s][n].effort:>18.2f}" for s in by))
+    for n in range(args.labels + 1):  # 0: the starting weights, before any label
+        efforts = [f"{at[n].effort:>18.2f}" if n else f"{'-':>18}" for at in by.values()]  # nothing to label at 0
+        lines.append(f"{n:>6}" + "".join(f"{at[n].dev_dice:>17.3f}{e}" for at, e in zip(by.values(), efforts)))
     lines.append("")
-    for s, run in by.items():
-        at = {x.labels: x for x in run}
+    for s, at in by.items():
+        rounds = [at[n] for n in range(1, args.labels + 1)]
         fall = 1 - at[10].effort / at[1].effort if 10 in at and at[1].effort else float("nan")
         lines.append(
-            f"{s}: dev Dice at {args.labels} labels {run[-1].dev_dice:.3f}; effort 1st {run[0].effort:.2f} -> "
+            f"{s}: dev Dice at {args.labels} labels {rounds[-1].dev_dice:.3f}; effort 1st {at[1].effort:.2f} -> "
             f"10th {at[10].effort if 10 in at else float('nan'):.2f} (falls {fall:.0%}); mean round "
-            f"{statistics.mean(x.train_s for x in run):.0f} s"
+            f"{statistics.mean(x.train_s for x in rounds):.0f} s"
         )
-        chosen = [x.dev_dice - x.dev_dice_raw for x in run if x.keep_largest]
+        if at[0].dev_dice > 0:
+            below = [x.labels for x in rounds if x.dev_dice < at[0].dev_dice]
+            lowest = min(rounds, key=lambda x: x.dev_dice)
+            lines.append(
+                f"{s}: starting weights {at[0].dev_dice:.3f}; lowest round {lowest.dev_dice:.3f} (labels "
+                f"{lowest.labels}); below the start in {len(below)} of {len(rounds)} rounds"
+                + (f" ({', '.join(map(str, below))})" if below else "")
+            )
+        chosen = [x.dev_dice - x.dev_dice_raw for x in rounds if x.keep_largest]
         lines.append(
-            f"{s}: largest-component post-processing chosen in {len(chosen)} of {len(run)} rounds; dev Dice with it "
+            f"{s}: largest-component post-processing chosen in {len(chosen)} of {len(rounds)} rounds; dev Dice with it "
             f"minus without, mean over those rounds {statistics.mean(chosen) if chosen else 0.0:+.3f}"
         )
     if {"random", "epistemic"} <= set(by) and args.labels >= 10:
-        gap = by["epistemic"][9].dev_dice - by["random"][9].dev_dice
+        gap = by["epistemic"][10].dev_dice - by["random"][10].dev_dice
         lines.append(f"epistemic - random at 10 labels: {gap:+.3f} Dice")
     text = "\n".join(lines)
     plot(by, args, save_report(args.out, name, text, [asdict(s) for s in steps]))
 
 
-def plot(by: dict[str, list[Step]], args: argparse.Namespace, path: str) -> None:
+def plot(by: dict[str, dict[int, Step]], args: argparse.Namespace, path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (dice_ax, effort_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    for strategy, run in by.items():
-        labels = [x.labels for x in run]
-        dice_ax.plot(labels, [x.dev_dice for x in run], marker="o", label=strategy)
-        effort_ax.plot(labels, [x.effort for x in run], marker="o", label=strategy)
+    for strategy, at in by.items():
+        rounds = [at[n] for n in sorted(at) if n > 0]
+        dice_ax.plot(sorted(at), [at[n].dev_dice for n in sorted(at)], marker="o", label=strategy)
+        effort_ax.plot([x.labels for x in rounds], [x.effort for x in rounds], marker="o", label=strategy)
     dice_ax.set(xlabel="labelled cases", ylabel="mean Dice on held-out dev cases", ylim=(0, 1))
     effort_ax.set(xlabel="case number", ylabel="effort: changed voxels / tumour voxels")
     effort_ax.set_yscale("symlog", linthresh=1.0)  # an early model can mark many times the tumour's volume
@@ -225,7 +274,7 @@ def plot(by: dict[str, list[Step]], args: argparse.Namespace, path: str) -> None
     for ax in (dice_ax, effort_ax):
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(f"Simulated annotation campaign, STS {args.modality}, {args.train_minutes:g}-minute rounds")
+    fig.suptitle(f"Simulated annotation campaign, STS {args.modality}, rounds of {round_budget(args)}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -30,10 +30,13 @@ def read_mask(path: str) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.ReadImage(path)) > 0
 
 
-def split_cases(data: str) -> tuple[list[str], list[str]]:
-    """The STS cases a benchmark may label (pool) and the dev cases it measures on (every ``DEV_EVERY``-th)."""
+def split_cases(data: str, dev: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """The STS cases a benchmark may label (pool) and the dev cases it measures on (by default every
+    ``DEV_EVERY``-th)."""
     cases = sorted(c for c in os.listdir(data) if c.startswith("STS_"))
-    dev = cases[DEV_EVERY - 1 :: DEV_EVERY]
+    if dev and not set(dev) <= set(cases):
+        raise SystemExit(f"dev cases {sorted(set(dev) - set(cases))} are not in {data}")
+    dev = dev or cases[DEV_EVERY - 1 :: DEV_EVERY]
     return [c for c in cases if c not in dev], dev
 
 

@@ -47,7 +47,11 @@ class AppConfig:
             most the run's ``max_epochs`` (0: do not train it).
         click_rounds: simulated corrective clicks per training iteration of the click network.
         train_minutes: wall-clock budget of one training run, both networks together (:mod:`lib.trainers.run`).
-        learning_rate: AdamW learning rate.
+        learning_rate: AdamW learning rate of a network trained from scratch on this server's labels.
+        finetune_learning_rate: AdamW learning rate of a network whose weights descend from a starting checkpoint
+            (the shipped model, or ``checkpoint``): a tenth of ``learning_rate``, so that the first labels adjust
+            the starting model instead of overwriting what it learned (fine-tuning at 1e-3 from one label halved
+            its Dice on held-out cases: ``benchmarks/campaign.py``, README).
         val_split: fraction of labelled cases held out for validation (at least one case is kept for training).
         min_val_cases: validation cases a run needs to publish its best-validating epoch (or keep the served
             weights when none beats them); with fewer, validation is too noisy to choose by and the run publishes
@@ -85,6 +89,7 @@ class AppConfig:
     click_rounds: int = 3
     train_minutes: float = 8.0
     learning_rate: float = 1e-3
+    finetune_learning_rate: float = 1e-4
     val_split: float = 0.2
     min_val_cases: int = 3
     samples_per_case: int = 4

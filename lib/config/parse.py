@@ -176,6 +176,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "click_rounds": lambda v: _scalar("click_rounds", v, _at_least(0), "a non-negative integer"),
     "train_minutes": lambda v: _scalar("train_minutes", v, _positive_float, "a positive number of minutes"),
     "learning_rate": lambda v: _scalar("learning_rate", v, _positive_float, "a positive number"),
+    "finetune_learning_rate": lambda v: _scalar("finetune_learning_rate", v, _positive_float, "a positive number"),
     "val_split": lambda v: _scalar("val_split", v, _fraction, "a fraction in [0, 1)"),
     "min_val_cases": lambda v: _scalar("min_val_cases", v, _positive_int, "a positive integer"),
     "samples_per_case": lambda v: _scalar("samples_per_case", v, _positive_int, "a positive integer"),

@@ -38,6 +38,7 @@ TRAIN_OPTIONS = {
     "train_minutes",
     "val_split",
     "learning_rate",
+    "finetune_learning_rate",
     "tracking",
     "multi_gpu",
     "client_id",
@@ -50,6 +51,7 @@ _TRAIN_VALUES = {
     "train_minutes": (float, lambda v: 0 < v <= 24 * 60, "minutes in (0, 1440]"),
     "val_split": (float, lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
     "learning_rate": (float, lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "finetune_learning_rate": (float, lambda v: 0 < v < 1, "a number in (0, 1)"),
 }
 
 

@@ -38,6 +38,7 @@ VAL_DICE = "val_mean_dice"
 VAL_DICE_PER_LABEL = "val_dice_per_label"
 VAL_DICE_LARGEST_PER_LABEL = "val_dice_largest_per_label"  # with each label reduced to its largest component
 TRAIN_DICE = "train_mean_dice"
+STARTING_MODEL = "starting_model"  # meta: the starting checkpoint a lineage of weights descends from
 
 
 def _mean(values: list[float]) -> float | None:
@@ -77,6 +78,9 @@ class EpochMonitor:
             with fewer than ``app_config.min_val_cases`` validation cases (the final weights are kept then).
         trained_on: names of the cases this run's weights have trained on, recorded in the checkpoints.
         validated_on: names of the validation cases, recorded in the published checkpoint.
+        starting_model: file name of the starting checkpoint this run's weights descend from (None: trained from
+            scratch on this server's labels), recorded in both checkpoints as ``starting_model``.
+        learning_rate: the run's initial learning rate, reported in its stats.
         on_epoch: called after every epoch (and its validation), e.g. to write the run's stats.
     """
 
@@ -90,6 +94,8 @@ class EpochMonitor:
         served: tuple[dict[str, torch.Tensor], Sequence[str]] | None = None,
         trained_on: Sequence[str] = (),
         validated_on: Sequence[str] = (),
+        starting_model: str | None = None,
+        learning_rate: float | None = None,
         on_epoch: Callable[[], None] | None = None,
     ) -> None:
         self.app_config = app_config
@@ -100,6 +106,8 @@ class EpochMonitor:
         self.served = served
         self.trained_on = list(trained_on)
         self.validated_on = list(validated_on)
+        self.lineage = {STARTING_MODEL: starting_model} if starting_model else {}
+        self.learning_rate = learning_rate
         self.on_epoch = on_epoch
         self.trainer: Engine | None = None
         self.best_metric: float | None = None
@@ -199,6 +207,8 @@ class EpochMonitor:
             KEEP_LARGEST: self.best_keep_largest,
             "val_dice_postprocessed": self.best_postprocessed,
             "cases": self.cases,
+            "learning_rate": self.learning_rate,
+            **self.lineage,
             "seconds_per_epoch": _mean(self.epoch_seconds),
             "train_seconds_per_epoch": _mean(self.train_seconds),
             "train_loss": _number(state.output[0]["loss"]) if state and isinstance(state.output, list) else None,
@@ -220,8 +230,9 @@ class EpochMonitor:
             "cases": self.cases,
             "trained_on": self.best_trained_on,
             "validated_on": self.validated_on,
+            **self.lineage,
         }
-        final_meta = {"run_id": self.run_id, "epoch": self.epoch, "trained_on": self.trained_on}
+        final_meta = {"run_id": self.run_id, "epoch": self.epoch, "trained_on": self.trained_on, **self.lineage}
         final_state = {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()}
         return PhaseResult(
             self.network,

@@ -28,6 +28,7 @@ from lib.trainers.cases import Case, case_id
 from lib.trainers.deadline import StopBeforeDeadline
 from lib.trainers.distributed import SINGLE, World, data_parallel, shard, unwrap
 from lib.trainers.epoch_monitor import (
+    STARTING_MODEL,
     VAL_DICE,
     VAL_DICE_LARGEST_PER_LABEL,
     VAL_DICE_PER_LABEL,
@@ -80,8 +81,10 @@ class NetworkTrainer(BasicTrainTask):
 
     Continues from the final weights of the run that published the served ones, else the served weights (the
     latest published, else the starting checkpoint for the segmentation network), else from scratch; the served
-    weights are validated as "epoch 0" when they never trained on a validation case. Keeps at most
-    ``cache_cases`` preprocessed cases in memory; uses AMP on CUDA.
+    weights are validated as "epoch 0" when they never trained on a validation case. Weights that descend from a
+    starting checkpoint (their meta names it as ``starting_model``) are fine-tuned at ``finetune_learning_rate``,
+    the others trained at ``learning_rate``. Keeps at most ``cache_cases`` preprocessed cases in memory; uses AMP
+    on CUDA.
 
     In a distributed run (:mod:`lib.trainers.distributed`) every process trains on its own shard of the training
     cases with the network wrapped in ``DistributedDataParallel``, and validates its own share of the validation
@@ -117,6 +120,7 @@ class NetworkTrainer(BasicTrainTask):
         self.deadline: StopBeforeDeadline | None = None
         self._served: tuple[dict[str, torch.Tensor], list[str] | None] | None = None
         self._start_trained_on: set[str] | None = None  # cases the weights this run starts from trained on
+        self._starting_model: str | None = None  # the starting checkpoint those weights descend from, if any
 
     def train_phase(self, phase: Phase, options: RunOptions) -> PhaseResult | None:
         """Train for ``phase``; the weights to publish, or None when none were produced (and in every process
@@ -129,6 +133,7 @@ class NetworkTrainer(BasicTrainTask):
             "model": self.trained.name,
             "max_epochs": phase.epochs,
             "learning_rate": options.learning_rate,
+            "finetune_learning_rate": options.finetune_learning_rate,
             "val_split": options.val_split,
             "device": self.world.device(self.app_config.torch_device()),
             "multi_gpu": False,  # MONAI Label's own process group is not used: this one is (lib.trainers.distributed)
@@ -157,7 +162,9 @@ class NetworkTrainer(BasicTrainTask):
         return build_network(self.app_config.plan, self.trained)
 
     def _create_network_and_optimizer(self, context: Context) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        """The network with the weights the run starts from, then its optimizer (whose rate depends on them)."""
         context.network = self.network(context).to(context.device)
+        self._load_start(context)
         optimizer = self.optimizer(context)
         return data_parallel(context.network, self.world), optimizer
 
@@ -170,7 +177,11 @@ class NetworkTrainer(BasicTrainTask):
             context.network = wrapped
 
     def optimizer(self, context: Context) -> torch.optim.Optimizer:
-        return FiniteAdamW(context.network.parameters(), lr=float(context.request["learning_rate"]))
+        return FiniteAdamW(context.network.parameters(), lr=self.learning_rate(context))
+
+    def learning_rate(self, context: Context) -> float:
+        """``finetune_learning_rate`` for weights that descend from a starting checkpoint, else ``learning_rate``."""
+        return float(context.request["finetune_learning_rate" if self._starting_model else "learning_rate"])
 
     def loss_function(self, context: Context) -> torch.nn.Module:
         return DiceCELoss(to_onehot_y=True, softmax=True, squared_pred=True)
@@ -224,8 +235,12 @@ class NetworkTrainer(BasicTrainTask):
         return serving_checkpoint(self.app_config, self.trained) if pretrained else None
 
     def _load_checkpoint(self, context: Context, train_handlers: list) -> None:
-        """Load the weights this run continues from, and keep the served ones for "epoch 0"."""
-        self._served, self._start_trained_on = None, None
+        """Nothing: the weights are loaded before the optimizer is made (:meth:`_load_start`)."""
+
+    def _load_start(self, context: Context) -> None:
+        """Load the weights this run continues from, keep the served ones for "epoch 0", and note the starting
+        checkpoint they descend from."""
+        self._served, self._start_trained_on, self._starting_model = None, None, None
         path = self.load_path(context.output_dir, bool(context.pretrained))
         if path is None:
             logger.info("No weights for the %s network yet: training from scratch", self.trained.name)
@@ -241,7 +256,15 @@ class NetworkTrainer(BasicTrainTask):
             return
         self._served = (state, meta.get("trained_on"))
         self._start_trained_on = set(start_meta["trained_on"]) if "trained_on" in start_meta else None
-        logger.info("Fine-tuning the %s network from %s", self.trained.name, os.path.basename(source))
+        starting = path == self.app_config.checkpoint and source == path  # the starting checkpoint itself
+        self._starting_model = os.path.basename(path) if starting else start_meta.get(STARTING_MODEL)
+        logger.info(
+            "Fine-tuning the %s network from %s at learning rate %g%s",
+            self.trained.name,
+            os.path.basename(source),
+            self.learning_rate(context),
+            f" (descends from the starting model {self._starting_model})" if self._starting_model else "",
+        )
 
     def _last_weights(self, served: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
         """The final weights of the run that published the served ones, when kept and still loadable."""
@@ -278,6 +301,8 @@ class NetworkTrainer(BasicTrainTask):
             # Fine-tuned weights descend from the starting ones: they have seen those cases too.
             trained_on=sorted({case_id(d) for d in context.train_datalist} | (self._start_trained_on or set())),
             validated_on=sorted(val_ids),
+            starting_model=self._starting_model,
+            learning_rate=self.learning_rate(context),
             on_epoch=(lambda: phase.on_epoch(self.monitor, self.deadline)) if self.world.main else None,
         )
         self.monitor.attach(context.trainer, context.evaluator)

@@ -76,6 +76,7 @@ class TrainingRun(TrainTask):
             "train_minutes": self.app_config.train_minutes,
             "val_split": self.app_config.val_split,
             "learning_rate": self.app_config.learning_rate,
+            "finetune_learning_rate": self.app_config.finetune_learning_rate,
             "device": [str(self.app_config.torch_device())],
             "multi_gpu": visible_gpus() > 1,
             "tracking": ["mlflow", "None"] if mlflow else ["None", "mlflow"],

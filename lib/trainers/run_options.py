@@ -17,7 +17,8 @@ class RunOptions:
             ``min(click_epochs, max_epochs)``.
         train_minutes: wall-clock budget of the whole run, both networks together.
         val_split: fraction of the labelled cases held out for validation.
-        learning_rate: AdamW learning rate of both networks.
+        learning_rate: AdamW learning rate of a network trained from scratch on this server's labels.
+        finetune_learning_rate: AdamW learning rate of a network whose weights descend from a starting checkpoint.
         tracking: ``"mlflow"`` to record the run in MLflow, else ``"None"``.
         multi_gpu: train in one process per visible GPU when there is more than one (MONAI Label's option).
     """
@@ -26,6 +27,7 @@ class RunOptions:
     train_minutes: float
     val_split: float
     learning_rate: float
+    finetune_learning_rate: float
     tracking: str = "None"
     multi_gpu: bool = True
 
@@ -41,6 +43,7 @@ class RunOptions:
             "train_minutes": app_config.train_minutes,
             "val_split": app_config.val_split,
             "learning_rate": app_config.learning_rate,
+            "finetune_learning_rate": app_config.finetune_learning_rate,
             "tracking": "mlflow" if app_config.tracking == "mlflow" else "None",
         }
         values: dict[str, Any] = {}
@@ -56,10 +59,12 @@ class RunOptions:
             options.max_epochs < 1
             or not 0 <= options.val_split < 1
             or options.learning_rate <= 0
+            or options.finetune_learning_rate <= 0
             or options.train_minutes <= 0
         ):
             raise ValueError(
-                "training options need max_epochs >= 1, 0 <= val_split < 1, learning_rate > 0 and train_minutes > 0"
+                "training options need max_epochs >= 1, 0 <= val_split < 1, learning_rate > 0, "
+                "finetune_learning_rate > 0 and train_minutes > 0"
             )
         return options
 

@@ -85,6 +85,7 @@ def test_info_has_what_slicer_needs(server: Server) -> None:
         "train_minutes",
         "val_split",
         "learning_rate",
+        "finetune_learning_rate",
         "device",
         "multi_gpu",
         "tracking",

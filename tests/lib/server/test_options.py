@@ -68,6 +68,7 @@ def test_training_accepts_its_own_config_back() -> None:
         ({"max_epochs": "many"}, "max_epochs='many'"),
         ({"max_epochs": True}, "max_epochs=True"),
         ({"val_split": 1.0}, "val_split"),
+        ({"finetune_learning_rate": 2}, "finetune_learning_rate"),
         ({"tracking": "wandb"}, "tracking must be"),
         ({"multi_gpu": "maybe"}, "multi_gpu='maybe' is not true or false"),
     ],

@@ -200,3 +200,32 @@ def test_next_run_continues_from_the_final_weights_of_the_run_that_published_the
 
     start = final if same_run else served[next(iter(served))]
     torch.testing.assert_close(first_tensor(last, config), start, atol=1e-5, rtol=0)
+
+
+def test_weights_descending_from_a_starting_checkpoint_are_fine_tuned_at_the_fine_tuning_rate(
+    make_config, tmp_path: Path
+) -> None:
+    rates = {"epochs": "1", "click_epochs": "0", "samples_per_case": "2", "min_val_cases": "5"}
+    rates |= {"learning_rate": "0.05", "finetune_learning_rate": "1e-9"}
+    studies = labelled_studies(tmp_path)
+    plan = make_config().plan
+    start = {k: torch.full_like(v, 0.01) for k, v in build_network(plan).state_dict().items()}
+    starting = str(tmp_path / "starting.pt")
+    publish([Weights(start, {"trained_on": ["elsewhere.nii.gz"]}, starting)], plan, [SEGMENTATION])
+    config: AppConfig = make_config(checkpoint=starting, **rates)
+    published, last = SEGMENTATION.published_path(config.model_dir), SEGMENTATION.last_path(config.model_dir)
+
+    first = run(config, studies)["networks"]["segmentation"]  # from the starting checkpoint itself
+    first_meta = read_checkpoint(published, config.plan)[1]
+    torch.testing.assert_close(first_tensor(last, config), start[next(iter(start))], atol=1e-6, rtol=0)
+    second = run(config, studies)["networks"]["segmentation"]  # from the first run's weights: same lineage
+
+    assert first["learning_rate"] == second["learning_rate"] == 1e-9
+    assert first["starting_model"] == second["starting_model"] == "starting.pt"
+    assert first_meta["starting_model"] == read_checkpoint(last, config.plan)[1]["starting_model"] == "starting.pt"
+    assert read_checkpoint(published, config.plan)[1]["starting_model"] == "starting.pt"
+
+    scratch = make_config(checkpoint="none", model_dir=str(tmp_path / "scratch"), **rates)
+    from_scratch = run(scratch, studies)["networks"]["segmentation"]
+    assert from_scratch["learning_rate"] == 0.05 and "starting_model" not in from_scratch
+    assert "starting_model" not in read_checkpoint(SEGMENTATION.published_path(scratch.model_dir), plan)[1]
