@@ -20,10 +20,9 @@ import torch
 from monailabel.datastore.utils.convert import dicom_to_nifti, nifti_to_dicom_seg
 from monailabel.datastore.utils.dicom import dicom_web_download_series, dicom_web_upload_dcm
 
-from lib.config import parse_config
+from lib.config import APP_DIR, parse_config
 from lib.infers import SegmentationInfer
 from lib.segment.cases import LABEL_SUFFIX, CaseTask, dicomweb_client
-from lib.trainers.offline import APP_DIR
 from lib.transforms.volume_io import read_volume
 
 SEG_WRITER = "itkimage2segimage"

@@ -23,11 +23,11 @@ import tempfile
 import time
 from typing import Any
 
-from lib.config import parse_config
+from lib.config import APP_DIR, parse_config
 from lib.evaluation.cases import volumes
 from lib.evaluation.metrics import label_metrics
 from lib.infers import SegmentationInfer
-from lib.trainers.offline import APP_DIR, train_offline
+from lib.trainers.offline import train_offline
 from lib.transforms.volume_io import read_volume
 
 logger = logging.getLogger(__name__)

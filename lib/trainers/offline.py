@@ -30,13 +30,11 @@ import tempfile
 
 from monai.utils import set_determinism
 
-from lib.config import parse_config
+from lib.config import APP_DIR, parse_config
 from lib.datastore import VOLUME_EXTENSIONS, TumorDatastore
 from lib.networks.descriptions import SEGMENTATION
 from lib.trainers.distributed import join_from_environment, leave
 from lib.trainers.run import TrainingRun
-
-APP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "apps", "tumor")
 
 
 def train_offline(studies: str, out: str, conf: dict[str, str], seed: int | None = None) -> dict:

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from lib.checkpoint import read_checkpoint
-from lib.config import parse_config
+from lib.config import APP_DIR, parse_config
 from lib.trainers.crossval import assign_folds, cross_validate
-from lib.trainers.offline import APP_DIR
 from tests.lib.conftest import TINY
 from tests.synthetic import write_case
 

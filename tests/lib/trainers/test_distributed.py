@@ -18,7 +18,7 @@ from ignite.engine import Engine, Events
 from torch.multiprocessing import ProcessExitedException
 
 from lib.checkpoint import read_checkpoint
-from lib.config import AppConfig, parse_config
+from lib.config import APP_DIR, AppConfig, parse_config
 from lib.datastore import TumorDatastore
 from lib.networks.descriptions import SEGMENTATION
 from lib.trainers import TrainingRun
@@ -26,7 +26,6 @@ from lib.trainers.cases import case_id, split_cases, usable_cases
 from lib.trainers.deadline import StopBeforeDeadline
 from lib.trainers.distributed import World, shard, spawn
 from lib.trainers.network_trainer import NetworkTrainer
-from lib.trainers.offline import APP_DIR
 from lib.trainers.run_options import RunOptions
 from lib.trainers.run_stats import read_stats
 from tests.lib.conftest import TINY

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from lib.checkpoint import read_checkpoint
-from lib.config import parse_config
-from lib.trainers.offline import APP_DIR, train_offline
+from lib.config import APP_DIR, parse_config
+from lib.trainers.offline import train_offline
 from tests.lib.conftest import TINY
 from tests.synthetic import write_case
 
