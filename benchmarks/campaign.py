@@ -129,11 +129,7 @@ def run_campaign(strategy: str, pool: list[str], dev: list[str], args: argparse.
         stats = app.train({"model": "segmentation"})
         train_s = time.perf_counter() - start
 
-        per_case, raw = {}, []
-        for d in dev:
-            path = os.path.join(args.data, d, image_name)
-            per_case[d] = dice(pre_segmentation(app, path), truths[d])
-            raw.append(dice(pre_segmentation(app, path, keep_largest="off"), truths[d]))
+        per_case, raw = dev_dice(app, dev, truths, args)
         scoring_s = 0.0
         if strategy == "epistemic" and n < args.labels:
             start = time.perf_counter()
@@ -148,7 +144,7 @@ def run_campaign(strategy: str, pool: list[str], dev: list[str], args: argparse.
             int(stats.get("epoch", 0)),
             statistics.mean(per_case.values()),
             per_case,
-            statistics.mean(raw),
+            raw,
             list(stats.get("keep_largest", [])),
             scoring_s,
         )
@@ -163,15 +159,25 @@ def run_campaign(strategy: str, pool: list[str], dev: list[str], args: argparse.
     return steps
 
 
+def dev_dice(app, dev: list[str], truths: dict, args: argparse.Namespace) -> tuple[dict[str, float], float]:
+    """Dice of the served model on each dev case (as served), and the mean without post-processing; zeros
+    before any weights exist."""
+    image_name = FILES[args.modality][0]
+    per_case, raw = {}, []
+    for d in dev:
+        path = os.path.join(args.data, d, image_name)
+        served = pre_segmentation(app, path)
+        if served is None:
+            return {d: 0.0 for d in dev}, 0.0
+        per_case[d] = dice(served, truths[d])
+        raw.append(dice(pre_segmentation(app, path, keep_largest="off"), truths[d]))
+    return per_case, statistics.mean(raw)
+
+
 def starting_point(app, strategy: str, dev: list[str], truths: dict, args: argparse.Namespace) -> Step:
     """Round 0: the dev Dice of the weights served before any label (0 when there are none)."""
-    image_name = FILES[args.modality][0]
-    per_case = {d: 0.0 for d in dev}
-    raw = list(per_case.values())
-    if pre_segmentation(app, os.path.join(args.data, dev[0], image_name)) is not None:
-        per_case = {d: dice(pre_segmentation(app, os.path.join(args.data, d, image_name)), truths[d]) for d in dev}
-        raw = [dice(pre_segmentation(app, os.path.join(args.data, d, image_name), "off"), truths[d]) for d in dev]
-    step = Step(strategy, 0, "", 0.0, 0.0, 0, statistics.mean(per_case.values()), per_case, statistics.mean(raw), [], 0)
+    per_case, raw = dev_dice(app, dev, truths, args)
+    step = Step(strategy, 0, "", 0.0, 0.0, 0, statistics.mean(per_case.values()), per_case, raw, [], 0)
     print(f"{strategy:<10} labels  0  dev Dice {step.dev_dice:.3f} (the starting weights)", flush=True)
     return step
 
