@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import ctypes
 import datetime
+import faulthandler
+import gc
 import logging
 import os
 import signal
@@ -98,9 +100,16 @@ def join_from_environment(device: torch.device) -> World:
 
 
 def leave() -> None:
-    """Leave the process group, if this process is in one."""
+    """Leave the process group, if this process is in one.
+
+    The run's ``DistributedDataParallel`` wrappers sit in reference cycles (ignite's engines and their handlers) and
+    hold the group: collected first, so that Gloo's group and its threads end here, while the interpreter is whole.
+    Left to the interpreter's own shutdown they end during finalization, where Gloo can abort the process (SIGABRT,
+    "terminate called without an active exception") after a run that succeeded."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
+        gc.collect()
 
 
 def _flag(value: bool) -> torch.Tensor:
@@ -172,6 +181,7 @@ def _die_with_parent() -> None:
 
 def _spawned(rank: int, size: int, port: int, device_type: str, fn: Callable[..., Any], args: tuple) -> None:
     _die_with_parent()
+    faulthandler.enable()  # a crash in native code prints every thread's Python stack to stderr
     os.environ.update(
         {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(size)},
         MASTER_ADDR="127.0.0.1",

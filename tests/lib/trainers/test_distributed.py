@@ -3,6 +3,7 @@ torchrun. Every process trains the same weights, process 0 publishes once, and a
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -24,7 +25,7 @@ from lib.networks.descriptions import SEGMENTATION
 from lib.trainers import TrainingRun
 from lib.trainers.cases import case_id, split_cases, usable_cases
 from lib.trainers.deadline import StopBeforeDeadline
-from lib.trainers.distributed import World, shard, spawn
+from lib.trainers.distributed import World, leave, shard, spawn
 from lib.trainers.network_trainer import NetworkTrainer
 from lib.trainers.run_options import RunOptions
 from lib.trainers.run_stats import read_stats
@@ -111,6 +112,9 @@ def _record_final_weights(out: str) -> None:
 def _train_recording(world: World, run: TrainingRun, out: str, *args: Any) -> None:
     _record_final_weights(out)
     run.run(world, *args)
+    leave()  # as the spawned process does after this returns; what still holds Gloo's group is counted after it
+    wrappers = sum(isinstance(o, torch.nn.parallel.DistributedDataParallel) for o in gc.get_objects())
+    Path(out, f"left-rank{world.rank}.json").write_text(json.dumps({"ddp_alive": wrappers}))
 
 
 def _train_dying(world: World, run: TrainingRun, *args: Any) -> None:
@@ -156,6 +160,8 @@ def test_two_gloo_processes_train_the_same_weights_and_process_0_publishes_once(
     for network, epochs in (("segmentation", 3), ("click_network", 1)):
         ranks = [json.loads((out / f"{network}-rank{r}.json").read_text()) for r in range(2)]
         assert ranks[0] == pytest.approx(ranks[1], rel=1e-6) and ranks[0]["epoch"] == epochs  # gradients averaged
+    # Nothing holds the process group once a process has left it (Gloo ending at interpreter exit can abort).
+    assert [json.loads((out / f"left-rank{r}.json").read_text()) for r in range(2)] == [{"ddp_alive": 0}] * 2
     stats = read_stats(str(Path(config.model_dir) / "train_stats.json"))
     assert stats["status"] == "DONE" and stats["run_id"] == "20261129_000000"
     assert (
