@@ -6,6 +6,7 @@ Builds a studies folder of every STS case with its expert outline (CT or MR T1),
 and writes ``crossval_<modality>.*`` (table, JSON, plot) and the folds' checkpoints to ``--out``.
 
 Usage: ``.venv/bin/python -m benchmarks.crossval [--modality CT] [--folds 5] [--conf train_minutes 8] ...``
+(``--resume``: an interrupted run's finished folds are reused, so a cross-validation can span several sittings).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
     parser.add_argument("--name", default="", help="suffix of the result files, to keep candidates apart")
     parser.add_argument("--trained", help="an earlier run's folder (results/crossval_...): evaluate its fold models")
+    parser.add_argument("--resume", action="store_true", help="reuse the folds an interrupted run finished")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
     args = parser.parse_args()
     require_data(STS)
@@ -37,7 +39,7 @@ def main() -> None:
     image, mask = FILES[args.modality]
     with tempfile.TemporaryDirectory() as tmp:
         studies = labelled_studies(os.path.join(tmp, "studies"), STS, cases, cases, image, mask)
-        result = cross_validate(studies, os.path.join(args.out, name), args.folds, conf, args.trained)
+        result = cross_validate(studies, os.path.join(args.out, name), args.folds, conf, args.trained, args.resume)
     lines = [f"{args.folds}-fold cross-validation, {args.modality}, {len(cases)} STS cases; --conf {conf}", ""]
     lines += [
         f"fold {r['fold']}  {r['case']:<8} Dice {r['dice']:.3f}  HD95 {r['hd95_mm']:.1f} mm" for r in result["cases"]

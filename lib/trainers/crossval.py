@@ -23,6 +23,7 @@ import tempfile
 import time
 from typing import Any
 
+from lib.checkpoint import read_checkpoint
 from lib.config import APP_DIR, parse_config
 from lib.evaluation.cases import volumes
 from lib.evaluation.metrics import label_metrics
@@ -59,14 +60,46 @@ def _fold_studies(folder: str, cases: dict[str, tuple[str, str]]) -> str:
     return folder
 
 
+def trained_fold(checkpoint: str, conf: dict[str, str], train: dict[str, tuple[str, str]]) -> dict[str, Any] | None:
+    """The training stats of ``checkpoint`` when an earlier run trained it under ``conf`` on exactly ``train``'s
+    images (its record ``<checkpoint>.json`` and its metadata say so); None when there is no such file.
+
+    Raises:
+        ValueError: the file exists but was trained otherwise, so reusing it would mix two recipes.
+    """
+    record = f"{checkpoint}.json"
+    if not (os.path.isfile(checkpoint) and os.path.isfile(record)):
+        return None
+    with open(record) as f:
+        trained_with = json.load(f)
+    _, meta = read_checkpoint(checkpoint, parse_config(dict(conf), APP_DIR).plan)
+    seen = set(meta.get("trained_on", [])) | set(meta.get("validated_on", []))
+    expected = {os.path.basename(image) for image, _ in train.values()}
+    if trained_with.get("conf") != conf or seen != expected:
+        raise ValueError(
+            f"{checkpoint} was trained with --conf {trained_with.get('conf')} on {len(seen)} cases, not with "
+            f"{conf} on this fold's {len(expected)}: remove it or write to another --out"
+        )
+    return dict(trained_with["stats"])
+
+
+def _minutes(elapsed: str) -> float:
+    """Minutes of a run's ``total_time`` (``str`` of a ``timedelta``: ``H:MM:SS`` or ``N day(s), H:MM:SS``)."""
+    days, _, clock = elapsed.rpartition(", ")
+    hours, minutes, seconds = (int(part) for part in clock.split(":"))
+    return (int(days.split()[0]) if days else 0) * 1440 + hours * 60 + minutes + seconds / 60
+
+
 def cross_validate(
-    studies: str, out: str, folds: int, conf: dict[str, str], trained: str | None = None
+    studies: str, out: str, folds: int, conf: dict[str, str], trained: str | None = None, resume: bool = False
 ) -> dict[str, Any]:
     """Train ``folds`` models and score every case with the one that did not see it; writes ``crossval.json``.
 
     Args:
         trained: a folder of an earlier cross-validation (same studies and folds): its ``fold<i>.pt`` are used
             instead of training, to compare inference settings (``--conf tta mirror``...) on the same models.
+        resume: reuse the folds an interrupted run of this cross-validation (same ``out``, ``conf`` and cases)
+            finished (:func:`trained_fold`), and train the others; long runs can span several sittings.
     """
     cases = labelled_cases(studies)
     fold_of = assign_folds(list(cases), folds)
@@ -79,11 +112,16 @@ def cross_validate(
         checkpoint = os.path.join(trained or out, f"fold{fold}.pt")
         with tempfile.TemporaryDirectory(prefix=f"fold{fold}-") as tmp:
             start = time.time()
-            if trained is None:
-                stats = train_offline(_fold_studies(os.path.join(tmp, "studies"), train), checkpoint, conf)
-            else:
+            earlier = trained_fold(checkpoint, conf, train) if resume and trained is None else None
+            if trained is not None:
                 stats = {"trained": checkpoint}
-            runs.append({"fold": fold, "test": sorted(test), "minutes": (time.time() - start) / 60, "stats": stats})
+            elif earlier is not None:
+                logger.info("Fold %d: reusing %s, trained earlier with this recipe on this fold", fold, checkpoint)
+                stats = earlier
+            else:
+                stats = train_offline(_fold_studies(os.path.join(tmp, "studies"), train), checkpoint, conf)
+            minutes = _minutes(earlier["total_time"]) if earlier is not None else (time.time() - start) / 60
+            runs.append({"fold": fold, "test": sorted(test), "minutes": minutes, "stats": stats})
             app_config = parse_config({**conf, "checkpoint": checkpoint, "model_dir": os.path.join(tmp, "m")}, APP_DIR)
             infer = SegmentationInfer(app_config)
             for case, (image, label) in test.items():
@@ -120,9 +158,10 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
     parser.add_argument("--trained", help="an earlier cross-validation's folder: evaluate its fold models only")
+    parser.add_argument("--resume", action="store_true", help="reuse the folds an interrupted run finished in --out")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    result = cross_validate(args.studies, args.out, args.folds, dict(args.conf), args.trained)
+    result = cross_validate(args.studies, args.out, args.folds, dict(args.conf), args.trained, args.resume)
     for row in result["cases"]:
         print(f"fold {row['fold']}  {row['case']:<12} {row['label']:<10} Dice {row['dice']:.3f}")
     print(

@@ -9,7 +9,7 @@ import pytest
 
 from lib.checkpoint import read_checkpoint
 from lib.config import APP_DIR, parse_config
-from lib.trainers.crossval import assign_folds, cross_validate
+from lib.trainers.crossval import _minutes, assign_folds, cross_validate
 from tests.lib.conftest import TINY
 from tests.synthetic import write_case
 
@@ -23,12 +23,20 @@ def test_folds_are_balanced_and_stable() -> None:
         assign_folds(cases[:5], 6)
 
 
-def test_every_case_is_tested_once_by_a_model_that_did_not_train_on_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("elapsed", "minutes"), [("0:27:04", 27 + 4 / 60), ("1 day, 2:00:30", 1440 + 120.5)])
+def test_a_resumed_folds_training_time_is_read_from_its_stats(elapsed: str, minutes: float) -> None:
+    assert _minutes(elapsed) == pytest.approx(minutes)
+
+
+def test_every_case_is_tested_once_by_a_model_that_did_not_train_on_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     studies = tmp_path / "studies"
     for i in range(4):
         write_case(str(studies), f"case{i}", seed=i, label_folder=str(studies / "labels" / "final"))
     out = tmp_path / "cv"
-    result = cross_validate(str(studies), str(out), 2, {**TINY, "epochs": "1", "samples_per_case": "2"})
+    conf = {**TINY, "epochs": "1", "samples_per_case": "2"}
+    result = cross_validate(str(studies), str(out), 2, conf)
 
     tested = sorted((r["case"], r["fold"]) for r in result["cases"])
     assert [c for c, _ in tested] == ["case0", "case1", "case2", "case3"]
@@ -47,3 +55,12 @@ def test_every_case_is_tested_once_by_a_model_that_did_not_train_on_it(tmp_path:
     assert [run["stats"] for run in again["runs"]] == [{"trained": str(out / f"fold{f}.pt")} for f in (0, 1)]
     assert sorted((r["case"], r["fold"]) for r in again["cases"]) == tested
     assert not list((tmp_path / "tta").glob("*.pt"))
+
+    # Resumed in a later sitting: the finished folds are reused, not trained again, and score the same.
+    monkeypatch.setattr("lib.trainers.crossval.train_offline", lambda *args: pytest.fail("a finished fold retrained"))
+    resumed = cross_validate(str(studies), str(out), 2, conf, resume=True)
+    assert [run["stats"] for run in resumed["runs"]] == [run["stats"] for run in result["runs"]]
+    assert resumed["cases"] == result["cases"]
+    # ...but never a fold trained with another recipe: its numbers would not be this recipe's.
+    with pytest.raises(ValueError, match=r"fold0\.pt was trained with --conf .*'epochs': '1'.* not with"):
+        cross_validate(str(studies), str(out), 2, {**conf, "epochs": "2"}, resume=True)
