@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lib.datastore.names import TAGS
-from lib.trainers.run_options import flag_option
+from lib.shown import shown
+from lib.trainers.run_options import TRAIN_VALUES, flag_option, train_value
 from lib.transforms.formats import VOLUME_SUFFIXES
 
 RESULT_DTYPES = ("uint8", "uint16", "int16", "int32", "float32")
@@ -46,15 +47,6 @@ TRAIN_OPTIONS = {
 }
 
 
-_TRAIN_VALUES = {
-    "max_epochs": (int, lambda v: v >= 1, "an integer >= 1"),
-    "train_minutes": (float, lambda v: 0 < v <= 24 * 60, "minutes in (0, 1440]"),
-    "val_split": (float, lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
-    "learning_rate": (float, lambda v: 0 < v < 1, "a number in (0, 1)"),
-    "finetune_learning_rate": (float, lambda v: 0 < v < 1, "a number in (0, 1)"),
-}
-
-
 class OptionsError(ValueError):
     """An option is unknown or malformed; the message names it."""
 
@@ -72,12 +64,6 @@ def parse_json_object(text: str | None, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise OptionsError(f"{what} must be a JSON object, not {type(value).__name__}")
     return value
-
-
-def shown(value: Any) -> str:
-    """``value`` for an error message: short, and never a path (replies name no paths, not even the client's)."""
-    text = repr(value)
-    return "(a path)" if "/" in text or "\\" in text else text[:40]
 
 
 def _is_int(value: Any) -> bool:
@@ -156,20 +142,13 @@ def check_train_options(options: Mapping[str, Any], trainer_config: Mapping[str,
         raise OptionsError(
             f"training option {shown(key)} is not accepted; accepted: {', '.join(sorted(TRAIN_OPTIONS))}"
         )
-    for key, (cast, valid, accepted) in _TRAIN_VALUES.items():
-        if key in options:
-            value = options[key][0] if isinstance(options[key], list) and options[key] else options[key]
-            try:
-                number = cast(value)
-            except (TypeError, ValueError):
-                number = None
-            if number is None or isinstance(value, bool) or not valid(number):
-                raise OptionsError(f"training option {key}={shown(value)} is not accepted: {accepted}")
-    if "multi_gpu" in options:
-        try:
-            flag_option("multi_gpu", options["multi_gpu"])  # as the run will read it
-        except ValueError as e:
-            raise OptionsError(str(e)) from None
+    try:  # as the run will read them
+        for key in TRAIN_VALUES.keys() & options.keys():
+            train_value(key, options[key])
+        if "multi_gpu" in options:
+            flag_option("multi_gpu", options["multi_gpu"])
+    except ValueError as e:
+        raise OptionsError(str(e)) from None
     tracking = options.get("tracking")
     if tracking is not None and tracking not in ("None", "mlflow"):
         raise OptionsError("tracking must be 'None' or 'mlflow'")

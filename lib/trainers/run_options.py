@@ -2,10 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from lib.config import AppConfig
+from lib.shown import shown
+
+# The numeric Train options a client may send: type, test and the words its error shows. The run and the server's
+# Train route both check with this table. Values set by ``--conf`` are the operator's, checked by the config parser;
+# a client may not set more than a day of training.
+TRAIN_VALUES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
+    "max_epochs": (int, lambda v: v >= 1, "an integer >= 1"),
+    "train_minutes": (float, lambda v: 0 < v <= 24 * 60, "minutes in (0, 1440]"),
+    "val_split": (float, lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
+    "learning_rate": (float, lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "finetune_learning_rate": (float, lambda v: 0 < v < 1, "a number in (0, 1)"),
+}
+
+
+def train_value(key: str, value: Any) -> Any:
+    """A client's value of the numeric Train option ``key`` (:data:`TRAIN_VALUES`); a list sends its first item,
+    as 3D Slicer does.
+
+    Raises:
+        ValueError: naming the option, the value and what it accepts.
+    """
+    value = value[0] if isinstance(value, list) and value else value
+    cast, valid, accepted = TRAIN_VALUES[key]
+    try:
+        number = None if isinstance(value, bool) else cast(value)
+    except (TypeError, ValueError, OverflowError):
+        number = None
+    if number is None or not valid(number):
+        raise ValueError(f"training option {key}={shown(value)} is not accepted: {accepted}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -33,40 +64,24 @@ class RunOptions:
 
     @classmethod
     def from_request(cls, request: dict[str, Any], app_config: AppConfig) -> RunOptions:
-        """The request's options over the configured defaults; a list sends its first item (as 3D Slicer does).
+        """The request's options over the configured defaults (each checked with :func:`train_value`).
 
         Raises:
             ValueError: naming the option that is not a number or out of range.
         """
-        defaults = {
+        values: dict[str, Any] = {
             "max_epochs": app_config.epochs,
             "train_minutes": app_config.train_minutes,
             "val_split": app_config.val_split,
             "learning_rate": app_config.learning_rate,
             "finetune_learning_rate": app_config.finetune_learning_rate,
-            "tracking": "mlflow" if app_config.tracking == "mlflow" else "None",
         }
-        values: dict[str, Any] = {}
-        for key, default in defaults.items():
-            value = request.get(key, default)
-            value = value[0] if isinstance(value, list) and value else value
-            try:
-                values[key] = type(default)(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"training option {key}={value!r} is not a valid {type(default).__name__}") from None
-        options = cls(**values, multi_gpu=flag_option("multi_gpu", request.get("multi_gpu", True)))
-        if (
-            options.max_epochs < 1
-            or not 0 <= options.val_split < 1
-            or options.learning_rate <= 0
-            or options.finetune_learning_rate <= 0
-            or options.train_minutes <= 0
-        ):
-            raise ValueError(
-                "training options need max_epochs >= 1, 0 <= val_split < 1, learning_rate > 0, "
-                "finetune_learning_rate > 0 and train_minutes > 0"
-            )
-        return options
+        values.update({key: train_value(key, request[key]) for key in TRAIN_VALUES if key in request})
+        tracking = request.get("tracking", "mlflow" if app_config.tracking == "mlflow" else "None")
+        tracking = tracking[0] if isinstance(tracking, list) and tracking else tracking
+        if tracking not in ("None", "mlflow"):
+            raise ValueError(f"training option tracking={shown(tracking)} is not accepted: 'None' or 'mlflow'")
+        return cls(**values, tracking=tracking, multi_gpu=flag_option("multi_gpu", request.get("multi_gpu", True)))
 
 
 def flag_option(key: str, value: Any) -> bool:
@@ -79,4 +94,4 @@ def flag_option(key: str, value: Any) -> bool:
         return True
     if text in ("false", "0", "no", "off"):
         return False
-    raise ValueError(f"training option {key}={str(value)[:40]!r} is not true or false")
+    raise ValueError(f"training option {key}={shown(value)} is not true or false")

@@ -11,8 +11,8 @@ from monailabel.utils.async_tasks.task import AsyncTask
 
 from lib.checkpoint import serving_checkpoint
 from lib.networks.descriptions import SEGMENTATION
-from lib.server.options import shown
 from lib.server.routes.uploads import json_object
+from lib.shown import shown
 
 # The stock endpoint's options. The server decides the device, workers and label tag (lib.infers.batch); the
 # values clients commonly send for them (3D Slicer's and MONAI Label's defaults) are accepted and not used.

@@ -13,9 +13,10 @@ from monailabel.interfaces.app import MONAILabelApp
 from lib.checkpoint import CheckpointError, Weights, load_state, publish, read_checkpoint
 from lib.networks import build_network
 from lib.networks.descriptions import NETWORKS, NetworkDescription
-from lib.server.options import OptionsError, check_train_options, shown
+from lib.server.options import OptionsError, check_train_options
 from lib.server.routes.uploads import json_object, save
 from lib.server.train_queue import TrainQueue
+from lib.shown import shown
 from lib.trainers.run_stats import stats_path
 
 

@@ -139,7 +139,11 @@ def test_a_run_whose_server_has_ended_publishes_nothing(make_config, tmp_path: P
 
 @pytest.mark.parametrize(
     ("request_", "message"),
-    [({"train_minutes": "0"}, "train_minutes > 0"), ({"max_epochs": "many"}, "max_epochs='many' is not a valid int")],
+    [
+        ({"train_minutes": "0"}, r"train_minutes='0' is not accepted: minutes in \(0, 1440\]"),
+        ({"max_epochs": ["many"]}, "max_epochs='many' is not accepted: an integer >= 1"),
+        ({"tracking": "wandb"}, "tracking='wandb' is not accepted: 'None' or 'mlflow'"),
+    ],
 )
 def test_bad_options_are_a_clear_error(make_config, tmp_path: Path, request_: dict, message: str) -> None:
     config: AppConfig = make_config(epochs="1", click_epochs="0")
