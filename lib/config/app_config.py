@@ -57,8 +57,10 @@ class AppConfig:
             weights when none beats them); with fewer, validation is too noisy to choose by and the run publishes
             its final weights.
         samples_per_case: random patches drawn from a case per training iteration.
-        augmentation: ``flips`` (random flips along each axis, and intensity jitter) or ``spatial`` (also
-            nnU-Net's random rotation and scaling, :func:`lib.transforms.pipeline.spatial_augmentation`).
+        augmentation: ``spatial`` (random flips along each axis, intensity jitter, and nnU-Net's random rotation
+            and scaling, :func:`lib.transforms.pipeline.spatial_augmentation`), or ``flips`` (without the rotation
+            and scaling). ``spatial`` by default: it cross-validated better on the STS CT cases at the default
+            8-minute budget (benchmarks/README.md).
         cache_cases: preprocessed training cases kept in memory (the rest are loaded on demand).
         mc_samples: Monte-Carlo dropout passes per image for epistemic scoring.
         background_niceness: niceness of the server's background jobs (training runs and scoring) from the moment
@@ -93,7 +95,7 @@ class AppConfig:
     val_split: float = 0.2
     min_val_cases: int = 3
     samples_per_case: int = 4
-    augmentation: str = "flips"
+    augmentation: str = "spatial"
     cache_cases: int = 16
     mc_samples: int = 5
     background_niceness: int = 10

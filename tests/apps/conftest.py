@@ -15,6 +15,7 @@ from tests.synthetic import SyntheticCase, write_case
 
 # Small enough that a training epoch takes seconds on 2 CPU cores.
 TINY = {
+    "augmentation": "flips",  # tests that check learning were tuned with flips only
     "features": "8",
     "patch_size": "16,16,8",
     "spacing": "1.6,1.6,3.3",

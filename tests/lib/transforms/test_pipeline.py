@@ -13,7 +13,7 @@ import SimpleITK as sitk
 import torch
 from monai.transforms import Compose
 
-from lib.config import AppConfig
+from lib.config import APP_DIR, AppConfig, parse_config
 from lib.infers import ModelNotTrainedError, SegmentationInfer
 from lib.transforms.geometry import Geometry
 from lib.transforms.pipeline import (
@@ -80,7 +80,8 @@ def test_training_patches_have_patch_size_and_aligned_labels(make_config: Config
 def test_spatial_augmentation_rotates_and_scales_image_and_label_together(
     make_config: ConfigFactory, case: SyntheticCase
 ) -> None:
-    assert spatial_augmentation(make_config()) == []  # the default: flips only
+    assert spatial_augmentation(make_config(augmentation="flips")) == []
+    assert parse_config({}, APP_DIR).augmentation == "spatial"  # the default
     config = make_config(augmentation="spatial", samples_per_case="8", ct_window="0,160")
     (affine,) = spatial_augmentation(config)
     affine.prob = 1.0  # every patch, so that the test sees the transform at work
