@@ -3,7 +3,8 @@
 Builds a studies folder of every STS case with its expert outline (CT or MR T1), then runs
 :func:`lib.trainers.crossval.cross_validate`: each fold trains from scratch with the app's trainer under the given
 ``--conf`` and segments its held-out cases through the served inference path. Prints per-case and per-fold Dice
-and writes ``crossval_<modality>.*`` (table, JSON, plot) and the folds' checkpoints to ``--out``.
+and writes ``crossval_<modality>.*`` (table, JSON, plot, and the Markdown tables of a model card) and the
+folds' checkpoints to ``--out``.
 
 Usage: ``.venv/bin/python -m benchmarks.crossval [--modality CT] [--folds 5] [--conf train_minutes 8] ...``
 (``--resume``: an interrupted run's finished folds are reused, so a cross-validation can span several sittings).
@@ -18,6 +19,7 @@ import tempfile
 
 from benchmarks.common import FILES, STS, labelled_studies, require_data
 from benchmarks.report import save_report
+from lib.evaluation.metrics import SURFACE_TOLERANCE_MM
 from lib.trainers.crossval import cross_validate
 from tests.support.server import ROOT
 
@@ -53,7 +55,35 @@ def main() -> None:
         f"training minutes per fold: mean {statistics.fmean(minutes):.1f}",
     ]
     path = save_report(args.out, name, "\n".join(lines), result)
+    with open(os.path.join(args.out, f"{name}.md"), "w") as f:
+        f.write(card_tables(result))
     plot(result, path)
+
+
+def card_tables(result: dict) -> str:
+    """The cross-validation as model cards show it (Markdown): per fold, then per case and label, then over cases."""
+    rows = sorted(result["cases"], key=lambda r: (r["fold"], r["case"], r["label"]))
+    lines = ["| fold | test cases | mean test Dice | training minutes |", "|---|---|---|---|"]
+    for run, dice in zip(result["runs"], result["fold_mean_dice"]):
+        lines.append(f"| {run['fold']} | {', '.join(run['test'])} | {dice:.3f} | {run['minutes']:.1f} |")
+    lines += [
+        "",
+        f"| case | label | fold | Dice | precision | recall | HD95 (mm) | surface Dice ({SURFACE_TOLERANCE_MM:g} mm) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['case']} | {r['label']} | {r['fold']} | {r['dice']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} "
+        f"| {r['hd95_mm']:.1f} | {r['surface_dice']:.3f} |"
+        for r in rows
+    ]
+    dice = [r["dice"] for r in rows]
+    lines += [
+        "",
+        f"Mean test Dice {result['mean_dice']:.3f} (median {result['median_dice']:.3f}, "
+        f"standard deviation {statistics.pstdev(dice):.3f}, lowest {min(dice):.3f}, highest {max(dice):.3f}) over "
+        f"{len(dice)} cases.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def plot(result: dict, path: str) -> None:

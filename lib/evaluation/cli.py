@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Sequence
 
 from lib.evaluation.cases import case_rows, pairs, volumes
+from lib.evaluation.metrics import SURFACE_TOLERANCE_MM
 from lib.evaluation.report import write_report
 
 logger = logging.getLogger(__name__)
@@ -101,7 +102,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     source.add_argument("--studies", help="studies folder: images and labels/final/<same name>")
     parser.add_argument("--out", required=True, help="folder for metrics.csv, summary.json, report.md and plots")
     parser.add_argument("--label-names", default="tumor", help="names of label values 1..K, comma-separated")
-    parser.add_argument("--tolerance-mm", type=float, default=2.0, help="surface Dice tolerance (mm; default 2)")
+    parser.add_argument(
+        "--tolerance-mm",
+        type=float,
+        default=SURFACE_TOLERANCE_MM,
+        help=f"surface Dice tolerance (mm; default {SURFACE_TOLERANCE_MM:g})",
+    )
     parser.add_argument("--model", default="segmentation", help="the server's model (with --server)")
     parser.add_argument("--username", default="", help="login (with --server, when the server has users)")
     parser.add_argument("--password-stdin", action="store_true", help="read the password from standard input")

@@ -32,6 +32,8 @@ from scipy import ndimage
 NAN = float("nan")
 CONNECTIVITY = np.ones((3, 3, 3), bool)  # 26-connectivity: lesions touching at a corner are one
 
+SURFACE_TOLERANCE_MM = 2.0  # surface Dice tolerance unless one is given (tumor-evaluate's --tolerance-mm default)
+
 
 @dataclass(frozen=True)
 class LabelMetrics:
@@ -87,7 +89,7 @@ def lesion_counts(truth: np.ndarray, pred: np.ndarray) -> tuple[int, int, int]:
 
 
 def label_metrics(
-    truth: np.ndarray, pred: np.ndarray, spacing: Sequence[float], tolerance_mm: float = 2.0
+    truth: np.ndarray, pred: np.ndarray, spacing: Sequence[float], tolerance_mm: float = SURFACE_TOLERANCE_MM
 ) -> LabelMetrics:
     """All metrics of one label: ``truth`` and ``pred`` are boolean masks on the same grid of ``spacing`` (mm)."""
     truth, pred = np.asarray(truth, bool), np.asarray(pred, bool)
