@@ -9,7 +9,7 @@ import pytest
 
 from lib.checkpoint import read_checkpoint
 from lib.config import APP_DIR, parse_config
-from lib.trainers.crossval import _minutes, assign_folds, cross_validate
+from lib.trainers.crossval import _minutes, assign_folds, cross_validate, trained_fold
 from tests.lib.conftest import TINY
 from tests.synthetic import write_case
 
@@ -64,3 +64,13 @@ def test_every_case_is_tested_once_by_a_model_that_did_not_train_on_it(
     # ...but never a fold trained with another recipe: its numbers would not be this recipe's.
     with pytest.raises(ValueError, match=r"fold0\.pt was trained with --conf .*'epochs': '1'.* not with"):
         cross_validate(str(studies), str(out), 2, {**conf, "epochs": "2"}, resume=True)
+
+    # ...nor one trained on other cases (another fold assignment, or a case added since).
+    def images(*cases: str) -> dict[str, tuple[str, str]]:
+        return {case: (str(studies / f"{case}.nii.gz"), "") for case in cases}
+
+    fold0_training = [case for case in ("case0", "case1", "case2", "case3") if (case, 0) not in tested]
+    assert trained_fold(str(out / "fold0.pt"), conf, images(*fold0_training)) is not None
+    with pytest.raises(ValueError, match=r"trained with --conf .* on 2 cases, not with .* on this fold's 3"):
+        trained_fold(str(out / "fold0.pt"), conf, images("case0", "case1", "case2"))
+    assert trained_fold(str(out / "fold9.pt"), conf, {}) is None  # not trained yet
