@@ -13,6 +13,7 @@ Usage: ``.venv/bin/python -m benchmarks.crossval [--modality CT] [--folds 5] [--
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import statistics
 import tempfile
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="reuse the folds an interrupted run finished")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # each fold's test Dice as it ends
     require_data(STS)
     conf = {"modality": args.modality.lower(), **dict(args.conf)}
     cases = sorted(c for c in os.listdir(STS) if c.startswith("STS_"))
