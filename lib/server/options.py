@@ -13,7 +13,7 @@ from typing import Any
 
 from lib.datastore.names import TAGS
 from lib.shown import shown
-from lib.trainers.run_options import TRAIN_VALUES, flag_option, train_value
+from lib.trainers.run_options import TRAIN_VALUES, flag_option, tracking_option, train_value
 from lib.transforms.formats import VOLUME_SUFFIXES
 
 RESULT_DTYPES = ("uint8", "uint16", "int16", "int32", "float32")
@@ -147,11 +147,10 @@ def check_train_options(options: Mapping[str, Any], trainer_config: Mapping[str,
             train_value(key, options[key])
         if "multi_gpu" in options:
             flag_option("multi_gpu", options["multi_gpu"])
+        if "tracking" in options:
+            tracking_option(options["tracking"])
     except ValueError as e:
         raise OptionsError(str(e)) from None
-    tracking = options.get("tracking")
-    if tracking is not None and tracking not in ("None", "mlflow"):
-        raise OptionsError("tracking must be 'None' or 'mlflow'")
 
 
 def _choice(options: Mapping[str, Any], key: str, choices: Sequence[str]) -> None:

@@ -77,11 +77,20 @@ class RunOptions:
             "finetune_learning_rate": app_config.finetune_learning_rate,
         }
         values.update({key: train_value(key, request[key]) for key in TRAIN_VALUES if key in request})
-        tracking = request.get("tracking", "mlflow" if app_config.tracking == "mlflow" else "None")
-        tracking = tracking[0] if isinstance(tracking, list) and tracking else tracking
-        if tracking not in ("None", "mlflow"):
-            raise ValueError(f"training option tracking={shown(tracking)} is not accepted: 'None' or 'mlflow'")
+        tracking = tracking_option(request.get("tracking", "mlflow" if app_config.tracking == "mlflow" else "None"))
         return cls(**values, tracking=tracking, multi_gpu=flag_option("multi_gpu", request.get("multi_gpu", True)))
+
+
+def tracking_option(value: Any) -> str:
+    """The ``tracking`` option as a client sends it (a list sends its first item): ``"None"`` or ``"mlflow"``.
+
+    Raises:
+        ValueError: naming the value.
+    """
+    value = value[0] if isinstance(value, list) and value else value
+    if value not in ("None", "mlflow"):
+        raise ValueError(f"training option tracking={shown(value)} is not accepted: 'None' or 'mlflow'")
+    return value
 
 
 def flag_option(key: str, value: Any) -> bool:

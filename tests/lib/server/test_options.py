@@ -56,6 +56,7 @@ def test_training_accepts_its_own_config_back() -> None:
     )
     check_train_options({"multi_gpu": False}, TRAINER_CONFIG)  # an annotator may turn it off (or on) for a run
     check_train_options({"multi_gpu": ["true"]}, TRAINER_CONFIG)
+    check_train_options({"tracking": ["mlflow"]}, TRAINER_CONFIG)  # as the run reads it: the first item
 
 
 @pytest.mark.parametrize(
@@ -69,7 +70,8 @@ def test_training_accepts_its_own_config_back() -> None:
         ({"max_epochs": True}, "max_epochs=True"),
         ({"val_split": 1.0}, "val_split"),
         ({"finetune_learning_rate": 2}, "finetune_learning_rate"),
-        ({"tracking": "wandb"}, "tracking must be"),
+        ({"tracking": "wandb"}, "tracking='wandb' is not accepted: 'None' or 'mlflow'"),
+        ({"tracking": ["wandb"]}, "tracking='wandb' is not accepted"),
         ({"multi_gpu": "maybe"}, "multi_gpu='maybe' is not true or false"),
     ],
 )
