@@ -3,6 +3,7 @@ modality, carded."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -22,6 +23,8 @@ PRETRAINED = Path(APP) / "pretrained"
 STS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sts"
 # modality -> the STS files its model was trained on (image, expert outline)
 MODELS = {"ct": ("CT_image.nii.gz", "CT_mask.nii.gz"), "mr": ("MR_T1_image.nii.gz", "MR_T1_mask.nii.gz")}
+# modality -> the 5-fold cross-validation of its model's recipe (benchmarks.crossval), which its card reports
+CROSSVAL = {"mr": Path(APP).parents[1] / "benchmarks" / "results" / "crossval_mr_spatial_60ep.json"}
 
 
 def shipped(modality: str) -> Path:
@@ -59,6 +62,19 @@ def test_the_model_card_states_data_licence_command_and_the_checkpoints_own_vali
     assert stated is not None and float(stated.group(1)) == pytest.approx(meta(modality)["val_dice"], abs=5e-4)
     for case in validation_cases(modality):
         assert case in card, f"the card does not name validation case {case}"
+
+
+@pytest.mark.parametrize("modality", sorted(CROSSVAL))
+def test_the_model_card_reports_the_cross_validation_of_the_models_own_recipe(modality: str) -> None:
+    result = json.loads(CROSSVAL[modality].read_text())
+    record = json.loads(shipped(modality).with_suffix(".pt.json").read_text())
+    assert result["conf"] == record["conf"], "the cross-validation trained another recipe than the shipped model"
+    assert len({row["case"] for row in result["cases"]}) == 20 and result["folds"] == 5
+    card = shipped(modality).with_suffix(".md").read_text()
+    stated = re.search(r"cross-validated test Dice \**([0-9.]+)", card)
+    assert stated is not None and float(stated.group(1)) == pytest.approx(result["mean_dice"], abs=5e-4)
+    for row in result["cases"]:
+        assert f"| {row['case']} | {row['label']} | {row['fold']} | {row['dice']:.3f} |" in card, row["case"]
 
 
 def validation_cases(modality: str) -> list[str]:
