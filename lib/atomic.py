@@ -6,6 +6,7 @@ temporary file in the same folder (same file system), flushed to disk and rename
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -31,6 +32,21 @@ def write_temporary(path: str, write: Callable[[IO], None], binary: bool = False
         os.remove(tmp)
         raise
     return tmp
+
+
+def remove_stale_temporaries(path: str, before: float) -> list[str]:
+    """Remove the temporary files of ``path`` (:func:`write_temporary`'s) last modified before ``before`` (a
+    ``time.time()``): what a writer killed before its rename left behind. Returns the removed paths."""
+    folder, name = os.path.split(os.path.abspath(path))
+    removed = []
+    for tmp in glob.glob(os.path.join(glob.escape(folder), glob.escape(f".{name}.") + "*.tmp")):
+        try:
+            if os.path.getmtime(tmp) < before:
+                os.remove(tmp)
+                removed.append(tmp)
+        except FileNotFoundError:  # renamed or removed meanwhile by its writer
+            pass
+    return removed
 
 
 def replace_all(writes: Iterable[tuple[str, Callable[[IO], None], bool]]) -> None:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import logging
 import subprocess
 import threading
+import time
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from monailabel.utils.async_tasks.utils import processes, run_background_task, stop_background_task
 
+from lib.atomic import remove_stale_temporaries
 from lib.trainers.run_stats import settle_stats
 
 logger = logging.getLogger(__name__)
@@ -40,10 +43,13 @@ class TrainQueue:
 
     Args:
         stats_path: the runs' stats file, rewritten as STOPPED when Stop ends a run.
+        outputs: the files a run replaces (weights); a run killed by Stop while writing them leaves temporary files
+            beside them, which Stop removes once the run's process has exited.
     """
 
-    def __init__(self, stats_path: str) -> None:
+    def __init__(self, stats_path: str, outputs: Sequence[str] = ()) -> None:
         self.stats_path = stats_path
+        self.outputs = (*outputs, stats_path)
         self._lock = threading.Lock()
         self._current: dict[str, Any] | None = None  # the task of the run started last
         self._pending: dict[str, Any] | None = None
@@ -82,6 +88,7 @@ class TrainQueue:
     def stop(self) -> dict[str, Any] | None:
         """Drop the pending request and stop the running run; its stats then say STOPPED. Returns the stopped
         task (the running one, else the pending one), or None when there was nothing to stop."""
+        requested = time.time()
         with self._lock:
             pending, self._pending = self._pending, None
             running = next(iter(processes(TRAIN).values()), None)
@@ -91,6 +98,10 @@ class TrainQueue:
                 running.wait(EXIT_WAIT_S)
             except subprocess.TimeoutExpired:
                 logger.warning("Training process %d has not exited %.0f s after being killed", running.pid, EXIT_WAIT_S)
+            else:  # the run can write no more: its half-written files go (the files they were to replace stay)
+                for path in self.outputs:
+                    for tmp in remove_stale_temporaries(path, requested):
+                        logger.info("Removed %s, left by the stopped training run", tmp)
         settle_stats(self.stats_path)
         if stopped is None and pending is not None:
             stopped = {**pending, "status": "STOPPED"}

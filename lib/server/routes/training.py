@@ -39,7 +39,9 @@ def keep_aside(path: str, why: str) -> str:
 def training_routes(instance: MONAILabelApp) -> APIRouter:
     """``POST /train[/{trainer}]``, ``DELETE /train`` (:class:`TrainQueue`), ``PUT`` and ``DELETE /model/{model}``."""
     router = APIRouter()
-    queue = TrainQueue(stats_path(instance.app_config.model_dir))
+    model_dir = instance.app_config.model_dir
+    outputs = [path for n in NETWORKS for path in (n.published_path(model_dir), n.last_path(model_dir))]
+    queue = TrainQueue(stats_path(model_dir), outputs)
 
     @router.post("/train")
     @router.post("/train/{trainer}")

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +85,23 @@ def test_stop_drops_the_pending_request_and_settles_the_stats(tasks: FakeTasks, 
     assert json.loads(Path(stats).read_text())["status"] == "STOPPED"  # no process runs that run any more
     tasks.finish(tasks.started[0], "STOPPED")
     assert len(tasks.started) == 1  # the dropped request never starts
+
+
+def test_stop_removes_what_the_killed_run_half_wrote_and_nothing_else(tasks: FakeTasks, tmp_path, monkeypatch) -> None:
+    weights = tmp_path / "segmentation.pt"
+    weights.write_bytes(b"served")
+    half_written = tmp_path / ".segmentation.pt.k3x_9q.tmp"  # as lib.atomic names it; killed before its rename
+    half_written.write_bytes(b"half")
+    later = tmp_path / ".segmentation.pt.z1.tmp"  # written after Stop was asked (an admin's upload): not the run's
+    later.write_bytes(b"upload")
+    os.utime(later, (time.time() + 60, time.time() + 60))
+    other = tmp_path / ".users.json.a1.tmp"  # another file's temporary: not a run's output
+    other.write_text("{}")
+    run = subprocess.Popen([sys.executable, "-c", "pass"])  # the run's process, which has exited when Stop waits
+    monkeypatch.setattr(train_queue, "processes", lambda method: {"run": run})
+    monkeypatch.setattr(train_queue, "stop_background_task", lambda method: {"id": "run", "status": "STOPPED"})
+    queue = TrainQueue(str(tmp_path / "train_stats.json"), [str(weights)])
+
+    assert queue.stop() == {"id": "run", "status": "STOPPED"}
+    assert not half_written.exists()
+    assert later.exists() and other.exists() and weights.read_bytes() == b"served"
