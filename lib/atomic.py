@@ -14,6 +14,11 @@ from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 
+def _temporary_prefix(path: str) -> str:
+    """The name every temporary file of ``path`` starts with (they end in ``.tmp``)."""
+    return f".{os.path.basename(path)}."
+
+
 def write_temporary(path: str, write: Callable[[IO], None], binary: bool = False) -> str:
     """Write a complete, synced temporary file beside ``path`` with ``write(file)``; returns its path.
 
@@ -21,8 +26,7 @@ def write_temporary(path: str, write: Callable[[IO], None], binary: bool = False
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    name = os.path.basename(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
             write(f)
@@ -37,9 +41,9 @@ def write_temporary(path: str, write: Callable[[IO], None], binary: bool = False
 def remove_stale_temporaries(path: str, before: float) -> list[str]:
     """Remove the temporary files of ``path`` (:func:`write_temporary`'s) last modified before ``before`` (a
     ``time.time()``): what a writer killed before its rename left behind. Returns the removed paths."""
-    folder, name = os.path.split(os.path.abspath(path))
+    folder = os.path.dirname(os.path.abspath(path))
     removed = []
-    for tmp in glob.glob(os.path.join(glob.escape(folder), glob.escape(f".{name}.") + "*.tmp")):
+    for tmp in glob.glob(os.path.join(glob.escape(folder), glob.escape(_temporary_prefix(path)) + "*.tmp")):
         try:
             if os.path.getmtime(tmp) < before:
                 os.remove(tmp)

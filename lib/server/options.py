@@ -13,7 +13,7 @@ from typing import Any
 
 from lib.datastore.names import TAGS
 from lib.shown import shown
-from lib.trainers.run_options import TRAIN_VALUES, flag_option, tracking_option, train_value
+from lib.trainers.run_options import TRAIN_VALUES, first_item, flag_option, tracking_option, train_value
 from lib.transforms.formats import VOLUME_SUFFIXES
 
 RESULT_DTYPES = ("uint8", "uint16", "int16", "int32", "float32")
@@ -135,7 +135,7 @@ def check_train_options(options: Mapping[str, Any], trainer_config: Mapping[str,
             continue
         if key in trainer_config:
             fixed = trainer_config[key]
-            fixed_value = fixed[0] if isinstance(fixed, list) and fixed else fixed
+            fixed_value = first_item(fixed)
             if value == fixed_value or value == fixed:
                 continue
             raise OptionsError(f"training option {key} is fixed by the server's configuration ({shown(fixed_value)})")

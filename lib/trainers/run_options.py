@@ -21,6 +21,11 @@ TRAIN_VALUES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
 }
 
 
+def first_item(value: Any) -> Any:
+    """A client's value as the run reads it: a list (3D Slicer sends an option's choices) gives its first item."""
+    return value[0] if isinstance(value, list) and value else value
+
+
 def train_value(key: str, value: Any) -> Any:
     """A client's value of the numeric Train option ``key`` (:data:`TRAIN_VALUES`); a list sends its first item,
     as 3D Slicer does.
@@ -28,7 +33,7 @@ def train_value(key: str, value: Any) -> Any:
     Raises:
         ValueError: naming the option, the value and what it accepts.
     """
-    value = value[0] if isinstance(value, list) and value else value
+    value = first_item(value)
     cast, valid, accepted = TRAIN_VALUES[key]
     try:
         number = None if isinstance(value, bool) else cast(value)
@@ -87,7 +92,7 @@ def tracking_option(value: Any) -> str:
     Raises:
         ValueError: naming the value.
     """
-    value = value[0] if isinstance(value, list) and value else value
+    value = first_item(value)
     if value not in ("None", "mlflow"):
         raise ValueError(f"training option tracking={shown(value)} is not accepted: 'None' or 'mlflow'")
     return value
@@ -95,7 +100,7 @@ def tracking_option(value: Any) -> str:
 
 def flag_option(key: str, value: Any) -> bool:
     """A yes/no option as 3D Slicer or a script sends it: a bool, a string or a list whose first item is one."""
-    value = value[0] if isinstance(value, list) and value else value
+    value = first_item(value)
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
