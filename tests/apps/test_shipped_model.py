@@ -24,7 +24,8 @@ STS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sts"
 # modality -> the STS files its model was trained on (image, expert outline)
 MODELS = {"ct": ("CT_image.nii.gz", "CT_mask.nii.gz"), "mr": ("MR_T1_image.nii.gz", "MR_T1_mask.nii.gz")}
 # modality -> the 5-fold cross-validation of its model's recipe (benchmarks.crossval), which its card reports
-CROSSVAL = {"mr": Path(APP).parents[1] / "benchmarks" / "results" / "crossval_mr_spatial_60ep.json"}
+RESULTS = Path(APP).parents[1] / "benchmarks" / "results"
+CROSSVAL = {"ct": RESULTS / "crossval_ct_shipped_recipe_44ep.json", "mr": RESULTS / "crossval_mr_spatial_60ep.json"}
 # modality -> training options that were the defaults when its model was trained, so its record does not name them
 # (augmentation became `spatial` in 8bad122, after the CT model was trained with `flips`)
 DEFAULTS_WHEN_TRAINED = {"ct": {"augmentation": "flips"}}
