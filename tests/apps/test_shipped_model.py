@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.compare_crossval import compare
 from lib.checkpoint import load_weights
 from lib.config import parse_config
 from lib.infers import SegmentationInfer
@@ -81,6 +82,19 @@ def test_the_model_card_reports_the_cross_validation_of_the_models_own_recipe(mo
     assert stated is not None and float(stated.group(1)) == pytest.approx(result["mean_dice"], abs=5e-4)
     for row in result["cases"]:
         assert f"| {row['case']} | {row['label']} | {row['fold']} | {row['dice']:.3f} |" in card, row["case"]
+
+
+def test_the_ct_card_compares_its_recipe_with_the_best_other_candidate_as_the_comparison_gives_it() -> None:
+    """The card's paired comparison (mean difference, cases won, interval, Wilcoxon p) is benchmarks.compare_crossval's
+    on the two committed cross-validations, and the model stays only because that comparison is not clear."""
+    best_other = json.loads((RESULTS / "crossval_ct_spatial_30ep.json").read_text())
+    comparison = compare(best_other, json.loads(CROSSVAL["ct"].read_text()))
+    card = shipped("ct").with_suffix(".md").read_text()
+    low, high = comparison.interval
+    assert f"higher by {comparison.mean_difference:.3f} on average, in {comparison.higher} of 20 cases" in card
+    assert f"between {low:+.3f} and {high:+.3f} (95%)" in card
+    assert f"Wilcoxon signed-rank test gives p = {comparison.wilcoxon_p:.3f}" in card
+    assert not comparison.clear and "That is not a clear difference" in card
 
 
 def trained_recipe(modality: str, record: dict) -> dict[str, str]:
