@@ -4,7 +4,10 @@ Every case is tested exactly once, by the model of the fold that did not train o
 out its own validation cases to choose its epoch, so no test case chooses its own epoch. Each fold trains with
 :class:`TrainingRun` (segmentation network only, from scratch unless ``--conf checkpoint`` names a start), and its
 test cases are segmented with the served inference path (:class:`SegmentationInfer`, on each image's own grid)
-and scored with :mod:`lib.evaluation.metrics`. The folds' checkpoints are kept (``fold<i>.pt``).
+and scored with :mod:`lib.evaluation.metrics`. The folds' checkpoints are kept (``fold<i>.pt``, with the training
+record ``fold<i>.pt.json``), and so are their scores (``fold<i>.test.json``: recipe, training and test cases, and one
+row per test case and label), which are small enough to commit: a run resumed in a later sitting, even on a machine
+that no longer holds the weights, reuses them instead of training the fold again.
 
 Usage::
 
@@ -83,6 +86,25 @@ def trained_fold(checkpoint: str, conf: dict[str, str], train: dict[str, tuple[s
     return dict(trained_with["stats"])
 
 
+def scored_fold(path: str, conf: dict[str, str], train: list[str], test: list[str]) -> dict[str, Any] | None:
+    """The scores ``path`` (a ``fold<i>.test.json``) holds when an earlier run of this recipe trained on exactly
+    ``train`` and tested on ``test`` (case names); None when there is no such file.
+
+    Raises:
+        ValueError: the file exists but holds another recipe or other cases, so reusing it would mix two runs.
+    """
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        scored = json.load(f)
+    if scored.get("conf") != conf or scored.get("train") != sorted(train) or scored.get("test") != sorted(test):
+        raise ValueError(
+            f"{path} holds the scores of --conf {scored.get('conf')} trained on {len(scored.get('train', []))} cases, "
+            f"not of {conf} on this fold's {len(train)}: remove it or write to another --out"
+        )
+    return scored
+
+
 def _minutes(elapsed: str) -> float:
     """Minutes of a run's ``total_time`` (``str`` of a ``timedelta``: ``H:MM:SS`` or ``N day(s), H:MM:SS``)."""
     days, _, clock = elapsed.rpartition(", ")
@@ -110,6 +132,14 @@ def cross_validate(
         test = {c: p for c, p in cases.items() if fold_of[c] == fold}
         train = {c: p for c, p in cases.items() if fold_of[c] != fold}
         checkpoint = os.path.join(trained or out, f"fold{fold}.pt")
+        scores = os.path.join(out, f"fold{fold}.test.json")
+        scored = scored_fold(scores, conf, list(train), list(test)) if resume and trained is None else None
+        if scored is not None:
+            logger.info("Fold %d: reusing the scores in %s, from an earlier sitting with this recipe", fold, scores)
+            rows += scored["rows"]
+            runs.append({"fold": fold, "test": sorted(test), "minutes": scored["minutes"], "stats": scored["stats"]})
+            continue
+        fold_rows: list[dict[str, Any]] = []
         with tempfile.TemporaryDirectory(prefix=f"fold{fold}-") as tmp:
             start = time.time()
             earlier = trained_fold(checkpoint, conf, train) if resume and trained is None else None
@@ -131,7 +161,12 @@ def cross_validate(
                 os.remove(path)
                 for value, name in enumerate(app_config.plan.labels, start=1):
                     metrics = label_metrics(truth[0] == value, pred[0] == value, geometry.spacing)
-                    rows.append({"fold": fold, "case": case, "label": name, **metrics.as_dict()})
+                    fold_rows.append({"fold": fold, "case": case, "label": name, **metrics.as_dict()})
+        rows += fold_rows
+        record = {"conf": conf, "train": sorted(train), "test": sorted(test), "minutes": minutes, "stats": stats}
+        with open(f"{scores}.partial", "w") as f:  # renamed when whole: a crash never leaves half a record to reuse
+            json.dump({**record, "rows": fold_rows}, f, indent=1)
+        os.replace(f"{scores}.partial", scores)
         fold_dice = [r["dice"] for r in rows if r["fold"] == fold]
         logger.info(
             "Fold %d: test Dice %s (mean %.3f)", fold, [round(d, 3) for d in fold_dice], statistics.fmean(fold_dice)

@@ -9,7 +9,7 @@ import pytest
 
 from lib.checkpoint import read_checkpoint
 from lib.config import APP_DIR, parse_config
-from lib.trainers.crossval import _minutes, assign_folds, cross_validate, trained_fold
+from lib.trainers.crossval import _minutes, assign_folds, cross_validate, scored_fold, trained_fold
 from tests.lib.conftest import TINY
 from tests.synthetic import write_case
 
@@ -61,7 +61,22 @@ def test_every_case_is_tested_once_by_a_model_that_did_not_train_on_it(
     resumed = cross_validate(str(studies), str(out), 2, conf, resume=True)
     assert [run["stats"] for run in resumed["runs"]] == [run["stats"] for run in result["runs"]]
     assert resumed["cases"] == result["cases"]
+    # ...also on a machine that no longer holds the weights: the committed scores of each fold are enough.
+    for fold in (0, 1):
+        (out / f"fold{fold}.pt").rename(tmp_path / f"fold{fold}.pt")
+    assert cross_validate(str(studies), str(out), 2, conf, resume=True)["cases"] == result["cases"]
+    for fold in (0, 1):
+        (tmp_path / f"fold{fold}.pt").rename(out / f"fold{fold}.pt")
+        assert json.loads((out / f"fold{fold}.test.json").read_text())["train"] == sorted(
+            case for case, f in tested if f != fold
+        )
     # ...but never a fold trained with another recipe: its numbers would not be this recipe's.
+    with pytest.raises(ValueError, match=r"fold0\.test\.json holds the scores of --conf .*'epochs': '1'.* not of"):
+        cross_validate(str(studies), str(out), 2, {**conf, "epochs": "2"}, resume=True)
+    with pytest.raises(ValueError, match=r"trained on 2 cases, not of .* on this fold's 3"):
+        scored_fold(str(out / "fold0.test.json"), conf, ["case0", "case1", "case2"], ["case3"])
+    for fold in (0, 1):
+        (out / f"fold{fold}.test.json").unlink()  # the weights' own record is checked the same way
     with pytest.raises(ValueError, match=r"fold0\.pt was trained with --conf .*'epochs': '1'.* not with"):
         cross_validate(str(studies), str(out), 2, {**conf, "epochs": "2"}, resume=True)
 
