@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--name", default="", help="suffix of the result files, to keep candidates apart")
     parser.add_argument("--trained", help="an earlier run's folder (results/crossval_...): evaluate its fold models")
     parser.add_argument("--resume", action="store_true", help="reuse the folds an interrupted run finished")
+    parser.add_argument("--seed", type=int, help="fold i trains with seed + i, so the run can be repeated")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # each fold's test Dice as it ends
@@ -43,8 +44,10 @@ def main() -> None:
     image, mask = FILES[args.modality]
     with tempfile.TemporaryDirectory() as tmp:
         studies = labelled_studies(os.path.join(tmp, "studies"), STS, cases, cases, image, mask)
-        result = cross_validate(studies, os.path.join(args.out, name), args.folds, conf, args.trained, args.resume)
-    lines = [f"{args.folds}-fold cross-validation, {args.modality}, {len(cases)} STS cases; --conf {conf}", ""]
+        out = os.path.join(args.out, name)
+        result = cross_validate(studies, out, args.folds, conf, args.trained, args.resume, args.seed)
+    seeded = f", --seed {args.seed}" if args.seed is not None else ""
+    lines = [f"{args.folds}-fold cross-validation, {args.modality}, {len(cases)} STS cases; --conf {conf}{seeded}", ""]
     lines += [
         f"fold {r['fold']}  {r['case']:<8} Dice {r['dice']:.3f}  HD95 {r['hd95_mm']:.1f} mm" for r in result["cases"]
     ]

@@ -86,9 +86,11 @@ def trained_fold(checkpoint: str, conf: dict[str, str], train: dict[str, tuple[s
     return dict(trained_with["stats"])
 
 
-def scored_fold(path: str, conf: dict[str, str], train: list[str], test: list[str]) -> dict[str, Any] | None:
-    """The scores ``path`` (a ``fold<i>.test.json``) holds when an earlier run of this recipe trained on exactly
-    ``train`` and tested on ``test`` (case names); None when there is no such file.
+def scored_fold(
+    path: str, conf: dict[str, str], train: list[str], test: list[str], seed: int | None = None
+) -> dict[str, Any] | None:
+    """The scores ``path`` (a ``fold<i>.test.json``) holds when an earlier run of this recipe (and ``seed``) trained
+    on exactly ``train`` and tested on ``test`` (case names); None when there is no such file.
 
     Raises:
         ValueError: the file exists but holds another recipe or other cases, so reusing it would mix two runs.
@@ -97,10 +99,12 @@ def scored_fold(path: str, conf: dict[str, str], train: list[str], test: list[st
         return None
     with open(path) as f:
         scored = json.load(f)
-    if scored.get("conf") != conf or scored.get("train") != sorted(train) or scored.get("test") != sorted(test):
+    same_cases = scored.get("train") == sorted(train) and scored.get("test") == sorted(test)
+    if scored.get("conf") != conf or scored.get("seed") != seed or not same_cases:
         raise ValueError(
-            f"{path} holds the scores of --conf {scored.get('conf')} trained on {len(scored.get('train', []))} cases, "
-            f"not of {conf} on this fold's {len(train)}: remove it or write to another --out"
+            f"{path} holds the scores of --conf {scored.get('conf')} (seed {scored.get('seed')}) trained on "
+            f"{len(scored.get('train', []))} cases, not of {conf} (seed {seed}) on this fold's {len(train)}: "
+            "remove it or write to another --out"
         )
     return scored
 
@@ -113,7 +117,13 @@ def _minutes(elapsed: str) -> float:
 
 
 def cross_validate(
-    studies: str, out: str, folds: int, conf: dict[str, str], trained: str | None = None, resume: bool = False
+    studies: str,
+    out: str,
+    folds: int,
+    conf: dict[str, str],
+    trained: str | None = None,
+    resume: bool = False,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """Train ``folds`` models and score every case with the one that did not see it; writes ``crossval.json``.
 
@@ -122,6 +132,8 @@ def cross_validate(
             instead of training, to compare inference settings (``--conf tta mirror``...) on the same models.
         resume: reuse the folds an interrupted run of this cross-validation (same ``out``, ``conf`` and cases)
             finished (:func:`trained_fold`), and train the others; long runs can span several sittings.
+        seed: fold ``i`` trains with ``seed + i`` (:func:`train_offline`), so the run can be repeated; without it,
+            each fold's weights and patches are drawn afresh, and a rerun scores differently.
     """
     cases = labelled_cases(studies)
     fold_of = assign_folds(list(cases), folds)
@@ -133,7 +145,7 @@ def cross_validate(
         train = {c: p for c, p in cases.items() if fold_of[c] != fold}
         checkpoint = os.path.join(trained or out, f"fold{fold}.pt")
         scores = os.path.join(out, f"fold{fold}.test.json")
-        scored = scored_fold(scores, conf, list(train), list(test)) if resume and trained is None else None
+        scored = scored_fold(scores, conf, list(train), list(test), seed) if resume and trained is None else None
         if scored is not None:
             logger.info("Fold %d: reusing the scores in %s, from an earlier sitting with this recipe", fold, scores)
             rows += scored["rows"]
@@ -149,7 +161,8 @@ def cross_validate(
                 logger.info("Fold %d: reusing %s, trained earlier with this recipe on this fold", fold, checkpoint)
                 stats = earlier
             else:
-                stats = train_offline(_fold_studies(os.path.join(tmp, "studies"), train), checkpoint, conf)
+                fold_seed = None if seed is None else seed + fold
+                stats = train_offline(_fold_studies(os.path.join(tmp, "studies"), train), checkpoint, conf, fold_seed)
             minutes = _minutes(earlier["total_time"]) if earlier is not None else (time.time() - start) / 60
             runs.append({"fold": fold, "test": sorted(test), "minutes": minutes, "stats": stats})
             app_config = parse_config({**conf, "checkpoint": checkpoint, "model_dir": os.path.join(tmp, "m")}, APP_DIR)
@@ -163,9 +176,10 @@ def cross_validate(
                     metrics = label_metrics(truth[0] == value, pred[0] == value, geometry.spacing)
                     fold_rows.append({"fold": fold, "case": case, "label": name, **metrics.as_dict()})
         rows += fold_rows
-        record = {"conf": conf, "train": sorted(train), "test": sorted(test), "minutes": minutes, "stats": stats}
+        record = {"conf": conf, "seed": seed, "train": sorted(train), "test": sorted(test)}
+        record |= {"minutes": minutes, "stats": stats, "rows": fold_rows}
         with open(f"{scores}.partial", "w") as f:  # renamed when whole: a crash never leaves half a record to reuse
-            json.dump({**record, "rows": fold_rows}, f, indent=1)
+            json.dump(record, f, indent=1)
         os.replace(f"{scores}.partial", scores)
         fold_dice = [r["dice"] for r in rows if r["fold"] == fold]
         logger.info(
@@ -174,6 +188,7 @@ def cross_validate(
     dice = [r["dice"] for r in rows]
     result = {
         "conf": conf,
+        "seed": seed,
         "folds": folds,
         "mean_dice": statistics.fmean(dice),
         "median_dice": statistics.median(dice),
@@ -194,9 +209,10 @@ def main() -> None:
     parser.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
     parser.add_argument("--trained", help="an earlier cross-validation's folder: evaluate its fold models only")
     parser.add_argument("--resume", action="store_true", help="reuse the folds an interrupted run finished in --out")
+    parser.add_argument("--seed", type=int, help="fold i trains with seed + i: a repeatable run")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    result = cross_validate(args.studies, args.out, args.folds, dict(args.conf), args.trained, args.resume)
+    result = cross_validate(args.studies, args.out, args.folds, dict(args.conf), args.trained, args.resume, args.seed)
     for row in result["cases"]:
         print(f"fold {row['fold']}  {row['case']:<12} {row['label']:<10} Dice {row['dice']:.3f}")
     print(
