@@ -95,6 +95,14 @@ def test_the_ct_card_compares_its_recipe_with_the_best_other_candidate_as_the_co
     assert f"between {low:+.3f} and {high:+.3f} (95%)" in card
     assert f"Wilcoxon signed-rank test gives p = {comparison.wilcoxon_p:.3f}" in card
     assert not comparison.clear and "That is not a clear difference" in card
+    longer = compare(
+        json.loads((RESULTS / "crossval_ct_spatial_60ep.json").read_text()), json.loads(CROSSVAL["ct"].read_text())
+    )
+    low, high = longer.interval
+    assert (
+        f"higher than this recipe by {longer.mean_difference:.3f} with an interval of {low:+.3f} to {high:+.3f}" in card
+    )
+    assert not longer.clear
 
 
 def trained_recipe(modality: str, record: dict) -> dict[str, str]:
