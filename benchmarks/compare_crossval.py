@@ -35,6 +35,7 @@ class Comparison:
     mean_a: float
     mean_b: float
     mean_difference: float
+    mean_absolute_difference: float  # how far apart the two are per case, whichever is higher (two runs of one recipe)
     higher: int  # cases where A's Dice is higher
     lower: int
     folds: list[int]
@@ -97,6 +98,7 @@ def compare(a: dict[str, Any], b: dict[str, Any], resamples: int = 10_000, seed:
         mean_a=statistics.fmean(p["dice_a"] for p in pairs),
         mean_b=statistics.fmean(p["dice_b"] for p in pairs),
         mean_difference=float(differences.mean()),
+        mean_absolute_difference=float(np.abs(differences).mean()),
         higher=int((differences > 0).sum()),
         lower=int((differences < 0).sum()),
         folds=folds,
@@ -121,6 +123,8 @@ def report(comparison: Comparison, name_a: str, name_b: str) -> str:
     lines += [
         "",
         f"mean Dice A {c.mean_a:.3f}, B {c.mean_b:.3f}; mean difference {c.mean_difference:+.3f}",
+        f"a case's Dice differs by {c.mean_absolute_difference:.3f} on average "
+        f"(largest {max(abs(p['difference']) for p in c.pairs):.3f})",
         f"A higher in {c.higher} of {len(c.pairs)} cases, lower in {c.lower}; "
         f"folds A wins: {len(won)} of {len(c.fold_difference)} ({', '.join(won) or 'none'})",
         "per fold A - B: " + ", ".join(f"{d:+.3f}" for d in c.fold_difference),

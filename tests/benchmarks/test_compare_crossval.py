@@ -27,6 +27,7 @@ def test_mean_difference_wins_and_folds_by_hand() -> None:
     assert [p["difference"] for p in c.pairs] == pytest.approx([0.1, -0.1, 0.2, 0.0])
     assert (c.mean_a, c.mean_b, c.mean_difference) == pytest.approx((0.575, 0.525, 0.05))
     assert (c.higher, c.lower) == (2, 1)
+    assert c.mean_absolute_difference == pytest.approx(0.1)  # (0.1 + 0.1 + 0.2 + 0) / 4
     assert c.folds == [0, 1]
     assert c.fold_difference == pytest.approx([0.0, 0.1])
     # a resampled mean of these four lies between -0.1 and +0.2; the interval spans 0, so no verdict for A
@@ -36,6 +37,7 @@ def test_mean_difference_wins_and_folds_by_hand() -> None:
     text = report(c, "cand", "ref")
     assert "A higher in 2 of 4 cases, lower in 1; folds A wins: 1 of 2 (1)" in text
     assert "per fold A - B: +0.000, +0.100" in text
+    assert "a case's Dice differs by 0.100 on average (largest 0.200)" in text
     assert text.endswith("verdict: no clear difference")
 
 
