@@ -31,7 +31,11 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
     parser.add_argument("--name", default="", help="suffix of the result files, to keep candidates apart")
-    parser.add_argument("--trained", help="an earlier run's folder (results/crossval_...): evaluate its fold models")
+    parser.add_argument(
+        "--trained",
+        nargs="+",
+        help="an earlier run's folder (results/crossval_...): evaluate its fold models; several: as one ensemble",
+    )
     parser.add_argument("--resume", action="store_true", help="reuse the folds an interrupted run finished")
     parser.add_argument("--seed", type=int, help="fold i trains with seed + i, so the run can be repeated")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))

@@ -31,6 +31,7 @@ from lib.config import APP_DIR, parse_config
 from lib.evaluation.cases import volumes
 from lib.evaluation.metrics import label_metrics
 from lib.infers import SegmentationInfer
+from lib.infers.ensemble import EnsembleSegmentationInfer
 from lib.trainers.offline import train_offline
 from lib.transforms.volume_io import read_volume
 
@@ -121,7 +122,7 @@ def cross_validate(
     out: str,
     folds: int,
     conf: dict[str, str],
-    trained: str | None = None,
+    trained: str | list[str] | None = None,
     resume: bool = False,
     seed: int | None = None,
 ) -> dict[str, Any]:
@@ -130,11 +131,14 @@ def cross_validate(
     Args:
         trained: a folder of an earlier cross-validation (same studies and folds): its ``fold<i>.pt`` are used
             instead of training, to compare inference settings (``--conf tta mirror``...) on the same models.
+            Several folders: each fold's models from all of them segment as one ensemble, their softmax outputs
+            averaged (:class:`EnsembleSegmentationInfer`).
         resume: reuse the folds an interrupted run of this cross-validation (same ``out``, ``conf`` and cases)
             finished (:func:`trained_fold`), and train the others; long runs can span several sittings.
         seed: fold ``i`` trains with ``seed + i`` (:func:`train_offline`), so the run can be repeated; without it,
             each fold's weights and patches are drawn afresh, and a rerun scores differently.
     """
+    members = [trained] if isinstance(trained, str) else list(trained or [])
     cases = labelled_cases(studies)
     fold_of = assign_folds(list(cases), folds)
     os.makedirs(out, exist_ok=True)
@@ -143,9 +147,10 @@ def cross_validate(
     for fold in range(folds):
         test = {c: p for c, p in cases.items() if fold_of[c] == fold}
         train = {c: p for c, p in cases.items() if fold_of[c] != fold}
-        checkpoint = os.path.join(trained or out, f"fold{fold}.pt")
+        checkpoints = [os.path.join(folder, f"fold{fold}.pt") for folder in members or [out]]
+        checkpoint = checkpoints[0]
         scores = os.path.join(out, f"fold{fold}.test.json")
-        scored = scored_fold(scores, conf, list(train), list(test), seed) if resume and trained is None else None
+        scored = scored_fold(scores, conf, list(train), list(test), seed) if resume and not members else None
         if scored is not None:
             logger.info("Fold %d: reusing the scores in %s, from an earlier sitting with this recipe", fold, scores)
             rows += scored["rows"]
@@ -154,9 +159,9 @@ def cross_validate(
         fold_rows: list[dict[str, Any]] = []
         with tempfile.TemporaryDirectory(prefix=f"fold{fold}-") as tmp:
             start = time.time()
-            earlier = trained_fold(checkpoint, conf, train) if resume and trained is None else None
-            if trained is not None:
-                stats = {"trained": checkpoint}
+            earlier = trained_fold(checkpoint, conf, train) if resume and not members else None
+            if members:
+                stats = {"trained": checkpoint if len(checkpoints) == 1 else checkpoints}
             elif earlier is not None:
                 logger.info("Fold %d: reusing %s, trained earlier with this recipe on this fold", fold, checkpoint)
                 stats = earlier
@@ -166,7 +171,11 @@ def cross_validate(
             minutes = _minutes(earlier["total_time"]) if earlier is not None else (time.time() - start) / 60
             runs.append({"fold": fold, "test": sorted(test), "minutes": minutes, "stats": stats})
             app_config = parse_config({**conf, "checkpoint": checkpoint, "model_dir": os.path.join(tmp, "m")}, APP_DIR)
-            infer = SegmentationInfer(app_config)
+            infer = (
+                SegmentationInfer(app_config)
+                if len(checkpoints) == 1
+                else EnsembleSegmentationInfer(app_config, checkpoints)
+            )
             for case, (image, label) in test.items():
                 path, _ = infer({"image": image, "result_extension": ".nii.gz"})
                 truth, geometry = read_volume(label)
@@ -207,7 +216,11 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="folder for the folds' checkpoints and crossval.json")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
-    parser.add_argument("--trained", help="an earlier cross-validation's folder: evaluate its fold models only")
+    parser.add_argument(
+        "--trained",
+        nargs="+",
+        help="earlier cross-validations' folders: evaluate their fold models (several: as one ensemble)",
+    )
     parser.add_argument("--resume", action="store_true", help="reuse the folds an interrupted run finished in --out")
     parser.add_argument("--seed", type=int, help="fold i trains with seed + i: a repeatable run")
     args = parser.parse_args()

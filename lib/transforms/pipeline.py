@@ -211,7 +211,8 @@ class SlidingWindow(Inferer):
     Used by inference, validation and scoring alike, so the validation Dice is the served model's. With
     ``mirror``, the image is also segmented flipped along i, along j and along both (nnU-Net's mirror test-time
     augmentation in the slice plane, where training flips too), and the four softmax outputs are averaged; the
-    result is returned as log-probabilities, whose softmax is that average.
+    result is returned as log-probabilities, whose softmax is that average. A :class:`torch.nn.ModuleList` of
+    networks (an ensemble) has its members' softmax outputs averaged the same way (nnU-Net's ensembling).
     """
 
     def __init__(self, app_config: AppConfig, batch_size: int = 1, mirror: bool = False) -> None:
@@ -221,15 +222,18 @@ class SlidingWindow(Inferer):
         self.mirror = mirror
 
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
-        if not self.mirror:
-            return self._windows(inputs, network, **kwargs)
+        members = list(network) if isinstance(network, torch.nn.ModuleList) else [network]
+        flips: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (2, 3)) if self.mirror else ((),)
+        if len(members) == 1 and len(flips) == 1:
+            return self._windows(inputs, members[0], **kwargs)
         probabilities = None
-        for axes in ((), (2,), (3,), (2, 3)):
-            flipped = torch.flip(inputs, axes) if axes else inputs
-            logits = self._windows(flipped, network, **kwargs)
-            p = torch.softmax(torch.flip(logits, axes) if axes else logits, dim=1)
-            probabilities = p if probabilities is None else probabilities + p
-        return torch.log(probabilities / 4 + 1e-12)
+        for member in members:
+            for axes in flips:
+                flipped = torch.flip(inputs, axes) if axes else inputs
+                logits = self._windows(flipped, member, **kwargs)
+                p = torch.softmax(torch.flip(logits, axes) if axes else logits, dim=1)
+                probabilities = p if probabilities is None else probabilities + p
+        return torch.log(probabilities / (len(members) * len(flips)) + 1e-12)
 
     def _windows(self, inputs: torch.Tensor, network: Any, **kwargs: Any) -> torch.Tensor:
         return sliding_window_inference(

@@ -56,6 +56,12 @@ def test_every_case_is_tested_once_by_a_model_that_did_not_train_on_it(
     assert sorted((r["case"], r["fold"]) for r in again["cases"]) == tested
     assert not list((tmp_path / "tta").glob("*.pt"))
 
+    # Several folders: each fold's models segment as one ensemble. Two copies of one model are that model.
+    twice = cross_validate(str(studies), str(tmp_path / "ens"), 2, conf, trained=[str(out), str(out)])
+    assert [run["stats"] for run in twice["runs"]] == [{"trained": [str(out / f"fold{f}.pt")] * 2} for f in (0, 1)]
+    assert [r["case"] for r in twice["cases"]] == [r["case"] for r in result["cases"]]
+    assert [r["dice"] for r in twice["cases"]] == pytest.approx([r["dice"] for r in result["cases"]], abs=1e-3)
+
     # Resumed in a later sitting: the finished folds are reused, not trained again, and score the same.
     monkeypatch.setattr("lib.trainers.crossval.train_offline", lambda *args: pytest.fail("a finished fold retrained"))
     resumed = cross_validate(str(studies), str(out), 2, conf, resume=True)
