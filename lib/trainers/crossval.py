@@ -12,6 +12,7 @@ that no longer holds the weights, reuses them instead of training the fold again
 Usage::
 
     .venv/bin/python -m lib.trainers.crossval --studies FOLDER --out DIR [--folds 5] [--conf train_minutes 10] ...
+    .venv/bin/python -m lib.trainers.crossval --studies FOLDER --out DIR --trained CV1 [CV2 ...]  # score, as ensemble
 """
 
 from __future__ import annotations
