@@ -103,6 +103,15 @@ def test_the_ct_card_compares_its_recipe_with_the_best_other_candidate_as_the_co
         f"higher than this recipe by {longer.mean_difference:.3f} with an interval of {low:+.3f} to {high:+.3f}" in card
     )
     assert not longer.clear
+    ensemble = compare(
+        json.loads((RESULTS / "crossval_ct_ensemble_60ep_30ep_seed0.json").read_text()),
+        json.loads(CROSSVAL["ct"].read_text()),
+    )
+    low, high = ensemble.interval
+    stated = (
+        f"ensemble minus this recipe {ensemble.mean_difference:.3f} on average, 95% interval {low:+.3f} to {high:+.3f}"
+    )
+    assert ensemble.clear and stated in card and f"higher in {ensemble.higher} of 20 cases" in card
 
 
 def trained_recipe(modality: str, record: dict) -> dict[str, str]:
