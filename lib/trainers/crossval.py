@@ -162,6 +162,9 @@ def cross_validate(
             start = time.time()
             earlier = trained_fold(checkpoint, conf, train) if resume and not members else None
             if members:
+                missing = [path for path in checkpoints if not os.path.isfile(path)]
+                if missing:  # e.g. weights that stayed on another machine: only their scores were committed
+                    raise ValueError(f"fold {fold}'s models to evaluate are missing: {', '.join(missing)}")
                 stats = {"trained": checkpoint if len(checkpoints) == 1 else checkpoints}
             elif earlier is not None:
                 logger.info("Fold %d: reusing %s, trained earlier with this recipe on this fold", fold, checkpoint)

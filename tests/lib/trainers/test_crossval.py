@@ -61,6 +61,8 @@ def test_every_case_is_tested_once_by_a_model_that_did_not_train_on_it(
     assert [run["stats"] for run in twice["runs"]] == [{"trained": [str(out / f"fold{f}.pt")] * 2} for f in (0, 1)]
     assert [r["case"] for r in twice["cases"]] == [r["case"] for r in result["cases"]]
     assert [r["dice"] for r in twice["cases"]] == pytest.approx([r["dice"] for r in result["cases"]], abs=1e-3)
+    with pytest.raises(ValueError, match=r"fold 0's models to evaluate are missing: .*nowhere/fold0\.pt"):
+        cross_validate(str(studies), str(tmp_path / "ens2"), 2, conf, trained=[str(out), str(tmp_path / "nowhere")])
 
     # Resumed in a later sitting: the finished folds are reused, not trained again, and score the same.
     monkeypatch.setattr("lib.trainers.crossval.train_offline", lambda *args: pytest.fail("a finished fold retrained"))
