@@ -5,13 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import torch
 from torch import nn
 
-from lib.checkpoint import load_weights
 from lib.config import AppConfig
 from lib.infers.segmentation import SegmentationInfer
-from lib.networks import build_network
 from lib.transforms.components import KEEP_LARGEST
 
 
@@ -38,11 +35,7 @@ class EnsembleSegmentationInfer(SegmentationInfer):
     def network_for(self, device: str) -> tuple[nn.Module, dict[str, Any]]:
         with self._lock:
             if device not in self._loaded:
-                plan, members, metas = self.app_config.plan, [], []
-                for path in self.checkpoints:
-                    network = build_network(plan, self.served)
-                    metas.append(load_weights(network, path, plan, self.served))
-                    members.append(network.to(torch.device(device)).eval())
+                members, metas = zip(*(self.load_network(path, device) for path in self.checkpoints))
                 chosen = [n for n in metas[0].get(KEEP_LARGEST, []) if all(n in m.get(KEEP_LARGEST, []) for m in metas)]
                 names = ", ".join(os.path.basename(p) for p in self.checkpoints)
                 meta = {**metas[0], KEEP_LARGEST: chosen, "checkpoint": names}

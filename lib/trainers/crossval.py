@@ -27,6 +27,7 @@ import tempfile
 import time
 from typing import Any
 
+from lib.atomic import write_json
 from lib.checkpoint import read_checkpoint
 from lib.config import APP_DIR, parse_config
 from lib.evaluation.cases import volumes
@@ -191,9 +192,7 @@ def cross_validate(
         rows += fold_rows
         record = {"conf": conf, "seed": seed, "train": sorted(train), "test": sorted(test)}
         record |= {"minutes": minutes, "stats": stats, "rows": fold_rows}
-        with open(f"{scores}.partial", "w") as f:  # renamed when whole: a crash never leaves half a record to reuse
-            json.dump(record, f, indent=1)
-        os.replace(f"{scores}.partial", scores)
+        write_json(scores, record)  # atomic: a crash never leaves half a record to reuse
         fold_dice = [r["dice"] for r in rows if r["fold"] == fold]
         logger.info(
             "Fold %d: test Dice %s (mean %.3f)", fold, [round(d, 3) for d in fold_dice], statistics.fmean(fold_dice)
