@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import HTTPException
 from monailabel.datastore.local import LocalDatastore
+from monailabel.interfaces.datastore import DefaultLabelTag
 
 from lib.config import AppConfig
 from lib.datastore.names import InvalidNameError, check_name, check_tag
@@ -114,6 +115,26 @@ class TumorDatastore(LocalDatastore):
         image_path = self.get_image_uri(image_id)
         with checked_label(self.app_config, image_id, label_filename, image_path, label_info) as path:
             return super().save_label(image_id, path, label_tag, label_info)
+
+    def datalist(self, full_path: bool = True) -> list[dict[str, Any]]:
+        """Every image with a final label, ``{"image": path, "label": path}``, as the studies folder lists them.
+
+        MONAI Label resolves symbolic links here; this keeps the listed paths, because a file's name is its case's
+        name in the train/validation split and in checkpoints: a studies folder of links into an archive whose
+        files share one name (``STS_001.nii.gz -> STS_001/CT_image.nii.gz``) must still hold distinct cases.
+        """
+        tag = DefaultLabelTag.FINAL
+        folders = {"image": self._datastore.image_path(), "label": self._datastore.label_path(tag)}
+        pairs = []
+        for image_id, entry in self._datastore.filter_by_tag(tag).items():
+            files = {"image": entry.image.ext, "label": entry.labels[tag].ext}
+            paths = {
+                k: os.path.abspath(os.path.join(folders[k], self._filename(image_id, ext))) for k, ext in files.items()
+            }
+            pairs.append(
+                paths if full_path else {k: os.path.relpath(p, self._datastore_path) for k, p in paths.items()}
+            )
+        return pairs
 
     def _to_id(self, file: str) -> tuple[str, str]:
         """``(id, rest)`` of a file name: a case's first sequence ``<case>-<seq>.nii.gz`` gives ``case``,

@@ -252,3 +252,25 @@ def test_multi_sequence_cases_are_one_image_each(tmp_path: Path, make_config, ca
         datastore.add_image("single", str(upload), {})
     assert refused.value.status_code == 422
     assert "takes the sequences t2f, t1c, t1n, t2w as 4 channels" in refused.value.detail
+
+
+def test_a_studies_folder_of_links_keeps_each_cases_name(tmp_path: Path, config: AppConfig) -> None:
+    """Links into an archive whose files share one name (``STS_001/CT_image.nii.gz``) are still distinct cases:
+    the training split and the checkpoints name cases by these file names."""
+    studies, final = tmp_path / "studies", tmp_path / "studies" / "labels" / "final"
+    final.mkdir(parents=True)
+    for i in range(3):
+        archive = tmp_path / "archive" / f"STS_00{i}"
+        write_case(str(archive), "CT_image", seed=i, label_folder=str(archive / "mask"))
+        (studies / f"STS_00{i}.nii.gz").symlink_to(archive / "CT_image.nii.gz")
+        (final / f"STS_00{i}.nii.gz").symlink_to(archive / "mask" / "CT_image.nii.gz")
+
+    pairs = TumorDatastore(str(studies), config).datalist()
+
+    assert [(os.path.basename(p["image"]), os.path.basename(p["label"])) for p in sorted(pairs, key=str)] == [
+        (f"STS_00{i}.nii.gz", f"STS_00{i}.nii.gz") for i in range(3)
+    ]
+    assert all(p["image"].startswith(str(studies)) and p["label"].startswith(str(final)) for p in pairs)
+    assert read_volume(pairs[0]["image"])[0].shape[1:] == (48, 40, 20)  # the link is read through
+    relative = TumorDatastore(str(studies), config).datalist(full_path=False)
+    assert sorted(p["image"] for p in relative) == [f"STS_00{i}.nii.gz" for i in range(3)]
