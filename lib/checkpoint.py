@@ -117,13 +117,33 @@ def serving_checkpoint(app_config: AppConfig, network: NetworkDescription = SEGM
     return None
 
 
+def shipped_path(plan: ModelPlan, app_dir: str) -> str:
+    """Where the app's starting model for ``plan.modality`` is shipped (the file may not exist)."""
+    return os.path.join(app_dir, SHIPPED_FOLDER, f"{plan.modality}_tumor.pt")
+
+
+def recorded_ensemble(candidates: Sequence[str]) -> int:
+    """The ensemble size recorded in the first of ``candidates`` that exists (1 when it records none).
+
+    An unreadable file counts as 1: loading it later reports what is wrong with it.
+    """
+    for path in candidates:
+        if os.path.isfile(path):
+            try:
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+                return int(checkpoint["meta"]["architecture"].get("ensemble", 1))
+            except Exception:  # noqa: BLE001 - see the docstring
+                return 1
+    return 1
+
+
 def shipped_checkpoint(plan: ModelPlan, app_dir: str) -> str:
     """The starting model shipped with the app for ``plan.modality``, or "" when there is none that fits.
 
     A shipped model fits when it was trained for exactly this plan; otherwise the app starts untrained, and says
     why in the log.
     """
-    path = os.path.join(app_dir, SHIPPED_FOLDER, f"{plan.modality}_tumor.pt")
+    path = shipped_path(plan, app_dir)
     if not os.path.isfile(path):
         return ""
     try:

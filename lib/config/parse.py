@@ -166,6 +166,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "outline_names": lambda v: _outline_names(v),
     "network": lambda v: _choice("network", v, tuple(ARCHITECTURES)),
     "features": lambda v: _scalar("features", v, _positive_int, "a positive integer"),
+    "ensemble": lambda v: _scalar("ensemble", v, _positive_int, "a positive number of networks (1: no ensemble)"),
     "dropout": lambda v: _scalar("dropout", v, _dropout, "a probability strictly between 0 and 1"),
     "device": _device,
     "amp": lambda v: _choice("amp", v, AMP_CHOICES),
@@ -193,6 +194,16 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "max_upload_mb": lambda v: _scalar("max_upload_mb", v, _positive_int, "a positive number of MiB"),
     "max_voxels": lambda v: _scalar("max_voxels", v, _positive_int, "a positive number of voxels"),
 }
+
+
+def _served_candidates(config: AppConfig, plan: ModelPlan, app_dir: str) -> list[str]:
+    """The checkpoints the segmentation network may be served from, first the one served when it exists: the
+    published weights, then the starting checkpoint (``auto``: the shipped one for the modality)."""
+    from lib.checkpoint import shipped_path
+    from lib.networks.descriptions import SEGMENTATION
+
+    start = shipped_path(plan, app_dir) if config.checkpoint == AUTO else config.checkpoint
+    return [SEGMENTATION.published_path(config.model_dir), *([start] if start else [])]
 
 
 def parse_config(conf: Mapping[str, str], app_dir: str) -> AppConfig:
@@ -242,9 +253,12 @@ def parse_config(conf: Mapping[str, str], app_dir: str) -> AppConfig:
     if plan.network == "segresnet" and plan.features % 8:
         # SegResNet normalises with 8 groups, so every level's width must divide by 8.
         raise _fail("features", str(plan.features), "a multiple of 8 for network segresnet")
-    if config.checkpoint == AUTO:
-        from lib.checkpoint import shipped_checkpoint  # here: lib.checkpoint reads the plan from this package
+    from lib.checkpoint import recorded_ensemble, shipped_checkpoint  # here: lib.checkpoint imports this package
 
+    if "ensemble" not in conf:  # as many members as the weights that will be served
+        plan = dataclasses.replace(plan, ensemble=recorded_ensemble(_served_candidates(config, plan, app_dir)))
+        config = dataclasses.replace(config, plan=plan)
+    if config.checkpoint == AUTO:
         config = dataclasses.replace(config, checkpoint=shipped_checkpoint(plan, app_dir))
     if config.checkpoint and not os.path.isfile(config.checkpoint):
         raise _fail("checkpoint", config.checkpoint, "the path of an existing checkpoint file")

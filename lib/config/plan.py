@@ -27,6 +27,9 @@ class ModelPlan:
         spacing: target voxel spacing in mm along the image's i, j, k axes.
         network: ``"segresnet"`` (default) or ``"unet"``.
         features: feature maps of the first network level (network width).
+        ensemble: how many copies of the segmentation network are trained apart and served together, their
+            softmax outputs averaged (:mod:`lib.networks.ensemble`); 1 is a single network. Recorded in the
+            segmentation network's checkpoints when above 1.
     """
 
     labels: tuple[str, ...] = ("tumor",)
@@ -36,6 +39,7 @@ class ModelPlan:
     spacing: tuple[float, float, float] = (2.0, 2.0, 4.0)
     network: str = "segresnet"
     features: int = 8
+    ensemble: int = 1
 
     @property
     def num_classes(self) -> int:

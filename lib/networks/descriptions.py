@@ -28,6 +28,7 @@ class NetworkDescription:
         guidance: input channels added to the image's (click maps), in order.
         segments_labels: True when it outputs background and every label; False for background and one object.
         keeps_largest: whether validation decides, per label, to keep only the largest connected component.
+        ensembled: whether it is served as an ensemble of ``plan.ensemble`` copies (:mod:`lib.networks.ensemble`).
     """
 
     name: str
@@ -36,6 +37,7 @@ class NetworkDescription:
     guidance: tuple[str, ...] = ()
     segments_labels: bool = True
     keeps_largest: bool = True
+    ensembled: bool = False
 
     def in_channels(self, plan: ModelPlan) -> int:
         """Input channels: the image's sequences, then the guidance."""
@@ -49,9 +51,19 @@ class NetworkDescription:
         """Output channels: background and each output name."""
         return 1 + len(self.output_names(plan))
 
+    def members(self, plan: ModelPlan) -> int:
+        """How many copies of the network the app serves together: ``plan.ensemble`` if ensembled, else 1."""
+        return plan.ensemble if self.ensembled else 1
+
     def architecture(self, plan: ModelPlan) -> dict[str, object]:
-        """What must match for a checkpoint of this network to load: the plan, and the guidance if any."""
-        return {**plan.recorded(), **({"guidance": list(self.guidance)} if self.guidance else {})}
+        """What must match for a checkpoint of this network to load: the plan, the guidance if any, and the
+        number of ensemble members when above 1."""
+        members = self.members(plan)
+        return {
+            **plan.recorded(),
+            **({"guidance": list(self.guidance)} if self.guidance else {}),
+            **({"ensemble": members} if members > 1 else {}),
+        }
 
     def published_path(self, model_dir: str) -> str:
         """The served weights, replaced only when a training run completes (or an admin uploads weights)."""
@@ -63,7 +75,7 @@ class NetworkDescription:
         return os.path.join(model_dir, f"{stem}_last{ext}")
 
 
-SEGMENTATION = NetworkDescription(name="segmentation", file="segmentation.pt", served_as="segmentation")
+SEGMENTATION = NetworkDescription(name="segmentation", file="segmentation.pt", served_as="segmentation", ensembled=True)
 CLICK_NETWORK = NetworkDescription(
     name="click_network",
     file="click_network.pt",

@@ -10,6 +10,7 @@ from torch import nn
 
 from lib.config.plan import ModelPlan
 from lib.networks.descriptions import SEGMENTATION, NetworkDescription
+from lib.networks.ensemble import Ensemble
 
 
 def build_network(plan: ModelPlan, network: NetworkDescription = SEGMENTATION, dropout: float = 0.0) -> nn.Module:
@@ -21,9 +22,18 @@ def build_network(plan: ModelPlan, network: NetworkDescription = SEGMENTATION, d
         dropout: dropout probability; 0 for the served/trained network, ``app_config.dropout`` for MC scoring.
 
     Returns:
+        ``network.members(plan)`` copies of the network in an :class:`~lib.networks.ensemble.Ensemble` when
+        above 1 (each with its own weights); otherwise one
         ``SegResNet`` (Myronenko, "3D MRI brain tumor segmentation using autoencoder regularization", BrainLes 2018)
         or a residual ``UNet`` (Kerfoot et al., "Left-ventricle quantification using residual U-Net", STACOM 2018).
     """
+    members = network.members(plan)
+    if members > 1:
+        return Ensemble([_single_network(plan, network, dropout) for _ in range(members)])
+    return _single_network(plan, network, dropout)
+
+
+def _single_network(plan: ModelPlan, network: NetworkDescription, dropout: float) -> nn.Module:
     from monai.networks.nets import SegResNet, UNet
 
     if plan.network == "segresnet":

@@ -33,7 +33,7 @@ from lib.config import APP_DIR, parse_config
 from lib.evaluation.cases import volumes
 from lib.evaluation.metrics import label_metrics
 from lib.infers import SegmentationInfer
-from lib.infers.ensemble import EnsembleSegmentationInfer
+from lib.trainers.ensemble import combine
 from lib.trainers.offline import train_offline
 from lib.transforms.volume_io import read_volume
 
@@ -134,7 +134,8 @@ def cross_validate(
         trained: a folder of an earlier cross-validation (same studies and folds): its ``fold<i>.pt`` are used
             instead of training, to compare inference settings (``--conf tta mirror``...) on the same models.
             Several folders: each fold's models from all of them segment as one ensemble, their softmax outputs
-            averaged (:class:`EnsembleSegmentationInfer`).
+            averaged (combined into one ensemble checkpoint, :mod:`lib.trainers.ensemble`, and served as the app
+            serves it).
         resume: reuse the folds an interrupted run of this cross-validation (same ``out``, ``conf`` and cases)
             finished (:func:`trained_fold`), and train the others; long runs can span several sittings.
         seed: fold ``i`` trains with ``seed + i`` (:func:`train_offline`), so the run can be repeated; without it,
@@ -175,12 +176,12 @@ def cross_validate(
                 stats = train_offline(_fold_studies(os.path.join(tmp, "studies"), train), checkpoint, conf, fold_seed)
             minutes = _minutes(earlier["total_time"]) if earlier is not None else (time.time() - start) / 60
             runs.append({"fold": fold, "test": sorted(test), "minutes": minutes, "stats": stats})
+            if len(checkpoints) > 1:
+                plan = parse_config({**conf, "checkpoint": "none", "ensemble": "1"}, APP_DIR).plan
+                checkpoint = os.path.join(tmp, "ensemble.pt")
+                combine(checkpoints, plan, checkpoint)
             app_config = parse_config({**conf, "checkpoint": checkpoint, "model_dir": os.path.join(tmp, "m")}, APP_DIR)
-            infer = (
-                SegmentationInfer(app_config)
-                if len(checkpoints) == 1
-                else EnsembleSegmentationInfer(app_config, checkpoints)
-            )
+            infer = SegmentationInfer(app_config)
             for case, (image, label) in test.items():
                 path, _ = infer({"image": image, "result_extension": ".nii.gz"})
                 truth, geometry = read_volume(label)

@@ -29,6 +29,7 @@ from monai.transforms import (
 )
 
 from lib.config import AppConfig
+from lib.networks.ensemble import ensemble_members
 from lib.networks.precision import MixedPrecision, autocast_dtype
 from lib.transforms.components import KEEP_LARGEST_VALUES, outside_largest
 from lib.transforms.resample import ResampleToSpacingd, resize
@@ -211,8 +212,9 @@ class SlidingWindow(Inferer):
     Used by inference, validation and scoring alike, so the validation Dice is the served model's. With
     ``mirror``, the image is also segmented flipped along i, along j and along both (nnU-Net's mirror test-time
     augmentation in the slice plane, where training flips too), and the four softmax outputs are averaged; the
-    result is returned as log-probabilities, whose softmax is that average. A :class:`torch.nn.ModuleList` of
-    networks (an ensemble) has its members' softmax outputs averaged the same way (nnU-Net's ensembling).
+    result is returned as log-probabilities, whose softmax is that average. An ensemble
+    (:class:`lib.networks.ensemble.Ensemble`) has each member segment the whole volume and their softmax outputs
+    averaged the same way (nnU-Net's ensembling).
     """
 
     def __init__(self, app_config: AppConfig, batch_size: int = 1, mirror: bool = False) -> None:
@@ -222,7 +224,7 @@ class SlidingWindow(Inferer):
         self.mirror = mirror
 
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
-        members = list(network) if isinstance(network, torch.nn.ModuleList) else [network]
+        members = ensemble_members(network)
         flips: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (2, 3)) if self.mirror else ((),)
         if len(members) == 1 and len(flips) == 1:
             return self._windows(inputs, members[0], **kwargs)

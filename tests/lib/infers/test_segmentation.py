@@ -13,7 +13,6 @@ from scipy import ndimage
 from lib.checkpoint import Weights, publish
 from lib.config import AppConfig
 from lib.infers import ClickNetworkInfer, SegmentationInfer
-from lib.infers.ensemble import EnsembleSegmentationInfer
 from lib.networks import build_network
 from lib.networks.descriptions import SEGMENTATION
 from tests.synthetic import SyntheticCase
@@ -82,16 +81,3 @@ def test_offered_to_annotators_for_auto_segmentation_but_not_for_clicks(config: 
 def test_mirror_tta_is_used_by_auto_segmentation_only_when_configured(make_config) -> None:
     assert SegmentationInfer(make_config()).inferer().mirror is False
     assert SegmentationInfer(make_config(tta="mirror")).inferer().mirror is True
-
-
-def test_an_ensemble_needs_two_members_and_keeps_largest_only_where_all_chose_it(config: AppConfig, tmp_path) -> None:
-    with pytest.raises(ValueError, match="at least 2 checkpoints"):
-        EnsembleSegmentationInfer(config, [str(tmp_path / "one.pt")])
-    paths = []
-    for i, chosen in enumerate((["tumor"], [])):
-        network = build_network(config.plan, SEGMENTATION)
-        paths.append(str(tmp_path / f"member{i}.pt"))
-        torch.save({"model": network.state_dict(), "meta": {"keep_largest": chosen}}, paths[-1])
-    ensemble, meta = EnsembleSegmentationInfer(config, paths).network_for("cpu")
-    assert isinstance(ensemble, torch.nn.ModuleList) and len(ensemble) == 2
-    assert meta["keep_largest"] == [] and meta["checkpoint"] == "member0.pt, member1.pt"

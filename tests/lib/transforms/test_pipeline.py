@@ -15,6 +15,7 @@ from monai.transforms import Compose
 
 from lib.config import APP_DIR, AppConfig, parse_config
 from lib.infers import ModelNotTrainedError, SegmentationInfer
+from lib.networks.ensemble import Ensemble
 from lib.transforms.geometry import Geometry
 from lib.transforms.pipeline import (
     IMAGE,
@@ -330,13 +331,13 @@ class Constant(torch.nn.Module):
 def test_an_ensemble_averages_its_members_probabilities_not_their_logits(make_config: ConfigFactory) -> None:
     config = make_config()
     image = torch.rand(1, 1, 16, 16, 8)
-    members = torch.nn.ModuleList([Constant(4.0), Constant(-1.0)])
+    members = Ensemble([Constant(4.0), Constant(-1.0)])
     ensemble = torch.softmax(sliding_window(config)(image, members), dim=1)
     # (sigmoid(4) + sigmoid(-1)) / 2 = (0.98201 + 0.26894) / 2; averaging the logits would give sigmoid(1.5) = 0.818
     expected = (torch.sigmoid(torch.tensor(4.0)) + torch.sigmoid(torch.tensor(-1.0))) / 2
     torch.testing.assert_close(ensemble[0, 1], torch.full((16, 16, 8), float(expected)), atol=1e-5, rtol=0)
     # with mirror TTA, each member's four passes join the average: Ramp's mirrors average to 0.5, Constant(4) stays
-    both = torch.nn.ModuleList([Ramp(), Constant(4.0)])
+    both = Ensemble([Ramp(), Constant(4.0)])
     mirrored = torch.softmax(sliding_window(config, mirror=True)(image, both), dim=1)
     expected = (0.5 + torch.sigmoid(torch.tensor(4.0))) / 2
     torch.testing.assert_close(mirrored[0, 1], torch.full((16, 16, 8), float(expected)), atol=1e-4, rtol=0)
