@@ -15,10 +15,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import json
 import os
 from collections.abc import Sequence
 from typing import Any
 
+from lib.atomic import write_json
 from lib.checkpoint import Weights, publish, read_checkpoint
 from lib.config import APP_DIR, parse_config
 from lib.config.plan import ModelPlan
@@ -33,7 +35,9 @@ def combine(members: Sequence[str], plan: ModelPlan, out: str) -> dict[str, Any]
     """Write the single-network checkpoints ``members`` (each trained for ``plan``) to ``out`` as one ensemble.
 
     The ensemble keeps a label's largest component only where every member's validation chose it; it has trained
-    on every case a member trained on, and records each member's file, run and validation figure.
+    on every case a member trained on, and records each member's file, run and validation figure. When every
+    member has its training record beside it (``<member>.json``, written by ``lib.trainers.offline``), they are
+    written together to ``<out>.json``.
 
     Returns:
         The ensemble checkpoint's metadata.
@@ -69,7 +73,19 @@ def combine(members: Sequence[str], plan: ModelPlan, out: str) -> dict[str, Any]
     }
     ensemble = dataclasses.replace(plan, ensemble=len(members))
     publish([Weights(state, meta, out)], ensemble, [SEGMENTATION])
+    records = [_training_record(path) for path in members]
+    if all(records):  # the members' training records (lib.trainers.offline), kept beside the ensemble
+        write_json(f"{out}.json", {"members": [{"file": os.path.basename(p), **r} for p, r in zip(members, records)]})
     return meta
+
+
+def _training_record(checkpoint: str) -> dict[str, Any] | None:
+    """The training record ``lib.trainers.offline`` wrote beside ``checkpoint``, if any."""
+    path = f"{checkpoint}.json"
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def main() -> None:

@@ -60,7 +60,7 @@ def train_offline(studies: str, out: str, conf: dict[str, str], seed: int | None
         shutil.copyfile(published, out)
     stats = {k: v for k, v in stats.items() if k not in ("pid", "niceness")}
     with open(out + ".json", "w") as f:
-        json.dump({"conf": conf, "stats": stats}, f, indent=1)
+        json.dump({"conf": conf, "seed": seed, "stats": stats}, f, indent=1)
     return stats
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,6 +57,21 @@ def test_the_ensemble_holds_each_members_weights_and_their_joint_record(
     assert meta["run_id"] == "a+b"
     assert [m["file"] for m in meta["members"]] == ["a.pt", "b.pt"]
     assert [m["keep_largest"] for m in meta["members"]] == [["tumor"], []]
+    assert not Path(f"{out}.json").exists()  # the members have no training records
+
+
+def test_the_members_training_records_are_kept_together(config: AppConfig, members: list[str]) -> None:
+    for seed, path in enumerate(members):
+        Path(f"{path}.json").write_text(json.dumps({"conf": {"epochs": str(30 * (seed + 1))}, "seed": seed}))
+    out = str(Path(members[0]).parent / "ensemble.pt")
+    combine(members, config.plan, out)
+    record = json.loads(Path(f"{out}.json").read_text())
+    assert record == {
+        "members": [
+            {"file": "a.pt", "conf": {"epochs": "30"}, "seed": 0},
+            {"file": "b.pt", "conf": {"epochs": "60"}, "seed": 1},
+        ]
+    }
 
 
 def test_members_must_be_two_single_networks_of_the_plan(

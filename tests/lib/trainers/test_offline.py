@@ -48,3 +48,4 @@ def test_a_seeded_run_repeats_exactly(tmp_path: Path) -> None:
     assert runs[0]["best_metric"] == runs[1]["best_metric"] and losses[0] == losses[1] is not None
     weights = [torch.load(tmp_path / f"run{i}.pt", weights_only=True)["model"] for i in range(2)]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert json.loads((tmp_path / "run0.pt.json").read_text())["seed"] == 7  # the record says how to repeat it
