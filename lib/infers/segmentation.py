@@ -32,11 +32,12 @@ class SegmentationInfer(ServedNetworkInfer):
 
     def __init__(self, app_config: AppConfig) -> None:
         plan = app_config.plan
+        ensemble = f"; ensemble of {plan.ensemble} networks" if plan.ensemble > 1 else ""
         super().__init__(
             app_config,
             SEGMENTATION,
             InferType.SEGMENTATION,
-            f"Tumour auto segmentation ({plan.modality.upper()}, {', '.join(plan.labels)})",
+            f"Tumour auto segmentation ({plan.modality.upper()}, {', '.join(plan.labels)}{ensemble})",
             {KEEP_LARGEST: list(KEEP_LARGEST_CHOICES)},
             "The segmentation model has no trained weights yet. Submit at least one corrected label and press "
             "Train (or start the server with --conf checkpoint <file> to load a starting model).",

@@ -112,6 +112,7 @@ def test_auto_segmentation_serves_the_ensemble(
     combine(members, make_config().plan, out)
     config = make_config(checkpoint=out)
     infer = SegmentationInfer(config)
+    assert infer.description == "Tumour auto segmentation (CT, tumor; ensemble of 2 networks)"  # shown in 3D Slicer
     network, meta = infer.network_for("cpu")
     assert isinstance(network, Ensemble) and meta["checkpoint"] == "ensemble.pt"
     for served, path in zip(network.members, members):
