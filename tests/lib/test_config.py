@@ -245,6 +245,17 @@ def test_shipped_model_for_other_architecture_or_preprocessing_is_not_used(
     assert "cannot be used" in caplog.text and "was trained for" in caplog.text
 
 
+def test_a_shipped_ensemble_sets_the_default_ensemble_size(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    shipped = ship(tmp_path, parse_config({"ensemble": "2"}, str(tmp_path)))
+
+    default = parse_config({}, str(tmp_path))
+    assert (default.plan.ensemble, default.checkpoint) == (2, str(shipped))
+    assert parse_config({"checkpoint": "none"}, str(tmp_path)).plan.ensemble == 1  # nothing to follow
+    with caplog.at_level("INFO"):
+        assert parse_config({"ensemble": "1"}, str(tmp_path)).checkpoint == ""  # said otherwise: not used
+    assert "'ensemble': 2" in caplog.text
+
+
 def test_unreadable_shipped_model_is_not_used(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "pretrained").mkdir()
     (tmp_path / "pretrained" / "ct_tumor.pt").write_bytes(b"not a checkpoint")
