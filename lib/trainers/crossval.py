@@ -34,7 +34,7 @@ from lib.evaluation.cases import volumes
 from lib.evaluation.metrics import label_metrics
 from lib.infers import SegmentationInfer
 from lib.trainers.ensemble import combine
-from lib.trainers.offline import train_offline
+from lib.trainers.offline import offline_config, train_offline
 from lib.transforms.volume_io import read_volume
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,9 @@ def trained_fold(checkpoint: str, conf: dict[str, str], train: dict[str, tuple[s
         return None
     with open(record) as f:
         trained_with = json.load(f)
-    _, meta = read_checkpoint(checkpoint, parse_config(dict(conf), APP_DIR).plan)
+    with tempfile.TemporaryDirectory() as model_dir:
+        plan = offline_config(conf, model_dir).plan  # the plan the fold trained under (train_offline's)
+    _, meta = read_checkpoint(checkpoint, plan)
     seen = set(meta.get("trained_on", [])) | set(meta.get("validated_on", []))
     expected = {os.path.basename(image) for image, _ in train.values()}
     if trained_with.get("conf") != conf or seen != expected:

@@ -30,11 +30,17 @@ import tempfile
 
 from monai.utils import set_determinism
 
-from lib.config import APP_DIR, parse_config
+from lib.config import APP_DIR, AppConfig, parse_config
 from lib.datastore import VOLUME_EXTENSIONS, TumorDatastore
 from lib.networks.descriptions import SEGMENTATION
 from lib.trainers.distributed import join_from_environment, leave
 from lib.trainers.run import TrainingRun
+
+
+def offline_config(conf: dict[str, str], model_dir: str) -> AppConfig:
+    """The configuration an offline run trains under: ``conf``, from scratch unless it names a starting checkpoint
+    (so the network, an ensemble or not, is the one ``conf`` describes), without the click network."""
+    return parse_config({"checkpoint": "none", "click_epochs": "0", **conf, "model_dir": model_dir}, APP_DIR)
 
 
 def train_offline(studies: str, out: str, conf: dict[str, str], seed: int | None = None) -> dict:
@@ -44,8 +50,7 @@ def train_offline(studies: str, out: str, conf: dict[str, str], seed: int | None
     ``seed`` makes the run repeatable (MONAI's ``set_determinism``; process ``r`` of a distributed run draws its
     patches from ``seed + r``)."""
     with tempfile.TemporaryDirectory() as model_dir:
-        # Training starts from scratch unless a starting checkpoint is named; the click network is not trained.
-        app_config = parse_config({"checkpoint": "none", "click_epochs": "0", **conf, "model_dir": model_dir}, APP_DIR)
+        app_config = offline_config(conf, model_dir)
         world = join_from_environment(app_config.torch_device())
         if seed is not None:
             set_determinism(seed=seed + world.rank)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from lib.checkpoint import read_checkpoint
-from lib.config import APP_DIR, parse_config
 from lib.trainers.crossval import _minutes, assign_folds, cross_validate, scored_fold, trained_fold
+from lib.trainers.offline import offline_config
 from tests.lib.conftest import TINY
 from tests.synthetic import write_case
 
@@ -42,7 +42,7 @@ def test_every_case_is_tested_once_by_a_model_that_did_not_train_on_it(
     assert [c for c, _ in tested] == ["case0", "case1", "case2", "case3"]
     for run in result["runs"]:
         assert sorted(run["test"]) == sorted(c for c, f in tested if f == run["fold"])
-    plan = parse_config(dict(TINY), APP_DIR).plan
+    plan = offline_config(dict(TINY), str(tmp_path)).plan  # the plan the folds trained under
     for fold in (0, 1):  # the fold's model never trained on, nor chose its epoch by, its test cases
         _, meta = read_checkpoint(str(out / f"fold{fold}.pt"), plan)
         test_cases = {f"{c}.nii.gz" for c, f in tested if f == fold}

@@ -19,7 +19,7 @@ from ignite.engine import Engine, Events
 from torch.multiprocessing import ProcessExitedException
 
 from lib.checkpoint import read_checkpoint
-from lib.config import APP_DIR, AppConfig, parse_config
+from lib.config import AppConfig
 from lib.datastore import TumorDatastore
 from lib.networks.descriptions import SEGMENTATION
 from lib.trainers import TrainingRun
@@ -27,6 +27,7 @@ from lib.trainers.cases import case_id, split_cases, usable_cases
 from lib.trainers.deadline import StopBeforeDeadline
 from lib.trainers.distributed import World, leave, shard, spawn
 from lib.trainers.network_trainer import NetworkTrainer
+from lib.trainers.offline import offline_config
 from lib.trainers.run_options import RunOptions
 from lib.trainers.run_stats import read_stats
 from tests.lib.conftest import TINY
@@ -243,7 +244,7 @@ def test_torchrun_with_two_gloo_processes_trains_as_well_as_one_process(tmp_path
     dice_one, dice_two = one["best_metric"], two["best_metric"]
     assert min(dice_one, dice_two) > 0.6 and abs(dice_two - dice_one) < 0.15, (dice_one, dice_two)
     assert sorted(os.listdir(tmp_path / "two")) == ["model.pt", "model.pt.json"]  # written once, by process 0
-    plan = parse_config({**TINY}, APP_DIR).plan
+    plan = offline_config(dict(TINY), str(tmp_path)).plan  # the plan the runs trained under
     state_one, meta_one = read_checkpoint(str(tmp_path / "one" / "model.pt"), plan)
     state_two, meta_two = read_checkpoint(str(tmp_path / "two" / "model.pt"), plan)
     assert state_one.keys() == state_two.keys() and meta_one.keys() == meta_two.keys()  # one checkpoint format

@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from lib.checkpoint import read_checkpoint
-from lib.config import APP_DIR, parse_config
-from lib.trainers.offline import train_offline
+from lib.trainers.offline import offline_config, train_offline
 from tests.lib.conftest import TINY
 from tests.synthetic import write_case
 
@@ -26,7 +25,9 @@ def test_offline_training_writes_a_checkpoint_and_its_stats(tmp_path: Path) -> N
 
     assert stats["status"] == "DONE" and stats["epoch"] == 2 and list(stats["networks"]) == ["segmentation"]
     assert stats["networks"]["segmentation"]["cases"] == {"train": 1, "val": 1}
-    _, meta = read_checkpoint(str(out), parse_config(conf, APP_DIR).plan)  # fits the configuration it was made for
+    _, meta = read_checkpoint(
+        str(out), offline_config(conf, str(tmp_path)).plan
+    )  # fits the configuration it was made for
     assert meta["run_id"] == stats["run_id"]
     assert json.loads(Path(f"{out}.json").read_text())["conf"] == conf
 
