@@ -44,12 +44,17 @@ class TrainQueue:
     Args:
         stats_path: the runs' stats file, rewritten as STOPPED when Stop ends a run.
         outputs: the files a run replaces (weights); a run killed by Stop while writing them leaves temporary files
-            beside them, which Stop removes once the run's process has exited.
+            beside them, which Stop removes once the run's process has exited. A run ends with the server that
+            started it, possibly mid-write too, so the queue of a new server removes what such a run left.
     """
 
     def __init__(self, stats_path: str, outputs: Sequence[str] = ()) -> None:
         self.stats_path = stats_path
         self.outputs = (*outputs, stats_path)
+        started = time.time()
+        for path in self.outputs:
+            for tmp in remove_stale_temporaries(path, started):
+                logger.info("Removed %s, left by a training run of an earlier server", tmp)
         self._lock = threading.Lock()
         self._current: dict[str, Any] | None = None  # the task of the run started last
         self._pending: dict[str, Any] | None = None

@@ -90,6 +90,7 @@ def test_stop_drops_the_pending_request_and_settles_the_stats(tasks: FakeTasks, 
 def test_stop_removes_what_the_killed_run_half_wrote_and_nothing_else(tasks: FakeTasks, tmp_path, monkeypatch) -> None:
     weights = tmp_path / "segmentation.pt"
     weights.write_bytes(b"served")
+    queue = TrainQueue(str(tmp_path / "train_stats.json"), [str(weights)])
     half_written = tmp_path / ".segmentation.pt.k3x_9q.tmp"  # as lib.atomic names it; killed before its rename
     half_written.write_bytes(b"half")
     later = tmp_path / ".segmentation.pt.z1.tmp"  # written after Stop was asked (an admin's upload): not the run's
@@ -100,8 +101,24 @@ def test_stop_removes_what_the_killed_run_half_wrote_and_nothing_else(tasks: Fak
     run = subprocess.Popen([sys.executable, "-c", "pass"])  # the run's process, which has exited when Stop waits
     monkeypatch.setattr(train_queue, "processes", lambda method: {"run": run})
     monkeypatch.setattr(train_queue, "stop_background_task", lambda method: {"id": "run", "status": "STOPPED"})
-    queue = TrainQueue(str(tmp_path / "train_stats.json"), [str(weights)])
 
     assert queue.stop() == {"id": "run", "status": "STOPPED"}
     assert not half_written.exists()
     assert later.exists() and other.exists() and weights.read_bytes() == b"served"
+
+
+def test_a_new_server_removes_what_a_run_of_the_previous_one_half_wrote(tmp_path) -> None:
+    """A run ends with its server (lib.server.lifeline), possibly in the middle of writing its stats or weights."""
+    weights, stats = tmp_path / "segmentation.pt", tmp_path / "train_stats.json"
+    weights.write_bytes(b"served")
+    stats.write_text('{"status": "RUNNING"}')
+    left = [tmp_path / ".segmentation.pt.k3x_9q.tmp", tmp_path / ".train_stats.json.jd535xes.tmp"]
+    for path in left:
+        path.write_bytes(b"half")
+    other = tmp_path / ".users.json.a1.tmp"  # another file's temporary: not a run's output
+    other.write_text("{}")
+
+    TrainQueue(str(stats), [str(weights)])
+
+    assert not any(path.exists() for path in left)
+    assert other.exists() and weights.read_bytes() == b"served" and stats.read_text() == '{"status": "RUNNING"}'
