@@ -43,7 +43,7 @@ def combine(members: Sequence[str], plan: ModelPlan, out: str) -> dict[str, Any]
         The ensemble checkpoint's metadata.
 
     Raises:
-        ValueError: for fewer than two members.
+        ValueError: for fewer than two members, or a member that records no plan (a bare state dict).
         lib.checkpoint.CheckpointError: when a member cannot be read, or was trained for another plan or is itself
             an ensemble.
     """
@@ -65,7 +65,8 @@ def combine(members: Sequence[str], plan: ModelPlan, out: str) -> dict[str, Any]
         "run_id": "+".join(str(m.get("run_id", "?")) for m in metas),
         "published": datetime.datetime.now().isoformat(timespec="seconds"),
         KEEP_LARGEST: chosen,
-        "trained_on": sorted(trained_on),
+        # Unknown when a member does not record it: fine-tuning then never validates the ensemble as "epoch 0".
+        **({"trained_on": sorted(trained_on)} if all("trained_on" in m for m in metas) else {}),
         "validated_on": sorted(validated_on),
         "members": [
             {"file": os.path.basename(p), **{k: m[k] for k in MEMBER_KEYS if k in m}} for p, m in zip(members, metas)
@@ -76,6 +77,8 @@ def combine(members: Sequence[str], plan: ModelPlan, out: str) -> dict[str, Any]
     records = [_training_record(path) for path in members]
     if all(records):  # the members' training records (lib.trainers.offline), kept beside the ensemble
         write_json(f"{out}.json", {"members": [{"file": os.path.basename(p), **r} for p, r in zip(members, records)]})
+    elif os.path.isfile(f"{out}.json"):  # an earlier ensemble's record would describe other networks
+        os.remove(f"{out}.json")
     return meta
 
 

@@ -72,6 +72,21 @@ def test_the_members_training_records_are_kept_together(config: AppConfig, membe
             {"file": "b.pt", "conf": {"epochs": "60"}, "seed": 1},
         ]
     }
+    Path(f"{members[1]}.json").unlink()  # combined again without one record: no record that would mislead
+    combine(members, config.plan, out)
+    assert not Path(f"{out}.json").exists()
+
+
+def test_the_ensemble_has_trained_on_unknown_cases_when_a_member_does_not_say(
+    config: AppConfig, members: list[str], tmp_path: Path
+) -> None:
+    older = member(config, tmp_path / "older.pt")  # published before checkpoints recorded their cases
+    out = str(tmp_path / "ensemble.pt")
+    meta = combine([members[0], older], config.plan, out)
+    assert (
+        "trained_on" not in meta
+        and "trained_on" not in read_checkpoint(out, dataclasses.replace(config.plan, ensemble=2))[1]
+    )
 
 
 def test_members_must_be_two_single_networks_of_the_plan(
@@ -85,6 +100,9 @@ def test_members_must_be_two_single_networks_of_the_plan(
     combine(members, config.plan, str(tmp_path / "pair.pt"))
     with pytest.raises(CheckpointError, match="checkpoint pair.pt was trained for .*'ensemble': 2"):
         combine([members[0], str(tmp_path / "pair.pt")], config.plan, str(tmp_path / "x.pt"))
+    torch.save(build_network(config.plan).state_dict(), tmp_path / "bare.pt")
+    with pytest.raises(ValueError, match="member bare.pt records no plan"):
+        combine([members[0], str(tmp_path / "bare.pt")], config.plan, str(tmp_path / "x.pt"))
     assert not (tmp_path / "x.pt").exists()
 
 
