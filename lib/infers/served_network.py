@@ -107,17 +107,13 @@ class ServedNetworkInfer(BasicInferTask):
             cached = self._loaded.get(device)
             if cached and cached[1] == path and cached[2] == mtime:
                 return cached[0], cached[3]
-            network, meta = self.load_network(path, device)
+            network = build_network(self.app_config.plan, self.served)
+            meta = load_weights(network, path, self.app_config.plan, self.served)
+            network = network.to(torch.device(device)).eval()
             meta = {**meta, "checkpoint": os.path.basename(path)}
             self._loaded[device] = (network, path, mtime, meta)
             logger.info("Loaded weights %s on %s", path, device)
             return network, meta
-
-    def load_network(self, path: str, device: str) -> tuple[nn.Module, dict[str, Any]]:
-        """The served network with the weights of ``path`` on ``device``, in eval mode, and their metadata."""
-        network = build_network(self.app_config.plan, self.served)
-        meta = load_weights(network, path, self.app_config.plan, self.served)
-        return network.to(torch.device(device)).eval(), meta
 
     def _get_network(self, device: str, data: Any) -> nn.Module:
         return self.network_for(device)[0]

@@ -179,9 +179,8 @@ def cross_validate(
             minutes = _minutes(earlier["total_time"]) if earlier is not None else (time.time() - start) / 60
             runs.append({"fold": fold, "test": sorted(test), "minutes": minutes, "stats": stats})
             if len(checkpoints) > 1:
-                plan = parse_config({**conf, "checkpoint": "none", "ensemble": "1"}, APP_DIR).plan
                 checkpoint = os.path.join(tmp, "ensemble.pt")
-                combine(checkpoints, plan, checkpoint)
+                combine(checkpoints, offline_config(conf, tmp).plan, checkpoint)  # the members' plan
             app_config = parse_config({**conf, "checkpoint": checkpoint, "model_dir": os.path.join(tmp, "m")}, APP_DIR)
             infer = SegmentationInfer(app_config)
             for case, (image, label) in test.items():
