@@ -17,9 +17,12 @@ Everything goes through the app object's own methods (``apps/tumor/main.py``: st
 scoring), in this process instead of over HTTP. The click network does not change the pre-segmentation, so it
 is not trained here (``click_epochs 0``): the whole budget of a round goes to the segmentation network.
 
-Round 0 is the starting weights (``--conf checkpoint``) before any label. To measure fine-tuning from a starting
-model on cases it never saw, start from a cross-validation fold's model and measure on that fold's test cases
-(``--dev``); the report says in how many rounds the dev Dice fell below the start.
+Round 0 is the starting weights (``--conf checkpoint``) before any label; the report says in how many rounds the dev
+Dice fell below them. Annotators label cases the starting model never saw, so the campaign never offers a case
+the starting checkpoint records having trained or chosen its epoch on (``trained_on``, ``validated_on``): fine-tuning
+on those would measure nothing, and the served weights could not compete fairly as "epoch 0" of a round validated on
+them. Start from a model trained on some STS cases (``lib.trainers.offline``) and measure on cases it never saw
+(``--dev``); the rest are the pool (see benchmarks/README.md, "Fine-tuning from a starting model").
 
 Usage: ``.venv/bin/python -m benchmarks.campaign [--modality CT|MR] [--labels 15] [--train-minutes 2]
 [--strategies random epistemic] [--conf key value ...] [--dev CASE ...] [--name NAME] [--out benchmarks/results]``
@@ -203,6 +206,12 @@ def main() -> None:
     if not os.path.isdir(args.data):
         raise SystemExit(f"no STS data at {args.data}: this benchmark needs ../shared/data/sts")
     pool, dev = split_cases(args.data, args.dev)
+    seen = seen_by_start(args)
+    if set(dev) & seen:
+        raise SystemExit(f"the starting checkpoint saw dev cases {sorted(set(dev) & seen)}: choose others (--dev)")
+    pool = [c for c in pool if c not in seen]
+    if not pool:
+        raise SystemExit("the starting checkpoint saw every case outside --dev: no case is left to label")
     args.labels = min(args.labels, len(pool))
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -212,6 +221,22 @@ def main() -> None:
         for strategy in args.strategies:
             steps += run_campaign(strategy, pool, dev, args, tmp)
     report(steps, dev, args)
+
+
+def seen_by_start(args: argparse.Namespace) -> set[str]:
+    """The STS cases the starting checkpoint (``--conf checkpoint``) records having trained or chosen its epoch on."""
+    from lib.checkpoint import read_checkpoint, serving_checkpoint
+    from lib.config import APP_DIR, parse_config
+
+    with tempfile.TemporaryDirectory() as model_dir:
+        conf = {"modality": args.modality.lower(), "checkpoint": "none", **dict(args.conf), "model_dir": model_dir}
+        app_config = parse_config(conf, APP_DIR)
+        path = serving_checkpoint(app_config)
+    if path is None:
+        return set()
+    meta = read_checkpoint(path, app_config.plan)[1]
+    # Recorded as image file names (lib.trainers.cases.case_id), e.g. STS_001.nii.gz; STS case names hold no dot.
+    return {f.split(".", 1)[0] for f in [*meta.get("trained_on", []), *meta.get("validated_on", [])]}
 
 
 def round_budget(args: argparse.Namespace) -> str:

@@ -395,7 +395,7 @@ def test_malformed_requests_to_every_route_get_a_4xx(secure: SecureServer, names
         if (method, path) in (("POST", "/train"), ("POST", "/train/segmentation"), ("POST", "/scoring")):
             continue  # valid bodies would start a run; their malformed ones are in the test above
         if (method, path) == ("DELETE", "/model/segmentation"):
-            continue  # takes no input to get wrong: it would remove the weights (tested on its own)
+            continue  # takes no input to get wrong: it would remove the weights (tests/lib/server/test_model_routes.py)
         if (method, path) == ("POST", "/auth/token"):
             continue  # failed logins count towards the address's limit: malformed logins are tested above
         for query in queries:

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, HTTPException, Request, UploadFile
 from monailabel.interfaces.app import MONAILabelApp
 
-from lib.checkpoint import CheckpointError, Weights, load_state, publish, read_checkpoint
+from lib.checkpoint import CheckpointError, Weights, load_state, publish, read_checkpoint, serving_checkpoint
+from lib.config import AppConfig
 from lib.networks import build_network
 from lib.networks.descriptions import NETWORKS, NetworkDescription
 from lib.server.options import OptionsError, check_train_options
@@ -34,6 +35,19 @@ def keep_aside(path: str, why: str) -> str:
     if os.path.isfile(path):
         os.replace(path, kept)
     return kept
+
+
+def serving_after(app_config: AppConfig, network: NetworkDescription) -> str:
+    """What ``network`` is served from now that its published weights are gone, in words for the admin."""
+    start = serving_checkpoint(app_config, network)
+    if start is None:
+        return f"nothing: the model answers 409 until trained, or given weights by PUT /model/{network.served_as}"
+    try:
+        read_checkpoint(start, app_config.plan, network)
+    except CheckpointError as e:
+        # The plan (an ensemble's size among it) follows the weights served at start-up, and is fixed for the run.
+        return f"nothing until the server restarts: {e}"
+    return f"{os.path.basename(start)} (the starting checkpoint)"
 
 
 def training_routes(instance: MONAILabelApp) -> APIRouter:
@@ -82,9 +96,15 @@ def training_routes(instance: MONAILabelApp) -> APIRouter:
 
     @router.delete("/model/{model}")
     def remove_weights(model: str) -> dict[str, Any]:
-        served = _network_of(model).published_path(instance.app_config.model_dir)
+        network = _network_of(model)
+        served = network.published_path(instance.app_config.model_dir)
         if not os.path.isfile(served):
             raise HTTPException(404, f"model {model!r} has no trained weights to remove")
-        return {"model": model, "kept_as": os.path.basename(keep_aside(served, "deleted"))}
+        kept = keep_aside(served, "deleted")
+        return {
+            "model": model,
+            "kept_as": os.path.basename(kept),
+            "serving": serving_after(instance.app_config, network),
+        }
 
     return router
