@@ -292,3 +292,58 @@ def test_too_few_validation_cases_keep_the_final_weights(config: AppConfig) -> N
     summary = monitor.summary()
     assert summary["best_metric"] == pytest.approx(0.3) and summary["best_metric_epoch"] == 2
     assert summary["start_metric"] is None
+
+
+def test_a_blended_fine_tuning_validates_and_keeps_the_blend_and_trains_on_unblended(make_config) -> None:
+    """finetune_blend 0.25: what is validated and kept is anchor + 0.25 x (trained - anchor); epoch 0 validates the
+    served weights as served, and every epoch trains on from the unblended weights."""
+    config = make_config(finetune_blend="0.25")
+    network = build_network(config.plan)
+    anchor = served_weights(network, -4.0)  # the starting checkpoint: first tensor -4...
+    other = [k for k, v in anchor.items() if v.is_floating_point()][1]
+    anchor[other] = anchor[other] + 1.0  # ...and another one apart from the trained network's (never trained here)
+    trainer = make_trainer(network)  # epoch n writes n into the first tensor
+    evaluator = make_evaluator([0.4, 0.5, 0.45], labels=1)
+    validated: list[float] = []
+    evaluator.add_event_handler(
+        Events.EPOCH_STARTED, lambda _: validated.append(float(first_weight(network).flatten()[0]))
+    )
+    starts: list[float] = []
+    trainer.add_event_handler(Events.EPOCH_STARTED, lambda _: starts.append(float(first_weight(network).flatten()[0])))
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: evaluator.run(engine.state.epoch))
+    served = (served_weights(network, -1.0), ["a"])
+    monitor = monitor_of(config, network, "run", {"train": 3, "val": 3}, served=served, anchor=anchor)
+    monitor.attach(trainer, evaluator)
+    first_weight(network).fill_(-2.0)  # the previous round's final (unblended) weights
+    trainer.run([0], max_epochs=2)
+
+    assert validated == [-1.0, -4.0 + 0.25 * (1 + 4), -4.0 + 0.25 * (2 + 4)]  # served as is; epochs 1, 2 blended
+    assert starts == [-2.0, 1.0]  # epoch 2 trained on from epoch 1's own weights, not their blend
+    result = monitor.result()
+    assert result.best.meta["epoch"] == 1 and result.best.meta["finetune_blend"] == 0.25
+    assert torch.all(next(iter(result.best.state.values())) == -2.75)  # the blend that validated best
+    assert torch.allclose(result.best.state[other], network.state_dict()[other] + 0.75)
+    assert torch.all(next(iter(result.final.state.values())) == 2.0)  # the next round continues unblended
+    assert "finetune_blend" not in result.final.meta and monitor.summary()["finetune_blend"] == 0.25
+
+
+def test_without_validation_the_kept_weights_are_the_final_blend(make_config) -> None:
+    config = make_config(finetune_blend="0.5")
+    network = build_network(config.plan)
+    monitor = monitor_of(config, network, "run", {"train": 1, "val": 0}, anchor=served_weights(network, 0.0))
+    trainer = make_trainer(network)
+    monitor.attach(trainer, None)
+    trainer.run([0], max_epochs=3)
+    assert torch.all(next(iter(monitor.result().best.state.values())) == 1.5)
+    assert torch.all(next(iter(monitor.result().final.state.values())) == 3.0)
+
+
+def test_blend_1_keeps_the_fine_tuned_weights(config: AppConfig) -> None:
+    network = build_network(config.plan)
+    assert config.finetune_blend == 1
+    monitor = monitor_of(config, network, "run", {"train": 1, "val": 0}, anchor=served_weights(network, 0.0))
+    trainer = make_trainer(network)
+    monitor.attach(trainer, None)
+    trainer.run([0], max_epochs=2)
+    assert torch.all(next(iter(monitor.result().best.state.values())) == 2.0)
+    assert "finetune_blend" not in monitor.result().best.meta
