@@ -52,10 +52,6 @@ class AppConfig:
             (the shipped model, or ``checkpoint``): a tenth of ``learning_rate``, so that the first labels adjust
             the starting model instead of overwriting what it learned (fine-tuning at 1e-3 from one label halved
             its Dice on held-out cases: ``benchmarks/campaign.py``, README).
-        finetune_blend: share of the fine-tuned weights in the weights a fine-tuning run validates and publishes, the
-            rest being the starting checkpoint's (WiSE-FT's weight-space ensemble, Wortsman et al. 2022), so the
-            served model stays near the one it started from; 1: the fine-tuned weights alone. The run itself keeps
-            training the unblended weights, round after round.
         val_split: fraction of labelled cases held out for validation (at least one case is kept for training).
         min_val_cases: validation cases a run needs to publish its best-validating epoch (or keep the served
             weights when none beats them); with fewer, validation is too noisy to choose by and the run publishes
@@ -96,7 +92,6 @@ class AppConfig:
     train_minutes: float = 8.0
     learning_rate: float = 1e-3
     finetune_learning_rate: float = 1e-4
-    finetune_blend: float = 1.0
     val_split: float = 0.2
     min_val_cases: int = 3
     samples_per_case: int = 4

@@ -119,13 +119,6 @@ def _scalar(key: str, value: str, cast: Callable[[str], T], accepted: str) -> T:
         raise _fail(key, value, accepted) from None
 
 
-def _share(text: str) -> float:
-    number = float(text)
-    if not 0.0 < number <= 1.0:
-        raise ValueError(text)
-    return number
-
-
 def _fraction(text: str) -> float:
     number = float(text)
     if not 0.0 <= number < 1.0:
@@ -185,7 +178,6 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "train_minutes": lambda v: _scalar("train_minutes", v, _positive_float, "a positive number of minutes"),
     "learning_rate": lambda v: _scalar("learning_rate", v, _positive_float, "a positive number"),
     "finetune_learning_rate": lambda v: _scalar("finetune_learning_rate", v, _positive_float, "a positive number"),
-    "finetune_blend": lambda v: _scalar("finetune_blend", v, _share, "a fraction in (0, 1]"),
     "val_split": lambda v: _scalar("val_split", v, _fraction, "a fraction in [0, 1)"),
     "min_val_cases": lambda v: _scalar("min_val_cases", v, _positive_int, "a positive integer"),
     "samples_per_case": lambda v: _scalar("samples_per_case", v, _positive_int, "a positive integer"),

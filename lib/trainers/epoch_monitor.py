@@ -6,10 +6,6 @@ needs enough validation cases (``min_val_cases``): on one or two, a case's Dice 
 so a lucky epoch would stay served for many rounds. With fewer, the final weights are kept, as nnU-Net does, with
 their validation Dice.
 
-A run fine-tuning weights that descend from a starting checkpoint may validate and publish, instead of its weights,
-their blend with the starting checkpoint's (``finetune_blend``, WiSE-FT's weight-space ensemble): the evaluator sees
-the blend, and the trainer goes on training the unblended weights.
-
 Each validation also decides nnU-Net's post-processing for the weights it validated: the labels whose mean
 validation Dice rises when only their largest connected component is kept (``VAL_DICE_LARGEST_PER_LABEL``).
 
@@ -85,8 +81,6 @@ class EpochMonitor:
         starting_model: file name of the starting checkpoint this run's weights descend from (None: trained from
             scratch on this server's labels), recorded in both checkpoints as ``starting_model``.
         learning_rate: the run's initial learning rate, reported in its stats.
-        anchor: the starting checkpoint's weights, blended with this run's by ``app_config.finetune_blend`` in what
-            is validated and kept (None, or ``finetune_blend`` 1: this run's weights as they are).
         on_epoch: called after every epoch (and its validation), e.g. to write the run's stats.
     """
 
@@ -102,7 +96,6 @@ class EpochMonitor:
         validated_on: Sequence[str] = (),
         starting_model: str | None = None,
         learning_rate: float | None = None,
-        anchor: dict[str, torch.Tensor] | None = None,
         on_epoch: Callable[[], None] | None = None,
     ) -> None:
         self.app_config = app_config
@@ -115,8 +108,6 @@ class EpochMonitor:
         self.validated_on = list(validated_on)
         self.lineage = {STARTING_MODEL: starting_model} if starting_model else {}
         self.learning_rate = learning_rate
-        self.anchor = anchor if anchor is not None and app_config.finetune_blend < 1 else None
-        self._unblended: dict[str, torch.Tensor] | None = None  # the trained weights, while their blend validates
         self.on_epoch = on_epoch
         self.trainer: Engine | None = None
         self.best_metric: float | None = None
@@ -146,9 +137,6 @@ class EpochMonitor:
         self.trainer = trainer
         trainer.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
         if evaluator is not None:
-            if self.anchor is not None:
-                evaluator.add_event_handler(Events.STARTED, self._blend_in)
-                evaluator.add_event_handler(Events.COMPLETED, self._blend_out)
             evaluator.add_event_handler(Events.EPOCH_COMPLETED, self._validated)
             if self.served is not None and self.select_best:
                 trainer.add_event_handler(Events.STARTED, self._validate_served, evaluator)
@@ -169,26 +157,6 @@ class EpochMonitor:
         evaluator.run(0)
         self.module.load_state_dict(start)
 
-    def blended(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``state`` blended with the anchor: anchor + finetune_blend x (state - anchor), for floating tensors."""
-        if self.anchor is None:
-            return state
-        share = self.app_config.finetune_blend
-        return {k: torch.lerp(self.anchor[k].to(v), v, share) if v.is_floating_point() else v for k, v in state.items()}
-
-    def _blend_in(self, evaluator: Engine) -> None:
-        """Before a validation of this run's weights: put their blend in the network."""
-        if self.epoch == 0:
-            return  # "epoch 0": the served weights, validated as served
-        self._unblended = copy.deepcopy(self.module.state_dict())
-        self.module.load_state_dict(self.blended(self._unblended))
-
-    def _blend_out(self, evaluator: Engine) -> None:
-        """After the validation: put back the weights the run trains."""
-        if self._unblended is not None:
-            self.module.load_state_dict(self._unblended)
-            self._unblended = None
-
     def _epoch_started(self, trainer: Engine) -> None:
         self.epoch_start = time.time()
 
@@ -198,14 +166,7 @@ class EpochMonitor:
         if self.on_epoch is not None:
             self.on_epoch()
 
-    def _keep(
-        self,
-        metric: float | None,
-        per_label: dict[str, float | None],
-        largest: dict[str, float | None],
-        state: dict[str, torch.Tensor] | None = None,
-    ) -> None:
-        """Keep ``state`` (by default the network's weights, blended while validated) as the best so far."""
+    def _keep(self, metric: float | None, per_label: dict[str, float | None], largest: dict[str, float | None]) -> None:
         self.best_metric, self.best_per_label = metric, per_label
         # nnU-Net's rule: post-process a label only when that raises its validation Dice.
         post = {name: max(dice, largest.get(name) or 0.0) for name, dice in per_label.items() if dice is not None}
@@ -214,8 +175,7 @@ class EpochMonitor:
         self.best_epoch = self.epoch
         served = self.served is not None and self.best_epoch == 0
         self.best_trained_on = list(self.served[1]) if served else self.trained_on
-        state = self.module.state_dict() if state is None else state
-        self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in state.items()})
+        self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.module.state_dict().items()})
 
     def _validated(self, evaluator: Engine) -> None:
         metrics = evaluator.state.metrics
@@ -231,7 +191,7 @@ class EpochMonitor:
 
     def _trained_without_validation(self, trainer: Engine) -> None:
         # One labelled case: nothing to validate on, so the latest weights are the ones to keep.
-        self._keep(_number(trainer.state.metrics.get(TRAIN_DICE)), {}, {}, self.blended(self.module.state_dict()))
+        self._keep(_number(trainer.state.metrics.get(TRAIN_DICE)), {}, {})
 
     def summary(self) -> dict[str, Any]:
         """This network's part of the run's stats."""
@@ -249,16 +209,10 @@ class EpochMonitor:
             "cases": self.cases,
             "learning_rate": self.learning_rate,
             **self.lineage,
-            **self._blend_record(),
             "seconds_per_epoch": _mean(self.epoch_seconds),
             "train_seconds_per_epoch": _mean(self.train_seconds),
             "train_loss": _number(state.output[0]["loss"]) if state and isinstance(state.output, list) else None,
         }
-
-    def _blend_record(self) -> dict[str, float]:
-        """``finetune_blend`` when the kept weights are a blend with the starting checkpoint's."""
-        blended = self.anchor is not None and self.best_state is not None and self.best_epoch > 0
-        return {"finetune_blend": self.app_config.finetune_blend} if blended else {}
 
     def result(self) -> PhaseResult | None:
         """The weights to publish (best, and final) when the network's training completes; None without any."""
@@ -273,7 +227,6 @@ class EpochMonitor:
             KEEP_LARGEST: self.best_keep_largest,
             "val_dice_postprocessed": self.best_postprocessed,
             "epoch": self.best_epoch,
-            **self._blend_record(),
             "cases": self.cases,
             "trained_on": self.best_trained_on,
             "validated_on": self.validated_on,

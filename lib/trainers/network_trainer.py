@@ -83,9 +83,8 @@ class NetworkTrainer(BasicTrainTask):
     latest published, else the starting checkpoint for the segmentation network), else from scratch; the served
     weights are validated as "epoch 0" when they never trained on a validation case. Weights that descend from a
     starting checkpoint (their meta names it as ``starting_model``) are fine-tuned at ``finetune_learning_rate``,
-    the others trained at ``learning_rate``; with ``finetune_blend`` < 1 the former validate and publish their blend
-    with the starting checkpoint's weights (:class:`EpochMonitor`). Keeps at most ``cache_cases`` preprocessed
-    cases in memory; uses AMP on CUDA.
+    the others trained at ``learning_rate``. Keeps at most ``cache_cases`` preprocessed cases in memory; uses AMP
+    on CUDA.
 
     In a distributed run (:mod:`lib.trainers.distributed`) every process trains on its own shard of the training
     cases with the network wrapped in ``DistributedDataParallel``, and validates its own share of the validation
@@ -267,21 +266,6 @@ class NetworkTrainer(BasicTrainTask):
             f" (descends from the starting model {self._starting_model})" if self._starting_model else "",
         )
 
-    def _anchor(self) -> dict[str, torch.Tensor] | None:
-        """The starting checkpoint's weights, to blend this run's with (``finetune_blend`` < 1), when they descend
-        from it and it is still the configured one."""
-        path = self.app_config.checkpoint
-        if self.app_config.finetune_blend == 1 or not self._starting_model:
-            return None
-        if not path or os.path.basename(path) != self._starting_model:
-            logger.warning("Not blending: the starting model %s is no longer the configured one", self._starting_model)
-            return None
-        try:
-            return read_checkpoint(path, self.app_config.plan, self.trained)[0]
-        except CheckpointError as e:
-            logger.warning("Not blending with the starting model: %s", e)
-            return None
-
     def _last_weights(self, served: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
         """The final weights of the run that published the served ones, when kept and still loadable."""
         path = self.trained.last_path(self.app_config.model_dir)
@@ -319,7 +303,6 @@ class NetworkTrainer(BasicTrainTask):
             validated_on=sorted(val_ids),
             starting_model=self._starting_model,
             learning_rate=self.learning_rate(context),
-            anchor=self._anchor(),
             on_epoch=(lambda: phase.on_epoch(self.monitor, self.deadline)) if self.world.main else None,
         )
         self.monitor.attach(context.trainer, context.evaluator)

@@ -233,36 +233,3 @@ def test_weights_descending_from_a_starting_checkpoint_are_fine_tuned_at_the_fin
     from_scratch = run(scratch, studies)["networks"]["segmentation"]
     assert from_scratch["learning_rate"] == 0.05 and "starting_model" not in from_scratch
     assert "starting_model" not in read_checkpoint(SEGMENTATION.published_path(scratch.model_dir), plan)[1]
-
-
-def test_a_blended_fine_tuning_run_publishes_the_blend_and_keeps_its_own_final_weights(
-    make_config, tmp_path: Path
-) -> None:
-    """finetune_blend 0.5: the served weights lie halfway between the starting checkpoint's and the run's final
-    ones (which the next run continues from); weights trained from scratch are never blended."""
-    run_conf = {"epochs": "2", "click_epochs": "0", "samples_per_case": "2", "min_val_cases": "5"}
-    run_conf |= {"finetune_learning_rate": "0.05", "finetune_blend": "0.5"}
-    studies = labelled_studies(tmp_path)
-    plan = make_config().plan
-    start = {
-        k: torch.full_like(v, 0.01) if v.is_floating_point() else v for k, v in build_network(plan).state_dict().items()
-    }
-    starting = str(tmp_path / "starting.pt")
-    publish([Weights(start, {"trained_on": ["elsewhere.nii.gz"]}, starting)], plan, [SEGMENTATION])
-    config: AppConfig = make_config(checkpoint=starting, **run_conf)
-
-    stats = run(config, studies)["networks"]["segmentation"]
-
-    served, meta = read_checkpoint(SEGMENTATION.published_path(config.model_dir), config.plan)
-    final = read_checkpoint(SEGMENTATION.last_path(config.model_dir), config.plan)[0]
-    floating = [k for k, v in start.items() if v.is_floating_point()]
-    assert any(not torch.equal(final[k], start[k]) for k in floating)  # the run moved its weights...
-    for k in floating:  # ...and serves their midpoint with the starting ones
-        torch.testing.assert_close(served[k], (start[k] + final[k]) / 2, atol=1e-6, rtol=1e-5)
-    assert meta["finetune_blend"] == stats["finetune_blend"] == 0.5 and meta["starting_model"] == "starting.pt"
-
-    scratch = make_config(checkpoint="none", model_dir=str(tmp_path / "scratch"), **run_conf)
-    assert "finetune_blend" not in run(scratch, studies)["networks"]["segmentation"]
-    published = read_checkpoint(SEGMENTATION.published_path(scratch.model_dir), plan)[0]
-    last = read_checkpoint(SEGMENTATION.last_path(scratch.model_dir), plan)[0]
-    assert all(torch.equal(published[k], last[k]) for k in floating)
