@@ -261,10 +261,11 @@ def report(steps: list[Step], dev: list[str], args: argparse.Namespace) -> None:
     lines.append("")
     for s, at in by.items():
         rounds = [at[n] for n in range(1, args.labels + 1)]
-        fall = 1 - at[10].effort / at[1].effort if 10 in at and at[1].effort else float("nan")
+        late = at[min(10, args.labels)]  # the yardstick is the 10th case; a shorter campaign, its last
+        fall = f"falls {1 - late.effort / at[1].effort:.0%}" if at[1].effort else "none to fall from"
         lines.append(
-            f"{s}: dev Dice at {args.labels} labels {rounds[-1].dev_dice:.3f}; effort 1st {at[1].effort:.2f} -> "
-            f"10th {at[10].effort if 10 in at else float('nan'):.2f} (falls {fall:.0%}); mean round "
+            f"{s}: dev Dice at {args.labels} labels {rounds[-1].dev_dice:.3f}; effort case 1 {at[1].effort:.2f} -> "
+            f"case {late.labels} {late.effort:.2f} ({fall}); mean round "
             f"{statistics.mean(x.train_s for x in rounds):.0f} s"
         )
         if at[0].dev_dice > 0:
