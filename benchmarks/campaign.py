@@ -22,10 +22,12 @@ Dice fell below them. Annotators label cases the starting model never saw, so th
 the starting checkpoint records having trained or chosen its epoch on (``trained_on``, ``validated_on``): fine-tuning
 on those would measure nothing, and the served weights could not compete fairly as "epoch 0" of a round validated on
 them. Start from a model trained on some STS cases (``lib.trainers.offline``) and measure on cases it never saw
-(``--dev``); the rest are the pool (see benchmarks/README.md, "Fine-tuning from a starting model").
+(``--dev``); the rest are the pool (see benchmarks/README.md, "Fine-tuning from a starting model"). ``--include-seen``
+offers them too: labels that hold nothing new, which measures forgetting alone.
 
 Usage: ``.venv/bin/python -m benchmarks.campaign [--modality CT|MR] [--labels 15] [--train-minutes 2]
-[--strategies random epistemic] [--conf key value ...] [--dev CASE ...] [--name NAME] [--out benchmarks/results]``
+[--strategies random epistemic] [--conf key value ...] [--dev CASE ...] [--include-seen] [--name NAME]
+[--out benchmarks/results]``
 """
 
 from __future__ import annotations
@@ -200,6 +202,11 @@ def main() -> None:
         help="the held-out cases (default: every 4th STS case); e.g. the test "
         "cases of the cross-validation fold whose model --conf checkpoint starts from",
     )
+    parser.add_argument(
+        "--include-seen",
+        action="store_true",
+        help="also offer the cases the starting checkpoint trained or chose its epoch on (forgetting alone)",
+    )
     parser.add_argument("--name", default="", help="suffix of the result files, to keep variants apart")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
     args = parser.parse_args()
@@ -209,9 +216,11 @@ def main() -> None:
     seen = seen_by_start(args)
     if set(dev) & seen:
         raise SystemExit(f"the starting checkpoint saw dev cases {sorted(set(dev) & seen)}: choose others (--dev)")
-    pool = [c for c in pool if c not in seen]
+    pool = pool if args.include_seen else [c for c in pool if c not in seen]
     if not pool:
-        raise SystemExit("the starting checkpoint saw every case outside --dev: no case is left to label")
+        raise SystemExit(
+            "the starting checkpoint saw every case outside --dev: none is left to label (--include-seen offers them)"
+        )
     args.labels = min(args.labels, len(pool))
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -251,7 +260,8 @@ def report(steps: list[Step], dev: list[str], args: argparse.Namespace) -> None:
     lines = [
         f"Simulated annotation campaign, STS {args.modality}: {args.labels} labels per strategy, rounds of "
         f"{round_budget(args)}, dev cases {', '.join(dev)}; {os.cpu_count()} CPU cores"
-        + (f"; conf {dict(args.conf)}" if args.conf else ""),
+        + (f"; conf {dict(args.conf)}" if args.conf else "")
+        + ("; --include-seen" if args.include_seen else ""),
         "",
         f"{'labels':>6}" + "".join(f"{s + ' Dice':>17}{s + ' effort':>18}" for s in args.strategies),
     ]
