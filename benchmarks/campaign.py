@@ -1,7 +1,7 @@
 """Simulated annotation campaign on the STS sarcomas: does the model learn from each submitted label?
 
-Starts with no labels and an untrained model (``--conf checkpoint auto``: from the shipped model) and loops, for
-each active-learning strategy:
+Starts with no labels and an untrained model (``--conf checkpoint FILE``: from a starting model; not the shipped
+one, which trained on every STS case) and loops, for each active-learning strategy:
 
 1. the strategy picks the next case (``next_sample``);
 2. the app pre-segments it (``infer segmentation``; before the first training there is nothing to show);
