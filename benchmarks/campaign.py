@@ -235,11 +235,10 @@ def main() -> None:
 def seen_by_start(args: argparse.Namespace) -> set[str]:
     """The STS cases the starting checkpoint (``--conf checkpoint``) records having trained or chosen its epoch on."""
     from lib.checkpoint import read_checkpoint, serving_checkpoint
-    from lib.config import APP_DIR, parse_config
+    from lib.trainers.offline import offline_config  # from scratch unless --conf checkpoint names one, as here
 
     with tempfile.TemporaryDirectory() as model_dir:
-        conf = {"modality": args.modality.lower(), "checkpoint": "none", **dict(args.conf), "model_dir": model_dir}
-        app_config = parse_config(conf, APP_DIR)
+        app_config = offline_config({"modality": args.modality.lower(), **dict(args.conf)}, model_dir)
         path = serving_checkpoint(app_config)
     if path is None:
         return set()
