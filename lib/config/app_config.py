@@ -52,6 +52,11 @@ class AppConfig:
             (the shipped model, or ``checkpoint``): a tenth of ``learning_rate``, so that the first labels adjust
             the starting model instead of overwriting what it learned (fine-tuning at 1e-3 from one label halved
             its Dice on held-out cases: ``benchmarks/campaign.py``, README).
+        finetune_min_labels: labelled cases a run needs before weights that descend from a starting checkpoint
+            replace it; runs on fewer train and keep their final weights (the next run continues from them) while
+            the starting model stays served. Rounds on 1-3 new labels cannot be validated and fell below their
+            starting model in 14 of 27 measured rounds (``benchmarks/campaign.py``, benchmarks/README.md); 1
+            publishes from the first label.
         val_split: fraction of labelled cases held out for validation (at least one case is kept for training).
         min_val_cases: validation cases a run needs to publish its best-validating epoch (or keep the served
             weights when none beats them); with fewer, validation is too noisy to choose by and the run publishes
@@ -92,6 +97,7 @@ class AppConfig:
     train_minutes: float = 8.0
     learning_rate: float = 1e-3
     finetune_learning_rate: float = 1e-4
+    finetune_min_labels: int = 4
     val_split: float = 0.2
     min_val_cases: int = 3
     samples_per_case: int = 4

@@ -178,6 +178,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "train_minutes": lambda v: _scalar("train_minutes", v, _positive_float, "a positive number of minutes"),
     "learning_rate": lambda v: _scalar("learning_rate", v, _positive_float, "a positive number"),
     "finetune_learning_rate": lambda v: _scalar("finetune_learning_rate", v, _positive_float, "a positive number"),
+    "finetune_min_labels": lambda v: _scalar("finetune_min_labels", v, _positive_int, "a positive integer"),
     "val_split": lambda v: _scalar("val_split", v, _fraction, "a fraction in [0, 1)"),
     "min_val_cases": lambda v: _scalar("min_val_cases", v, _positive_int, "a positive integer"),
     "samples_per_case": lambda v: _scalar("samples_per_case", v, _positive_int, "a positive integer"),

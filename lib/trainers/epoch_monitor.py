@@ -39,6 +39,7 @@ VAL_DICE_PER_LABEL = "val_dice_per_label"
 VAL_DICE_LARGEST_PER_LABEL = "val_dice_largest_per_label"  # with each label reduced to its largest component
 TRAIN_DICE = "train_mean_dice"
 STARTING_MODEL = "starting_model"  # meta: the starting checkpoint a lineage of weights descends from
+KEPT_SERVING = "kept_serving"  # final weights' meta: run id of the served weights a run left served
 
 
 def _mean(values: list[float]) -> float | None:
@@ -57,11 +58,13 @@ def _per_label(names: Sequence[str], values: Any) -> dict[str, float | None]:
 
 @dataclass(frozen=True)
 class PhaseResult:
-    """What one network's training produced: the weights to serve and the final weights, not yet published."""
+    """What one network's training produced: the weights to serve and the final weights, not yet published, and
+    the run id of the weights served when it started (None: none, or not recorded)."""
 
     network: NetworkDescription
     best: Weights
     final: Weights
+    served_run_id: str | None = None
 
 
 class EpochMonitor:

@@ -6,6 +6,7 @@ phases return; this module only trains.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from lib.trainers.cases import Case, case_id
 from lib.trainers.deadline import StopBeforeDeadline
 from lib.trainers.distributed import SINGLE, World, data_parallel, shard, unwrap
 from lib.trainers.epoch_monitor import (
+    KEPT_SERVING,
     STARTING_MODEL,
     VAL_DICE,
     VAL_DICE_LARGEST_PER_LABEL,
@@ -79,7 +81,8 @@ class Phase:
 class NetworkTrainer(BasicTrainTask):
     """Patch-based training of one network from annotators' labels.
 
-    Continues from the final weights of the run that published the served ones, else the served weights (the
+    Continues from the final weights of the run that published the served ones (or of the last run that left them
+    served, :func:`lib.trainers.run.held_back`), else the served weights (the
     latest published, else the starting checkpoint for the segmentation network), else from scratch; the served
     weights are validated as "epoch 0" when they never trained on a validation case. Weights that descend from a
     starting checkpoint (their meta names it as ``starting_model``) are fine-tuned at ``finetune_learning_rate``,
@@ -119,6 +122,7 @@ class NetworkTrainer(BasicTrainTask):
         self.monitor: EpochMonitor | None = None
         self.deadline: StopBeforeDeadline | None = None
         self._served: tuple[dict[str, torch.Tensor], list[str] | None] | None = None
+        self._served_run_id: str | None = None
         self._start_trained_on: set[str] | None = None  # cases the weights this run starts from trained on
         self._starting_model: str | None = None  # the starting checkpoint those weights descend from, if any
 
@@ -146,7 +150,8 @@ class NetworkTrainer(BasicTrainTask):
             self.train(self.world.rank, self.world.size, request, [*phase.train, *phase.val])
         finally:
             self.cleanup(request)
-        return self.monitor.result() if self.monitor and self.world.main else None
+        result = self.monitor.result() if self.monitor and self.world.main else None
+        return dataclasses.replace(result, served_run_id=self._served_run_id) if result else None
 
     def partition_datalist(self, context: Context, shuffle: bool = False) -> tuple[list, list]:
         assert self.phase is not None
@@ -240,7 +245,7 @@ class NetworkTrainer(BasicTrainTask):
     def _load_start(self, context: Context) -> None:
         """Load the weights this run continues from, keep the served ones for "epoch 0", and note the starting
         checkpoint they descend from."""
-        self._served, self._start_trained_on, self._starting_model = None, None, None
+        self._served, self._served_run_id, self._start_trained_on, self._starting_model = None, None, None, None
         path = self.load_path(context.output_dir, bool(context.pretrained))
         if path is None:
             logger.info("No weights for the %s network yet: training from scratch", self.trained.name)
@@ -254,7 +259,7 @@ class NetworkTrainer(BasicTrainTask):
         except CheckpointError as e:
             logger.warning("Training the %s network from scratch: %s", self.trained.name, e)
             return
-        self._served = (state, meta.get("trained_on"))
+        self._served, self._served_run_id = (state, meta.get("trained_on")), meta.get("run_id")
         self._start_trained_on = set(start_meta["trained_on"]) if "trained_on" in start_meta else None
         starting = path == self.app_config.checkpoint and source == path  # the starting checkpoint itself
         self._starting_model = os.path.basename(path) if starting else start_meta.get(STARTING_MODEL)
@@ -267,7 +272,8 @@ class NetworkTrainer(BasicTrainTask):
         )
 
     def _last_weights(self, served: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
-        """The final weights of the run that published the served ones, when kept and still loadable."""
+        """The final weights of the run that published the served ones, or of the last run that kept them served
+        (``finetune_min_labels``), when kept and still loadable."""
         path = self.trained.last_path(self.app_config.model_dir)
         if not os.path.isfile(path) or "run_id" not in served:
             return None
@@ -276,7 +282,7 @@ class NetworkTrainer(BasicTrainTask):
         except CheckpointError as e:
             logger.warning("Not continuing from the last run's final weights: %s", e)
             return None
-        return (state, meta) if meta.get("run_id") == served["run_id"] else None
+        return (state, meta) if served["run_id"] in (meta.get("run_id"), meta.get(KEPT_SERVING)) else None
 
     def finalize(self, context: Context) -> None:
         """Attach the deadline and the monitor (instead of MONAI Label's publisher: the run publishes)."""

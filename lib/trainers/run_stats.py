@@ -61,6 +61,12 @@ class RunStats:
         if network == next(iter(self.planned)):
             self.best_metric = summary.get("best_metric")
 
+    def published(self, network: str, held_back: str | None) -> None:
+        """Record whether the run replaced a network's served weights, and why not (``lib.trainers.run.held_back``)."""
+        self.networks[network]["published"] = held_back is None
+        if held_back is not None:
+            self.networks[network]["held_back"] = held_back
+
     def document(self, status: str) -> dict[str, Any]:
         """The stats document: run-level progress for 3D Slicer, and each network's own figures."""
         epochs = sum(n["epoch"] for n in self.networks.values())

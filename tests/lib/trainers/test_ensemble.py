@@ -149,7 +149,13 @@ def test_a_training_run_fine_tunes_every_member_and_publishes_the_ensemble(
     studies = tmp_path / "studies"
     for i in range(3):
         write_case(str(studies), f"case{i}", seed=i, label_folder=str(studies / "labels" / "final"))
-    run = {"epochs": "1", "click_epochs": "0", "samples_per_case": "2", "min_val_cases": "5"}
+    run = {
+        "epochs": "1",
+        "click_epochs": "0",
+        "samples_per_case": "2",
+        "min_val_cases": "5",
+        "finetune_min_labels": "3",
+    }
     config = make_config(checkpoint=out, finetune_learning_rate="0.01", **run)
     result = TrainingRun(config)({}, TumorDatastore(str(studies), config))
 

@@ -210,7 +210,7 @@ def test_weights_descending_from_a_starting_checkpoint_are_fine_tuned_at_the_fin
     make_config, tmp_path: Path
 ) -> None:
     rates = {"epochs": "1", "click_epochs": "0", "samples_per_case": "2", "min_val_cases": "5"}
-    rates |= {"learning_rate": "0.05", "finetune_learning_rate": "1e-9"}
+    rates |= {"learning_rate": "0.05", "finetune_learning_rate": "1e-9", "finetune_min_labels": "1"}
     studies = labelled_studies(tmp_path)
     plan = make_config().plan
     start = {k: torch.full_like(v, 0.01) for k, v in build_network(plan).state_dict().items()}
@@ -233,3 +233,39 @@ def test_weights_descending_from_a_starting_checkpoint_are_fine_tuned_at_the_fin
     from_scratch = run(scratch, studies)["networks"]["segmentation"]
     assert from_scratch["learning_rate"] == 0.05 and "starting_model" not in from_scratch
     assert "starting_model" not in read_checkpoint(SEGMENTATION.published_path(scratch.model_dir), plan)[1]
+
+
+def test_fine_tuned_weights_replace_the_starting_model_only_from_finetune_min_labels(
+    make_config, tmp_path: Path
+) -> None:
+    fast = {"epochs": "1", "click_epochs": "0", "samples_per_case": "2", "finetune_min_labels": "4"}
+    plan = make_config().plan
+    start = {k: torch.full_like(v, 0.01) for k, v in build_network(plan).state_dict().items()}
+    starting = str(tmp_path / "starting.pt")
+    publish([Weights(start, {"run_id": "shipped", "trained_on": []}, starting)], plan, [SEGMENTATION])
+    config: AppConfig = make_config(checkpoint=starting, finetune_learning_rate="0.05", **fast)
+    published, last = SEGMENTATION.published_path(config.model_dir), SEGMENTATION.last_path(config.model_dir)
+    studies = labelled_studies(tmp_path, 3)
+
+    first = run(config, studies)["networks"]["segmentation"]
+    assert (
+        first["published"] is False and "3 labelled case(s), fewer than finetune_min_labels (4)" in first["held_back"]
+    )
+    assert not os.path.exists(published)  # the starting model stays served
+    assert read_checkpoint(last, plan)[1]["kept_serving"] == "shipped"
+    trained = first_tensor(last, config)
+    assert not torch.allclose(trained, torch.full_like(trained, 0.01))
+
+    # The next held-back run continues from those final weights, not from the starting model.
+    run(make_config(checkpoint=starting, finetune_learning_rate="1e-9", **fast), studies)
+    torch.testing.assert_close(first_tensor(last, config), trained, atol=1e-5, rtol=0)
+
+    write_case(studies, "case3", seed=3, label_folder=os.path.join(studies, "labels", "final"))
+    fourth = run(config, studies)["networks"]["segmentation"]
+    assert fourth["published"] is True and "held_back" not in fourth
+    assert read_checkpoint(published, plan)[1]["starting_model"] == "starting.pt"
+
+    # Weights trained from scratch replace what is served from the first label.
+    scratch = make_config(checkpoint="none", model_dir=str(tmp_path / "scratch"), **fast)
+    assert run(scratch, labelled_studies(tmp_path / "one", 1))["networks"]["segmentation"]["published"] is True
+    assert os.path.exists(SEGMENTATION.published_path(scratch.model_dir))
