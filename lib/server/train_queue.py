@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 TRAIN = "train"
 PENDING = "PENDING"
 EXIT_WAIT_S = 10.0  # how long Stop waits for a killed run's process to exit before settling its stats
+START_WAIT_S = 10.0  # how long Stop waits for a run submitted a moment ago to start its process, to kill it
 
 
 def _task(request: dict[str, Any], status: str) -> dict[str, Any]:
@@ -36,6 +37,14 @@ def _task(request: dict[str, Any], status: str) -> dict[str, Any]:
         "request": request,
         "start_ts": datetime.today().strftime("%Y-%m-%d %H:%M:%S"),
     }
+
+
+def _wait_for_process(task: dict[str, Any]) -> None:
+    """Wait until MONAI Label's task thread has started the process of ``task``, submitted but not yet started (on
+    a busy machine that takes a moment), or ``START_WAIT_S`` has passed."""
+    deadline = time.time() + START_WAIT_S
+    while task["id"] not in processes(TRAIN) and task["status"] == "SUBMITTED" and time.time() < deadline:
+        time.sleep(0.05)
 
 
 class TrainQueue:
@@ -96,6 +105,10 @@ class TrainQueue:
         requested = time.time()
         with self._lock:
             pending, self._pending = self._pending, None
+            current = self._current
+        if current is not None and current["status"] == "SUBMITTED":
+            _wait_for_process(current)  # else the run would start after Stop, and run to its end
+        with self._lock:
             running = next(iter(processes(TRAIN).values()), None)
             stopped = stop_background_task(TRAIN) if running is not None else None
         if running is not None:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,37 @@ def test_stop_drops_the_pending_request_and_settles_the_stats(tasks: FakeTasks, 
     assert json.loads(Path(stats).read_text())["status"] == "STOPPED"  # no process runs that run any more
     tasks.finish(tasks.started[0], "STOPPED")
     assert len(tasks.started) == 1  # the dropped request never starts
+
+
+def test_stop_right_after_train_stops_the_run_whose_process_is_still_starting(tmp_path, monkeypatch) -> None:
+    """MONAI Label's task thread starts a run's process a moment after Train answers; Stop in between must wait
+    for it and kill it, not leave it to run to its end."""
+    registered: dict[str, Any] = {}
+    task = {"id": "run0", "status": "SUBMITTED", "request": {}}
+    killed: list[str] = []
+
+    def start_later() -> None:
+        time.sleep(0.5)
+        registered["run0"] = subprocess.Popen([sys.executable, "-c", "pass"])
+        task["status"] = "RUNNING"
+
+    def kill(method: str) -> dict[str, Any] | None:
+        if not registered:
+            return None
+        killed.append(next(iter(registered)))
+        registered.clear()
+        return {**task, "status": "STOPPED"}
+
+    monkeypatch.setattr(train_queue, "run_background_task", lambda request, method, callback=None: task)
+    monkeypatch.setattr(train_queue, "processes", lambda method: registered)
+    monkeypatch.setattr(train_queue, "stop_background_task", kill)
+    queue = TrainQueue(str(tmp_path / "train_stats.json"))
+    assert queue.submit({"max_epochs": 500})["status"] == "SUBMITTED"
+    threading.Thread(target=start_later).start()
+
+    stopped = queue.stop()
+
+    assert killed == ["run0"] and stopped["id"] == "run0" and stopped["status"] == "STOPPED"
 
 
 def test_stop_removes_what_the_killed_run_half_wrote_and_nothing_else(tasks: FakeTasks, tmp_path, monkeypatch) -> None:
