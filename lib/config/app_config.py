@@ -57,6 +57,10 @@ class AppConfig:
             the starting model stays served. Rounds on 1-3 new labels cannot be validated and fell below their
             starting model in 14 of 27 measured rounds (``benchmarks/campaign.py``, benchmarks/README.md); 1
             publishes from the first label.
+        replay_studies: a labelled studies folder (images, ``labels/final``) whose cases are mixed into every
+            training run, at most as many as the run's own training cases (:mod:`lib.trainers.replay`): the
+            starting model's own training cases, when a hospital has them, so fine-tuning does not forget them.
+            They never validate. "" for none.
         val_split: fraction of labelled cases held out for validation (at least one case is kept for training).
         min_val_cases: validation cases a run needs to publish its best-validating epoch (or keep the served
             weights when none beats them); with fewer, validation is too noisy to choose by and the run publishes
@@ -98,6 +102,7 @@ class AppConfig:
     learning_rate: float = 1e-3
     finetune_learning_rate: float = 1e-4
     finetune_min_labels: int = 4
+    replay_studies: str = ""
     val_split: float = 0.2
     min_val_cases: int = 3
     samples_per_case: int = 4

@@ -179,6 +179,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "learning_rate": lambda v: _scalar("learning_rate", v, _positive_float, "a positive number"),
     "finetune_learning_rate": lambda v: _scalar("finetune_learning_rate", v, _positive_float, "a positive number"),
     "finetune_min_labels": lambda v: _scalar("finetune_min_labels", v, _positive_int, "a positive integer"),
+    "replay_studies": lambda v: "" if v.lower() in ("", "none") else v,
     "val_split": lambda v: _scalar("val_split", v, _fraction, "a fraction in [0, 1)"),
     "min_val_cases": lambda v: _scalar("min_val_cases", v, _positive_int, "a positive integer"),
     "samples_per_case": lambda v: _scalar("samples_per_case", v, _positive_int, "a positive integer"),
@@ -263,6 +264,8 @@ def parse_config(conf: Mapping[str, str], app_dir: str) -> AppConfig:
         config = dataclasses.replace(config, checkpoint=shipped_checkpoint(plan, app_dir))
     if config.checkpoint and not os.path.isfile(config.checkpoint):
         raise _fail("checkpoint", config.checkpoint, "the path of an existing checkpoint file")
+    if config.replay_studies and not os.path.isdir(config.replay_studies):
+        raise _fail("replay_studies", config.replay_studies, "an existing studies folder (images and labels/final)")
     unknown = [label for _, label in config.outline_names if label not in plan.labels]
     if unknown:
         raise _fail("outline_names", str(unknown), f"pairs whose LABEL is one of the labels: {', '.join(plan.labels)}")

@@ -28,6 +28,16 @@ def usable_cases(datastore: Datastore, app_config: AppConfig) -> list[Case]:
     Raises:
         ValueError: when no case is usable (the message gives the first reasons).
     """
+    usable, skipped = checked_cases(datastore, app_config)
+    if not usable:
+        reasons = f" ({'; '.join(skipped[:3])})" if skipped else ""
+        raise ValueError(f"no usable labelled images: submit at least one label before training{reasons}")
+    logger.info("Training on %d labelled case(s)", len(usable))
+    return usable
+
+
+def checked_cases(datastore: Datastore, app_config: AppConfig) -> tuple[list[Case], list[str]]:
+    """The datastore's labelled cases that can be trained on, in name order, and why each other one cannot."""
     usable, skipped = [], []
     for item in sorted(datastore.datalist(), key=lambda d: d["image"]):
         try:
@@ -38,11 +48,7 @@ def usable_cases(datastore: Datastore, app_config: AppConfig) -> list[Case]:
             skipped.append(f"{case_id(item)}: {e}")
             continue
         usable.append({"image": item["image"], "label": item["label"]})
-    if not usable:
-        reasons = f" ({'; '.join(skipped[:3])})" if skipped else ""
-        raise ValueError(f"no usable labelled images: submit at least one label before training{reasons}")
-    logger.info("Training on %d labelled case(s)", len(usable))
-    return usable
+    return usable, skipped
 
 
 def _hash(name: str) -> str:

@@ -39,8 +39,10 @@ from lib.trainers.run import TrainingRun
 
 def offline_config(conf: dict[str, str], model_dir: str) -> AppConfig:
     """The configuration an offline run trains under: ``conf``, from scratch unless it names a starting checkpoint
-    (so the network, an ensemble or not, is the one ``conf`` describes), without the click network."""
-    return parse_config({"checkpoint": "none", "click_epochs": "0", **conf, "model_dir": model_dir}, APP_DIR)
+    (so the network, an ensemble or not, is the one ``conf`` describes), without the click network, and publishing
+    what it trained however few its cases (``finetune_min_labels`` 1: the weights are what was asked for)."""
+    defaults = {"checkpoint": "none", "click_epochs": "0", "finetune_min_labels": "1"}
+    return parse_config({**defaults, **conf, "model_dir": model_dir}, APP_DIR)
 
 
 def train_offline(studies: str, out: str, conf: dict[str, str], seed: int | None = None) -> dict:

@@ -14,7 +14,8 @@ writes the stats and publishes, once, after every process has finished.
 
 Weights that descend from a starting checkpoint replace the served ones only from ``finetune_min_labels``
 labelled cases (:func:`held_back`): earlier runs train and keep their final weights, which the next run continues
-from, while the served weights stay.
+from, while the served weights stay. With ``replay_studies``, cases labelled elsewhere train beside the run's own
+(:mod:`lib.trainers.replay`); they do not count as labels here.
 
 Bounds: ``max_epochs`` epochs of the segmentation network and ``min(click_epochs, max_epochs)`` of the click
 network; ``train_minutes`` for the whole run, of which the segmentation network may use ``SEGMENTATION_SHARE``
@@ -40,6 +41,7 @@ from lib.trainers.deadline import StopBeforeDeadline
 from lib.trainers.distributed import World, all_finished, current_world, spawn, visible_gpus
 from lib.trainers.epoch_monitor import KEPT_SERVING, STARTING_MODEL, EpochMonitor, PhaseResult
 from lib.trainers.network_trainer import NetworkTrainer, Phase
+from lib.trainers.replay import replay_cases
 from lib.trainers.run_options import RunOptions
 from lib.trainers.run_stats import DONE, RUNNING, RunStats, read_stats, stats_path
 
@@ -141,7 +143,8 @@ class TrainingRun(TrainTask):
     ) -> dict[str, Any]:
         """Train every network in this process (of ``world``), then publish them from process 0."""
         networks = self.networks()
-        stats = RunStats(self.stats_path, run_id, self.epochs(options))
+        replay = replay_cases(self.app_config, train)  # labelled elsewhere: they train beside train, never validate
+        stats = RunStats(self.stats_path, run_id, self.epochs(options), replay_cases=len(replay))
         if world.main:
             stats.write(RUNNING)
         deadline = start + 60 * options.train_minutes
@@ -154,7 +157,7 @@ class TrainingRun(TrainTask):
                 stats.update(name, monitor.summary(), stop.stopped)
                 stats.write(RUNNING)
 
-            phase = Phase(run_id, stats.planned[network.name], phase_deadline, train, val, progress)
+            phase = Phase(run_id, stats.planned[network.name], phase_deadline, [*train, *replay], val, progress)
             result = NetworkTrainer(self.app_config, network, world).train_phase(phase, options)
             if result is not None:
                 results.append(result)

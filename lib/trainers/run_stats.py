@@ -43,11 +43,13 @@ class RunStats:
         path: the stats file.
         run_id: the run's identifier.
         planned: the most epochs of each network, in training order.
+        replay_cases: cases of ``replay_studies`` the run trains on beside its own.
     """
 
-    def __init__(self, path: str, run_id: str, planned: dict[str, int]) -> None:
+    def __init__(self, path: str, run_id: str, planned: dict[str, int], replay_cases: int = 0) -> None:
         self.path = path
         self.run_id = run_id
+        self.replay_cases = replay_cases
         self.start = time.time()
         self.planned = dict(planned)
         self.networks: dict[str, dict[str, Any]] = {}  # name -> the network's summary once it has started
@@ -79,6 +81,7 @@ class RunStats:
             "epoch": epochs,
             "total_epochs": sum(self.planned.values()),
             "best_metric": self.best_metric or 0.0,
+            "replay_cases": self.replay_cases,
             "networks": self.networks,
         }
         stats["total_time" if status == DONE else "current_time"] = _elapsed(self.start)

@@ -188,6 +188,7 @@ def test_unknown_key_names_key_and_lists_accepted_keys(tmp_path: Path) -> None:
         ({"max_upload_mb": "-1"}, "max_upload_mb"),
         ({"max_voxels": "lots"}, "max_voxels"),
         ({"users": "/nonexistent/users.json"}, "users"),
+        ({"replay_studies": "/nonexistent/studies"}, "replay_studies"),
     ],
 )
 def test_bad_value_raises_naming_key(tmp_path: Path, conf: dict[str, str], key: str) -> None:

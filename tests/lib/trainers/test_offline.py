@@ -50,3 +50,19 @@ def test_a_seeded_run_repeats_exactly(tmp_path: Path) -> None:
     weights = [torch.load(tmp_path / f"run{i}.pt", weights_only=True)["model"] for i in range(2)]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert json.loads((tmp_path / "run0.pt.json").read_text())["seed"] == 7  # the record says how to repeat it
+
+
+def test_offline_fine_tuning_of_a_starting_checkpoint_writes_it_however_few_its_cases(tmp_path: Path) -> None:
+    studies = tmp_path / "studies"
+    for i in range(2):
+        write_case(str(studies), f"case{i}", seed=i, label_folder=str(studies / "labels" / "final"))
+    conf = {**TINY, "epochs": "1", "samples_per_case": "2"}
+    train_offline(str(studies), str(tmp_path / "start.pt"), conf)
+
+    # The server keeps a starting model served below finetune_min_labels; an offline run writes what it was asked.
+    stats = train_offline(str(studies), str(tmp_path / "tuned.pt"), {**conf, "checkpoint": str(tmp_path / "start.pt")})
+
+    assert stats["networks"]["segmentation"]["published"] is True
+    assert read_checkpoint(str(tmp_path / "tuned.pt"), offline_config(conf, str(tmp_path)).plan)[1][
+        "starting_model"
+    ] == ("start.pt")
