@@ -137,7 +137,7 @@ class ServedNetworkInfer(BasicInferTask):
         os.close(fd)
         write_label(torch.as_tensor(data[PRED])[0].numpy(), data[f"{IMAGE}_geometry"], path)
         meta = data.get("model_meta", {})
-        model = {k: meta[k] for k in ("checkpoint", "run_id", "published", "val_dice") if k in meta}
+        model = {k: meta[k] for k in ("checkpoint", "run_id", "published", "val_dice", "train_dice") if k in meta}
         values = data[KEEP_LARGEST_VALUES]
         post_processed = [name for name, value in self.app_config.plan.label_values.items() if value in values]
         return path, {"model": model, KEEP_LARGEST: post_processed}

@@ -28,7 +28,7 @@ from lib.networks.descriptions import SEGMENTATION
 from lib.transforms.components import KEEP_LARGEST
 
 # What each member's checkpoint metadata contributes to the ensemble's record of it.
-MEMBER_KEYS = ("run_id", "published", "val_dice", "epoch", "cases", KEEP_LARGEST)
+MEMBER_KEYS = ("run_id", "published", "val_dice", "train_dice", "epoch", "cases", KEEP_LARGEST)
 
 
 def combine(members: Sequence[str], plan: ModelPlan, out: str) -> dict[str, Any]:

@@ -222,10 +222,12 @@ class EpochMonitor:
         if self.best_state is None:
             return None
         model_dir = self.app_config.model_dir
+        # Without validation cases the kept weights' figure is their training Dice, and is named so.
+        dice_key = "val_dice" if self.cases.get("val") else "train_dice"
         meta = {
             "run_id": self.run_id,
             "published": datetime.datetime.now().isoformat(timespec="seconds"),
-            "val_dice": self.best_metric,
+            dice_key: self.best_metric,
             "dice_per_label": self.best_per_label,
             KEEP_LARGEST: self.best_keep_largest,
             "val_dice_postprocessed": self.best_postprocessed,

@@ -84,6 +84,22 @@ def test_summary_after_each_epoch_has_progress_and_the_loss(config: AppConfig) -
     assert seen[1]["seconds_per_epoch"] is not None
 
 
+def test_weights_kept_without_validation_cases_record_their_training_dice_as_such(config: AppConfig) -> None:
+    network = build_network(config.plan)
+    trainer = make_trainer(network)
+    trainer.add_event_handler(
+        Events.EPOCH_COMPLETED, lambda e: e.state.metrics.update({TRAIN_DICE: 0.1 * e.state.epoch})
+    )
+    monitor = monitor_of(config, network, "run-9", {"train": 20, "val": 0})
+    monitor.attach(trainer, None)
+
+    trainer.run([0], max_epochs=3)
+
+    meta = monitor.result().best.meta
+    assert meta["train_dice"] == pytest.approx(0.3) and meta["epoch"] == 3
+    assert "val_dice" not in meta  # nothing was validated: no figure may read as a validation Dice
+
+
 def test_summary_before_start(config: AppConfig) -> None:
     summary = monitor_of(config, build_network(config.plan), "run-0", {"train": 2, "val": 1}).summary()
     assert (summary["epoch"], summary["total_epochs"], summary["best_metric"]) == (0, 0, None)
