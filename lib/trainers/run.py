@@ -131,19 +131,28 @@ class TrainingRun(TrainTask):
         options = RunOptions.from_request(request, self.app_config)
         cases = usable_cases(datastore, self.app_config)
         train, val = split_cases(cases, options.val_split)
+        replay = replay_cases(self.app_config, train)  # labelled elsewhere: they train beside train, never validate
         run_id = datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
         processes = self.processes(options)
         if processes > 1 and not current_world().distributed:
-            spawn(self.run, processes, "cuda", start, options, train, val, run_id)
+            spawn(self.run, processes, "cuda", start, options, train, val, run_id, replay)
             return self.stats()  # as process 0 wrote them
-        return self.run(current_world(), start, options, train, val, run_id)
+        return self.run(current_world(), start, options, train, val, run_id, replay)
 
     def run(
-        self, world: World, start: float, options: RunOptions, train: list[Case], val: list[Case], run_id: str
+        self,
+        world: World,
+        start: float,
+        options: RunOptions,
+        train: list[Case],
+        val: list[Case],
+        run_id: str,
+        replay: list[Case] | None = None,
     ) -> dict[str, Any]:
-        """Train every network in this process (of ``world``), then publish them from process 0."""
+        """Train every network in this process (of ``world``), then publish them from process 0; ``replay``: the
+        replay cases to train on beside ``train`` (:func:`lib.trainers.replay.replay_cases`, drawn once per run)."""
         networks = self.networks()
-        replay = replay_cases(self.app_config, train)  # labelled elsewhere: they train beside train, never validate
+        replay = replay or []
         stats = RunStats(self.stats_path, run_id, self.epochs(options), replay_cases=len(replay))
         if world.main:
             stats.write(RUNNING)
