@@ -82,6 +82,11 @@ class TumorDatastore(LocalDatastore):
         self._reported: set[str] = set()
         super().__init__(studies, **kwargs)
 
+    @property
+    def folder(self) -> str:
+        """The studies folder the datastore lists."""
+        return self._datastore_path
+
     def add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
         try:
             check_name(image_id, "image id")

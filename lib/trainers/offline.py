@@ -16,7 +16,8 @@ Distributed (:mod:`lib.trainers.distributed`), one process per GPU (NCCL) or sev
 
 Process 0 writes ``--out``; the others only train.
 
-``FOLDER`` holds the images and ``labels/final/<same name>`` their labels, as the server's studies folder.
+``FOLDER`` holds the images and ``labels/final/<same name>`` their labels, as the server's studies folder; it is only
+read (:mod:`lib.datastore.read_only`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import tempfile
 from monai.utils import set_determinism
 
 from lib.config import APP_DIR, AppConfig, parse_config
-from lib.datastore import VOLUME_EXTENSIONS, TumorDatastore
+from lib.datastore.read_only import read_only_datastore
 from lib.networks.descriptions import SEGMENTATION
 from lib.trainers.distributed import join_from_environment, leave
 from lib.trainers.run import TrainingRun
@@ -56,8 +57,8 @@ def train_offline(studies: str, out: str, conf: dict[str, str], seed: int | None
         world = join_from_environment(app_config.torch_device())
         if seed is not None:
             set_determinism(seed=seed + world.rank)
-        datastore = TumorDatastore(studies, app_config, extensions=VOLUME_EXTENSIONS, auto_reload=False)
-        stats = TrainingRun(app_config)({}, datastore)
+        with read_only_datastore(studies, app_config) as datastore:  # writes nothing into the studies folder
+            stats = TrainingRun(app_config)({}, datastore)
         if not world.main:
             return stats
         published = SEGMENTATION.published_path(app_config.model_dir)

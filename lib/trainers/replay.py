@@ -7,31 +7,20 @@ studies folder laid out as the server's (images, and their labels under ``labels
 training cases, so the annotators' labels keep at least half of every epoch. The draw is seeded by the run's own
 case names: the same labels draw the same replay cases, and each new label draws again. Replay cases only train:
 validation, and so the choice of the weights to serve, stays on the server's own labels.
-
-The folder is only read. MONAI Label's datastore writes into the folder it lists (its index ``datastore_v2.json``, a
-lock file, ``labels/original``), which would fail on a read-only share and race with a server that serves the folder;
-so the datastore lists a temporary mirror of links to the folder's entries, and the cases are named by their paths in
-the folder itself.
+The folder is only read (:mod:`lib.datastore.read_only`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
-import tempfile
 from collections.abc import Sequence
 
-from monailabel.interfaces.datastore import DefaultLabelTag
-
 from lib.config import AppConfig
-from lib.datastore import VOLUME_EXTENSIONS, TumorDatastore
-from lib.datastore.tumor_datastore import LABELS_FOLDER
+from lib.datastore.read_only import in_folder, read_only_datastore
 from lib.trainers.cases import Case, case_id, checked_cases
 
 logger = logging.getLogger(__name__)
-
-DATASTORE_INDEX, LOCK_FILE = "datastore_v2.json", ".lock"  # what MONAI Label's LocalDatastore writes
 
 
 def replay_cases(app_config: AppConfig, own: Sequence[Case]) -> list[Case]:
@@ -55,19 +44,8 @@ def replay_cases(app_config: AppConfig, own: Sequence[Case]) -> list[Case]:
 
 
 def labelled_cases(folder: str, app_config: AppConfig) -> tuple[list[Case], list[str]]:
-    """The usable labelled cases of a studies folder and why each other one is not (as
-    :func:`lib.trainers.cases.checked_cases`), listed without writing anything into the folder."""
-    folder = os.path.abspath(folder)
-    with tempfile.TemporaryDirectory(prefix="replay-") as mirror:
-        for entry in os.listdir(folder):
-            if entry not in (LABELS_FOLDER, DATASTORE_INDEX, LOCK_FILE):  # the mirror's datastore writes its own
-                os.symlink(os.path.join(folder, entry), os.path.join(mirror, entry))
-        final = os.path.join(folder, LABELS_FOLDER, DefaultLabelTag.FINAL.value)
-        os.mkdir(os.path.join(mirror, LABELS_FOLDER))
-        if os.path.isdir(final):
-            os.symlink(final, os.path.join(mirror, LABELS_FOLDER, DefaultLabelTag.FINAL.value))
-        datastore = TumorDatastore(mirror, app_config, extensions=VOLUME_EXTENSIONS, auto_reload=False)
+    """The usable labelled cases of a studies folder, with their paths in it, and why each other one is not (as
+    :func:`lib.trainers.cases.checked_cases`), listed without writing into the folder."""
+    with read_only_datastore(folder, app_config) as datastore:
         usable, skipped = checked_cases(datastore, app_config)
-    # The datastore keeps the listed (link) paths; the same relative paths name the files in the folder.
-    in_folder = [{k: os.path.join(folder, os.path.relpath(path, mirror)) for k, path in c.items()} for c in usable]
-    return in_folder, skipped
+        return [{k: in_folder(path, datastore, folder) for k, path in c.items()} for c in usable], skipped

@@ -11,6 +11,7 @@ import torch
 from lib.checkpoint import read_checkpoint
 from lib.trainers.offline import offline_config, train_offline
 from tests.lib.conftest import TINY
+from tests.support.folders import entries
 from tests.synthetic import write_case
 
 
@@ -20,9 +21,11 @@ def test_offline_training_writes_a_checkpoint_and_its_stats(tmp_path: Path) -> N
         write_case(str(studies), f"case{i}", seed=i, label_folder=str(studies / "labels" / "final"))
     out = tmp_path / "pretrained" / "ct_tumor.pt"
     conf = {**TINY, "epochs": "2", "samples_per_case": "2"}
+    before = entries(studies)
 
     stats = train_offline(str(studies), str(out), conf)
 
+    assert entries(studies) == before  # only read: no datastore index, lock file or label folder written into it
     assert stats["status"] == "DONE" and stats["epoch"] == 2 and list(stats["networks"]) == ["segmentation"]
     assert stats["networks"]["segmentation"]["cases"] == {"train": 1, "val": 1}
     _, meta = read_checkpoint(

@@ -14,6 +14,7 @@ from lib.networks.descriptions import SEGMENTATION
 from lib.trainers import TrainingRun
 from lib.trainers.cases import case_id
 from lib.trainers.replay import replay_cases
+from tests.support.folders import entries
 from tests.synthetic import write_case
 
 
@@ -46,21 +47,16 @@ def test_a_run_draws_at_most_as_many_replay_cases_as_it_has_own_training_cases(m
     assert replay_cases(config, []) == [] and replay_cases(make_config(), own(["case0"])) == []
 
 
-def snapshot(folder: Path) -> dict[str, int]:
-    """Every entry under ``folder`` (files and folders) with its modification time."""
-    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")}
-
-
 def test_the_replay_folder_is_only_read(make_config, tmp_path: Path) -> None:
     replay = tmp_path / "replay"
     labelled(replay, ["rep0", "rep1"])
     write_case(str(replay), "unlabelled", seed=5)
-    before = snapshot(replay)
+    before = entries(replay)
     assert not any(name.endswith(("datastore_v2.json", ".lock", "original")) for name in before)
 
     drawn = replay_cases(make_config(replay_studies=str(replay)), own(["case0", "case1", "case2"]))
 
-    assert snapshot(replay) == before  # no index, lock file or label folder written into it
+    assert entries(replay) == before  # no index, lock file or label folder written into it
     assert drawn == [
         {"image": str(replay / f"{n}.nii.gz"), "label": str(replay / "labels" / "final" / f"{n}.nii.gz")}
         for n in ("rep0", "rep1")
