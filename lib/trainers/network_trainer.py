@@ -17,13 +17,14 @@ import torch
 from monai.data import CacheDataset
 from monai.handlers import MeanDice, from_engine
 from monai.losses import DiceCELoss
-from monai.transforms import Activationsd, AsDiscreted, Compose
+from monai.transforms import Activationsd, AsDiscreted, Compose, Lambdad
 from monailabel.tasks.train.basic_train import BasicTrainTask, Context
 
 from lib.checkpoint import CheckpointError, load_state, read_checkpoint, serving_checkpoint
 from lib.config import AppConfig
 from lib.networks import build_network
 from lib.networks.descriptions import NetworkDescription
+from lib.networks.ensemble import MemberLoss, mean_log_softmax
 from lib.networks.precision import MixedPrecisionInferer, autocast_dtype
 from lib.trainers.cases import Case, case_id
 from lib.trainers.deadline import StopBeforeDeadline
@@ -189,7 +190,9 @@ class NetworkTrainer(BasicTrainTask):
         return float(context.request["finetune_learning_rate" if self._starting_model else "learning_rate"])
 
     def loss_function(self, context: Context) -> torch.nn.Module:
-        return DiceCELoss(to_onehot_y=True, softmax=True, squared_pred=True)
+        """DiceCE; for an ensemble, each member's own (:class:`lib.networks.ensemble.MemberLoss`)."""
+        loss = DiceCELoss(to_onehot_y=True, softmax=True, squared_pred=True)
+        return MemberLoss(loss, self.trained.members(self.app_config.plan))
 
     def lr_scheduler_handler(self, context: Context) -> PolyLearningRate:
         return PolyLearningRate(context.optimizer, self.phase.deadline if self.phase else None)
@@ -210,8 +213,12 @@ class NetworkTrainer(BasicTrainTask):
         return self.recipe.iteration_update(self.app_config, train=False)
 
     def train_post_transforms(self, context: Context) -> list:
+        """The training Dice's transforms; an ensemble's members' outputs are first averaged (mean softmax)."""
         n = self.trained.out_channels(self.app_config.plan)
+        members = self.trained.members(self.app_config.plan)
+        average = [Lambdad(PRED, lambda p: mean_log_softmax(p, members, dim=0))] if members > 1 else []
         return [
+            *average,
             Activationsd(PRED, softmax=True),
             AsDiscreted([PRED, LABEL], argmax=(True, False), to_onehot=(n, n)),
         ]
