@@ -10,13 +10,14 @@ import glob
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import IO, Any
 
 
-def _temporary_prefix(path: str) -> str:
-    """The name every temporary file of ``path`` starts with (they end in ``.tmp``)."""
-    return f".{os.path.basename(path)}."
+def _temporary_prefix(path: str, pid: int | None = None) -> str:
+    """The name every temporary file of ``path`` starts with (they end in ``.tmp``); with ``pid``, every one that
+    process wrote (:func:`write_temporary` names its own: ``.<name>.<pid>.<random>.tmp``)."""
+    return f".{os.path.basename(path)}." + ("" if pid is None else f"{pid}.")
 
 
 def write_temporary(path: str, write: Callable[[IO], None], binary: bool = False) -> str:
@@ -26,7 +27,7 @@ def write_temporary(path: str, write: Callable[[IO], None], binary: bool = False
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path, os.getpid()), suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
             write(f)
@@ -38,14 +39,17 @@ def write_temporary(path: str, write: Callable[[IO], None], binary: bool = False
     return tmp
 
 
-def remove_stale_temporaries(path: str, before: float) -> list[str]:
+def remove_stale_temporaries(path: str, before: float, writers: Collection[int] = ()) -> list[str]:
     """Remove the temporary files of ``path`` (:func:`write_temporary`'s) last modified before ``before`` (a
-    ``time.time()``): what a writer killed before its rename left behind. Returns the removed paths."""
+    ``time.time()``), and those written by the processes ``writers`` whenever they were modified: what writers
+    killed before their rename left behind (name ``writers`` only once they have exited). Returns the removed
+    paths."""
     folder = os.path.dirname(os.path.abspath(path))
+    theirs = tuple(_temporary_prefix(path, pid) for pid in writers)
     removed = []
     for tmp in glob.glob(os.path.join(glob.escape(folder), glob.escape(_temporary_prefix(path)) + "*.tmp")):
         try:
-            if os.path.getmtime(tmp) < before:
+            if os.path.basename(tmp).startswith(theirs) or os.path.getmtime(tmp) < before:
                 os.remove(tmp)
                 removed.append(tmp)
         except FileNotFoundError:  # renamed or removed meanwhile by its writer

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import psutil
 from monailabel.utils.async_tasks.utils import processes, run_background_task, stop_background_task
 
 from lib.atomic import remove_stale_temporaries
@@ -45,6 +46,14 @@ def _wait_for_process(task: dict[str, Any]) -> None:
     deadline = time.time() + START_WAIT_S
     while task["id"] not in processes(TRAIN) and task["status"] == "SUBMITTED" and time.time() < deadline:
         time.sleep(0.05)
+
+
+def _children(pid: int) -> list[psutil.Process]:
+    """The processes ``pid`` started, and theirs; none when it has already exited."""
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
 
 
 class TrainQueue:
@@ -110,15 +119,20 @@ class TrainQueue:
             _wait_for_process(current)  # else the run would start after Stop, and run to its end
         with self._lock:
             running = next(iter(processes(TRAIN).values()), None)
+            children = _children(running.pid) if running is not None else []  # a multi-GPU run's processes
             stopped = stop_background_task(TRAIN) if running is not None else None
         if running is not None:
             try:
                 running.wait(EXIT_WAIT_S)
             except subprocess.TimeoutExpired:
                 logger.warning("Training process %d has not exited %.0f s after being killed", running.pid, EXIT_WAIT_S)
-            else:  # the run can write no more: its half-written files go (the files they were to replace stay)
+            else:
+                # The run's processes that have exited can write no more: their half-written files go, whenever
+                # they were written (the files they were to replace stay), and so do older ones of any writer.
+                exited, _ = psutil.wait_procs(children, timeout=EXIT_WAIT_S)
+                writers = [running.pid, *(child.pid for child in exited)]
                 for path in self.outputs:
-                    for tmp in remove_stale_temporaries(path, requested):
+                    for tmp in remove_stale_temporaries(path, requested, writers):
                         logger.info("Removed %s, left by the stopped training run", tmp)
         settle_stats(self.stats_path)
         if stopped is None and pending is not None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from lib.atomic import remove_stale_temporaries, write_temporary
 from lib.server import train_queue
 from lib.server.train_queue import TrainQueue
 
@@ -123,7 +124,7 @@ def test_stop_removes_what_the_killed_run_half_wrote_and_nothing_else(tasks: Fak
     weights = tmp_path / "segmentation.pt"
     weights.write_bytes(b"served")
     queue = TrainQueue(str(tmp_path / "train_stats.json"), [str(weights)])
-    half_written = tmp_path / ".segmentation.pt.k3x_9q.tmp"  # as lib.atomic names it; killed before its rename
+    half_written = tmp_path / ".segmentation.pt.k3x_9q.tmp"  # older than the Stop request: stale, whoever wrote it
     half_written.write_bytes(b"half")
     later = tmp_path / ".segmentation.pt.z1.tmp"  # written after Stop was asked (an admin's upload): not the run's
     later.write_bytes(b"upload")
@@ -131,12 +132,28 @@ def test_stop_removes_what_the_killed_run_half_wrote_and_nothing_else(tasks: Fak
     other = tmp_path / ".users.json.a1.tmp"  # another file's temporary: not a run's output
     other.write_text("{}")
     run = subprocess.Popen([sys.executable, "-c", "pass"])  # the run's process, which has exited when Stop waits
+    # What the run itself was writing when it was killed, after Stop was asked (on a busy machine the kill comes
+    # later): named with its process id, as lib.atomic.write_temporary names every temporary file.
+    its_own = tmp_path / f".segmentation.pt.{run.pid}.x7q2.tmp"
+    its_own.write_bytes(b"half")
+    os.utime(its_own, (time.time() + 60, time.time() + 60))
     monkeypatch.setattr(train_queue, "processes", lambda method: {"run": run})
     monkeypatch.setattr(train_queue, "stop_background_task", lambda method: {"id": "run", "status": "STOPPED"})
 
     assert queue.stop() == {"id": "run", "status": "STOPPED"}
-    assert not half_written.exists()
+    assert not half_written.exists() and not its_own.exists()
     assert later.exists() and other.exists() and weights.read_bytes() == b"served"
+
+
+def test_temporary_files_are_named_with_their_writers_process_id(tmp_path) -> None:
+    target = tmp_path / "segmentation.pt"
+
+    tmp = write_temporary(str(target), lambda f: f.write(b"weights"), binary=True)
+
+    assert os.path.basename(tmp).startswith(f".segmentation.pt.{os.getpid()}.") and tmp.endswith(".tmp")
+    os.utime(tmp, (time.time() + 60, time.time() + 60))  # written after any "before": removed as its writer's
+    assert remove_stale_temporaries(str(target), time.time(), [os.getpid() + 1]) == []
+    assert remove_stale_temporaries(str(target), time.time(), [os.getpid()]) == [tmp] and not os.path.exists(tmp)
 
 
 def test_a_new_server_removes_what_a_run_of_the_previous_one_half_wrote(tmp_path) -> None:
