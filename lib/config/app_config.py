@@ -52,8 +52,6 @@ class AppConfig:
             (the shipped model, or ``checkpoint``): a tenth of ``learning_rate``, so that the first labels adjust
             the starting model instead of overwriting what it learned (fine-tuning at 1e-3 from one label halved
             its Dice on held-out cases: ``benchmarks/campaign.py``, README).
-        finetune_warmup_epochs: epochs over which the rate of a run whose weights descend from a starting checkpoint
-            rises linearly from near 0 to ``finetune_learning_rate`` (then decays as every run's); 0: no warm-up.
         finetune_min_labels: labelled cases a run needs before weights that descend from a starting checkpoint
             replace it; runs on fewer train and keep their final weights (the next run continues from them) while
             the starting model stays served. Rounds on 1-3 new labels cannot be validated and fell below their
@@ -103,7 +101,6 @@ class AppConfig:
     train_minutes: float = 8.0
     learning_rate: float = 1e-3
     finetune_learning_rate: float = 1e-4
-    finetune_warmup_epochs: int = 0
     finetune_min_labels: int = 4
     replay_studies: str = ""
     val_split: float = 0.2

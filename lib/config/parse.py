@@ -178,7 +178,6 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "train_minutes": lambda v: _scalar("train_minutes", v, _positive_float, "a positive number of minutes"),
     "learning_rate": lambda v: _scalar("learning_rate", v, _positive_float, "a positive number"),
     "finetune_learning_rate": lambda v: _scalar("finetune_learning_rate", v, _positive_float, "a positive number"),
-    "finetune_warmup_epochs": lambda v: _scalar("finetune_warmup_epochs", v, _at_least(0), "a non-negative integer"),
     "finetune_min_labels": lambda v: _scalar("finetune_min_labels", v, _positive_int, "a positive integer"),
     "replay_studies": lambda v: "" if v.lower() in ("", "none") else v,
     "val_split": lambda v: _scalar("val_split", v, _fraction, "a fraction in [0, 1)"),

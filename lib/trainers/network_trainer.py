@@ -195,9 +195,7 @@ class NetworkTrainer(BasicTrainTask):
         return MemberLoss(loss, self.trained.members(self.app_config.plan))
 
     def lr_scheduler_handler(self, context: Context) -> PolyLearningRate:
-        """Poly decay; for weights that descend from a starting checkpoint, after ``finetune_warmup_epochs``."""
-        warmup = self.app_config.finetune_warmup_epochs if self._starting_model else 0
-        return PolyLearningRate(context.optimizer, self.phase.deadline if self.phase else None, warmup)
+        return PolyLearningRate(context.optimizer, self.phase.deadline if self.phase else None)
 
     def train_inferer(self, context: Context) -> MixedPrecisionInferer:
         return MixedPrecisionInferer(self.app_config.amp)

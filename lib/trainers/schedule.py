@@ -1,5 +1,4 @@
-"""Learning-rate schedule of one training run: an optional linear warm-up, then decay by epochs or by its time
-budget."""
+"""Learning-rate decay of one training run, by epochs or by its time budget."""
 
 from __future__ import annotations
 
@@ -20,22 +19,15 @@ class PolyLearningRate:
     (warm restarts): the final weights, which the next round builds on and which are published when there are too
     few validation cases to choose by, come from the end of a decay, not from the middle of noisy steps.
 
-    With ``warmup_epochs``, the rate is also scaled by ``i / (warmup_epochs x epoch length)`` over the run's first
-    iterations ``i`` (linear warm-up, as BERT-style fine-tuning does): a fresh AdamW's first steps move every weight
-    by about the full rate whatever its gradient (its second-moment estimate is one squared gradient), which a
-    network that already converged does not need.
-
     Args:
         optimizer: the run's optimizer; its current learning rate is the initial one.
         deadline: ``time.time()`` by which the run must end, or None (progress by iterations only).
-        warmup_epochs: epochs over which the rate rises linearly to its decayed value (0: none).
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, deadline: float | None = None, warmup_epochs: int = 0) -> None:
+    def __init__(self, optimizer: torch.optim.Optimizer, deadline: float | None = None) -> None:
         self.optimizer = optimizer
         self.initial = [group["lr"] for group in optimizer.param_groups]
         self.deadline = deadline
-        self.warmup_epochs = warmup_epochs
         self.start: float | None = None
 
     def attach(self, engine: Engine) -> None:
@@ -47,15 +39,9 @@ class PolyLearningRate:
         budget = (now - start) / (self.deadline - start) if self.deadline and self.deadline > start else 0.0
         return min(1.0, max(iterations, budget))
 
-    def warmup(self, engine: Engine) -> float:
-        """The warm-up factor at the current iteration (1-based): ``i / (warmup_epochs x epoch length)``, at most 1."""
-        if self.warmup_epochs <= 0:
-            return 1.0
-        return min(1.0, engine.state.iteration / (self.warmup_epochs * (engine.state.epoch_length or 1)))
-
     def __call__(self, engine: Engine) -> None:
         now = time.time()
         self.start = now if self.start is None else self.start  # the budget is counted from the first iteration
-        factor = (1.0 - self.progress(engine, now)) ** POLY_EXPONENT * self.warmup(engine)
+        factor = (1.0 - self.progress(engine, now)) ** POLY_EXPONENT
         for group, initial in zip(self.optimizer.param_groups, self.initial):
             group["lr"] = initial * factor

@@ -15,7 +15,7 @@ from lib.config import AppConfig
 from lib.datastore import TumorDatastore
 from lib.networks import build_network
 from lib.networks.descriptions import CLICK_NETWORK, GUIDANCE, SEGMENTATION
-from lib.trainers import TrainingRun, network_trainer
+from lib.trainers import TrainingRun
 from lib.trainers.epoch_monitor import EpochMonitor
 from lib.trainers.run_stats import RunStats
 from tests.synthetic import write_case
@@ -233,25 +233,6 @@ def test_weights_descending_from_a_starting_checkpoint_are_fine_tuned_at_the_fin
     from_scratch = run(scratch, studies)["networks"]["segmentation"]
     assert from_scratch["learning_rate"] == 0.05 and "starting_model" not in from_scratch
     assert "starting_model" not in read_checkpoint(SEGMENTATION.published_path(scratch.model_dir), plan)[1]
-
-
-def test_only_weights_descending_from_a_starting_checkpoint_warm_up(
-    make_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    warmups: list[int] = []
-    scheduler = network_trainer.PolyLearningRate
-    monkeypatch.setattr(network_trainer, "PolyLearningRate", lambda *args: warmups.append(args[2]) or scheduler(*args))
-    fast = {"epochs": "1", "click_epochs": "0", "samples_per_case": "2", "finetune_warmup_epochs": "2"}
-    plan = make_config().plan
-    start = {k: torch.full_like(v, 0.01) for k, v in build_network(plan).state_dict().items()}
-    starting = str(tmp_path / "starting.pt")
-    publish([Weights(start, {"trained_on": []}, starting)], plan, [SEGMENTATION])
-    studies = labelled_studies(tmp_path)
-
-    run(make_config(checkpoint=starting, **fast), studies)
-    run(make_config(checkpoint="none", model_dir=str(tmp_path / "scratch"), **fast), studies)
-
-    assert warmups == [2, 0]
 
 
 def test_fine_tuned_weights_replace_the_starting_model_only_from_finetune_min_labels(

@@ -44,24 +44,3 @@ def test_a_time_budget_decays_the_rate_before_the_epochs_would(clock: list[float
     assert rates[20] == pytest.approx(0.01 * 0.5**0.9)  # half the budget used, 1/25 of the iterations
     assert rates[39] == pytest.approx(0.01 * (1 / 40) ** 0.9)
     assert all(a > b for a, b in zip(rates, rates[1:]))
-
-
-def warmed_up(epochs: int, epoch_length: int, warmup_epochs: int) -> list[float]:
-    """The learning rate each iteration trained with, with ``warmup_epochs`` of linear warm-up."""
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
-    engine = Engine(lambda e, b: None)
-    PolyLearningRate(optimizer, None, warmup_epochs).attach(engine)
-    rates: list[float] = []
-    engine.add_event_handler(Events.ITERATION_STARTED, lambda _: rates.append(optimizer.param_groups[0]["lr"]))
-    engine.run(range(epoch_length), max_epochs=epochs)
-    return rates
-
-
-def test_warm_up_raises_the_rate_linearly_over_its_epochs_then_the_decay_goes_on(clock: list[float]) -> None:
-    rates = warmed_up(epochs=4, epoch_length=5, warmup_epochs=1)
-
-    # Iteration i (1-based) of 20: poly factor (1 - (i-1)/20)^0.9, times i/5 for the first epoch's five.
-    assert rates[:3] == pytest.approx([0.01 * 1 / 5, 0.01 * (19 / 20) ** 0.9 * 2 / 5, 0.01 * (18 / 20) ** 0.9 * 3 / 5])
-    assert rates[4] == pytest.approx(0.01 * (16 / 20) ** 0.9)  # the end of the warm-up: the decayed rate itself
-    assert rates[5:] == pytest.approx([0.01 * (1 - i / 20) ** 0.9 for i in range(5, 20)])
-    assert warmed_up(epochs=4, epoch_length=5, warmup_epochs=0)[0] == pytest.approx(0.01)  # 0: no warm-up
