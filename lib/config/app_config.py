@@ -66,6 +66,9 @@ class AppConfig:
             weights when none beats them); with fewer, validation is too noisy to choose by and the run publishes
             its final weights.
         samples_per_case: random patches drawn from a case per training iteration.
+        foreground_share: probability that a training patch of the segmentation network is centred on a labelled
+            voxel (else on an unlabelled one): 2/3 by default (2 tumour : 1 background); nnU-Net's is 1/3. The
+            click network keeps 2/3.
         augmentation: ``spatial`` (random flips along each axis, intensity jitter, and nnU-Net's random rotation
             and scaling, :func:`lib.transforms.pipeline.spatial_augmentation`), or ``flips`` (without the rotation
             and scaling). ``spatial`` by default: it cross-validated better on the STS CT cases at the default
@@ -106,6 +109,7 @@ class AppConfig:
     val_split: float = 0.2
     min_val_cases: int = 3
     samples_per_case: int = 4
+    foreground_share: float = 2 / 3
     augmentation: str = "spatial"
     cache_cases: int = 16
     mc_samples: int = 5

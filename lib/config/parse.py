@@ -133,6 +133,13 @@ def _niceness(text: str) -> int:
     return number
 
 
+def _probability(text: str) -> float:
+    number = float(text)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(text)
+    return number
+
+
 def _dropout(text: str) -> float:
     number = float(text)
     if not 0.0 < number < 1.0:
@@ -183,6 +190,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "val_split": lambda v: _scalar("val_split", v, _fraction, "a fraction in [0, 1)"),
     "min_val_cases": lambda v: _scalar("min_val_cases", v, _positive_int, "a positive integer"),
     "samples_per_case": lambda v: _scalar("samples_per_case", v, _positive_int, "a positive integer"),
+    "foreground_share": lambda v: _scalar("foreground_share", v, _probability, "a probability from 0 to 1"),
     "augmentation": lambda v: _choice("augmentation", v, AUGMENTATION_CHOICES),
     "tta": lambda v: _choice("tta", v, TTA_CHOICES),
     "cache_cases": lambda v: _scalar("cache_cases", v, _at_least(0), "a non-negative integer"),

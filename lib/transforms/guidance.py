@@ -97,14 +97,18 @@ class DeepestClickd(Transform):
         return d
 
 
+CLICK_FOREGROUND_SHARE = 2 / 3  # a click needs an object: most patches are centred on one
+
+
 def _guidance_signal(app_config: AppConfig) -> AddGuidanceSignald:
     return AddGuidanceSignald(IMAGE, GUIDANCE, sigma=SIGMA_VOXELS, number_intensity_ch=app_config.plan.channels)
 
 
 def click_training_transforms(app_config: AppConfig) -> list[Transform]:
-    """The segmentation model's training patches, one object of each, and a first simulated click in it."""
+    """The segmentation model's training patches (2 on an object : 1 elsewhere, whatever its ``foreground_share``),
+    one object of each, and a first simulated click in it."""
     return [
-        *training_transforms(app_config),
+        *training_transforms(app_config, CLICK_FOREGROUND_SHARE),
         ToNumpyd([IMAGE, LABEL]),
         ClickedObjectd(),
         FirstClickd(LABEL, GUIDANCE),

@@ -89,8 +89,10 @@ def spatial_augmentation(app_config: AppConfig) -> list[Transform]:
     ]
 
 
-def training_transforms(app_config: AppConfig) -> list[Transform]:
-    """Validation transforms plus label-balanced random patches and light augmentation."""
+def training_transforms(app_config: AppConfig, foreground_share: float | None = None) -> list[Transform]:
+    """Validation transforms plus random patches, ``foreground_share`` of them (by default the configuration's)
+    centred on a labelled voxel and the rest on an unlabelled one, and light augmentation."""
+    share = app_config.foreground_share if foreground_share is None else foreground_share
     keys = [IMAGE, LABEL]
     return [
         *validation_transforms(app_config),
@@ -99,8 +101,8 @@ def training_transforms(app_config: AppConfig) -> list[Transform]:
             keys,
             label_key=LABEL,
             spatial_size=app_config.patch_size,
-            pos=2,
-            neg=1,
+            pos=share,
+            neg=1.0 - share,
             num_samples=app_config.samples_per_case,
         ),
         *spatial_augmentation(app_config),

@@ -57,6 +57,12 @@ def test_the_clicked_object_is_one_label_value() -> None:
     assert empty.dtype == np.float32 and not empty.any()
 
 
+def test_click_patches_keep_their_share_on_objects_whatever_foreground_share(make_config) -> None:
+    for share in ("0", "1"):
+        (crop,) = [t for t in click_training_transforms(make_config(foreground_share=share)) if hasattr(t, "cropper")]
+        assert crop.cropper.pos_ratio == pytest.approx(2 / 3)
+
+
 def test_training_patches_carry_a_first_click_inside_the_object(make_config, make_case) -> None:
     config = make_config(samples_per_case="12")
     case = make_case(size=(120, 100, 30))  # room for patches without tumour

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from monai.transforms import Compose
+from monai.transforms import Compose, RandCropByPosNegLabeld
 
 from lib.config import APP_DIR, AppConfig, parse_config
 from lib.infers import ModelNotTrainedError, SegmentationInfer
@@ -76,6 +76,24 @@ def test_training_patches_have_patch_size_and_aligned_labels(make_config: Config
             # Flips move image and label together: the tumour stays brighter under its own label.
             assert image[label > 0].mean() - image[label == 0].mean() > 0.3
     assert with_tumour >= 1
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_foreground_share_decides_whether_patches_centre_on_the_label(
+    make_config: ConfigFactory, case: SyntheticCase, share: float
+) -> None:
+    config = make_config(samples_per_case="24", foreground_share=str(share), spacing=SOURCE_SPACING)
+    (crop,) = [t for t in training_transforms(config) if isinstance(t, RandCropByPosNegLabeld)]
+    crop.set_random_state(seed=0)
+    volume = Compose(validation_transforms(config))({IMAGE: case.image_path, LABEL: case.label_path})
+    labelled = volume[LABEL][0] > 0
+    assert 0 < labelled.sum() < labelled.numel() / 4  # a tumour well inside the image: crop centres are not moved
+
+    patches = crop(volume)
+
+    centre = tuple(size // 2 for size in config.patch_size)
+    centred_on_tumour = [bool(patch[LABEL][(0, *centre)] > 0) for patch in patches]
+    assert centred_on_tumour == [share == 1.0] * len(patches)
 
 
 def test_spatial_augmentation_rotates_and_scales_image_and_label_together(
