@@ -20,8 +20,11 @@ With a CUDA device, the same cases run again on it (``--conf device cuda``, AMP)
 with a message.
 
 Usage: ``.venv/bin/python -m benchmarks.infer_latency [--cases STS_001 ...] [--repeats 3] [--stock-repeats 2]
-[--no-stock] [--keep-largest auto|on|off] [--out benchmarks/results]``. ``--keep-largest on`` times our
-largest-component post-processing on every case (the shipped model, validated before it existed, has none).
+[--no-stock] [--keep-largest auto|on|off] [--conf KEY VALUE ...] [--name NAME] [--out benchmarks/results]``.
+``--keep-largest on`` times our largest-component post-processing on every case (the shipped model, validated
+before it existed, has none). ``--conf`` configures every server of ours, e.g. a candidate network (``--conf
+features 16 --conf ensemble 2``: random weights of that plan when nothing fits it); ``--name`` keeps its results
+apart (``infer_latency_<name>.*``).
 """
 
 from __future__ import annotations
@@ -210,8 +213,11 @@ def main() -> None:
         default="auto",
         help="our largest-component post-processing (auto: as the served model validated; the shipped one has none)",
     )
+    parser.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
+    parser.add_argument("--name", default="", help="suffix of the result files, to keep candidates apart")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
     args = parser.parse_args()
+    extra = dict(args.conf)
     require_data()
     os.makedirs(args.out, exist_ok=True)
 
@@ -235,14 +241,14 @@ def main() -> None:
         devices = [d for d in wanted if d != "cuda" or torch.cuda.is_available()]
         for device in devices:
             log = os.path.join(tmp, f"ours-ct-{device}.log")
-            conf = ours_conf(tmp, f"ct-{device}", device, {})
+            conf = ours_conf(tmp, f"ct-{device}", device, extra)
             options = {"keep_largest": args.keep_largest}
             timings += run_server(APP, ct_studies, conf, ct_cases, f"ours {device}", args.repeats, log, options)
             log = os.path.join(tmp, f"ours-mr4-{device}.log")
-            conf = ours_conf(tmp, f"mr4-{device}", device, four)
+            conf = ours_conf(tmp, f"mr4-{device}", device, {**four, **extra})
             timings += run_server(APP, mr_studies, conf, brats_case, f"ours {device}", args.repeats, log, options)
             log = os.path.join(tmp, f"ours-sequences-{device}.log")
-            conf = ours_conf(tmp, f"sequences-{device}", device, sequences)
+            conf = ours_conf(tmp, f"sequences-{device}", device, {**sequences, **extra})
             timings += run_server(
                 APP, sequence_studies, conf, sequence_case, f"ours {device}", args.repeats, log, options
             )
@@ -256,7 +262,7 @@ def main() -> None:
             try:
                 orthanc.upload(pacs, dicom)
                 series = [(uid, "STS_001 DICOM CT") for uid in orthanc.series_uids(pacs, "CT")]
-                conf = ours_conf(tmp, "dicom", "cpu", {})
+                conf = ours_conf(tmp, "dicom", "cpu", extra)
                 log = os.path.join(tmp, "ours-dicom.log")
                 options = {"keep_largest": args.keep_largest}
                 timings += run_server(APP, f"{pacs}/dicom-web", conf, series, "ours dicom", args.repeats, log, options)
@@ -278,7 +284,8 @@ def report(timings: list[Timing], args: argparse.Namespace) -> None:
     lines = [
         f"Auto segmentation end to end through the server; the median request of {args.repeats} (ours) and "
         f"{args.stock_repeats} (stock) requests after a warm-up; {os.cpu_count()} CPU cores, "
-        f"torch threads {torch.get_num_threads()}; our keep_largest option: {args.keep_largest}.",
+        f"torch threads {torch.get_num_threads()}; our keep_largest option: {args.keep_largest}; "
+        f"our --conf: {dict(args.conf) or 'the defaults'}.",
         "",
         f"{'server':<11}{'case':<22}{'size':>22}{'first s':>9}{'end-to-end s':>13}"
         + "".join(f"{s + ' s':>10}" for s in STAGES)
@@ -292,7 +299,8 @@ def report(timings: list[Timing], args: argparse.Namespace) -> None:
             + f"{t.outside_network:>12.0%}{t.peak_rss_mb:>12.0f}{ratio:>11}"
         )
     text = "\n".join(lines)
-    plot(timings, save_report(args.out, "infer_latency", text, [asdict(t) for t in timings]))
+    name = "_".join(["infer_latency", *([args.name] if args.name else [])])
+    plot(timings, save_report(args.out, name, text, [asdict(t) for t in timings]))
 
 
 def plot(timings: list[Timing], path: str) -> None:
