@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from monai.transforms import Compose
+from monai.transforms import Compose, RandCropByPosNegLabeld
 
 from lib.config import AppConfig
 from lib.transforms.guidance import (
@@ -59,7 +59,8 @@ def test_the_clicked_object_is_one_label_value() -> None:
 
 def test_click_patches_keep_their_share_on_objects_whatever_foreground_share(make_config) -> None:
     for share in ("0", "1"):
-        (crop,) = [t for t in click_training_transforms(make_config(foreground_share=share)) if hasattr(t, "cropper")]
+        transforms = click_training_transforms(make_config(foreground_share=share))
+        (crop,) = [t for t in transforms if isinstance(t, RandCropByPosNegLabeld)]
         assert crop.cropper.pos_ratio == pytest.approx(2 / 3)
 
 
