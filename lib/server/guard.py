@@ -142,6 +142,8 @@ class Guard:
         if scheme.lower() != "bearer" or not token.strip():
             return ANONYMOUS, "log in first: POST /auth/token, then send 'Authorization: Bearer <token>'"
         token = token.strip()
+        if not token.isascii():  # tokens are base64url text; compare_digest refuses other characters
+            return ANONYMOUS, "the token is not one this server issued (it holds characters other than ASCII)"
         if secrets.compare_digest(token, self.access.internal_token):
             return SERVER_USER, None
         try:
