@@ -7,6 +7,7 @@ are not options a client may set; the server sets them itself.
 from __future__ import annotations
 
 import json
+import math
 import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -51,12 +52,28 @@ class OptionsError(ValueError):
     """An option is unknown or malformed; the message names it."""
 
 
+MAX_CLIENT_ID = 128
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON accepts")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text[:40]} is out of the range of a number")
+    return number
+
+
 def parse_json_object(text: str | None, what: str) -> dict[str, Any]:
-    """The JSON object in ``text`` ("" or None: empty)."""
+    """The JSON object in ``text`` ("" or None: empty). ``NaN``, ``Infinity`` and numbers beyond a float's range
+    are refused: Python reads them, but they cannot be sent back as JSON, so a stored one would break every
+    reply that shows it."""
     if not text:
         return {}
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except ValueError as e:
         raise OptionsError(f"{what} is not valid JSON: {e}") from None
     except RecursionError:
@@ -64,6 +81,14 @@ def parse_json_object(text: str | None, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise OptionsError(f"{what} must be a JSON object, not {type(value).__name__}")
     return value
+
+
+def check_client_id(options: Mapping[str, Any]) -> None:
+    """A client's ``client_id`` (3D Slicer sends one with every request) is text of at most ``MAX_CLIENT_ID``
+    characters: it is recorded and shown, and a training run is started with it on its command line."""
+    value = options.get("client_id")
+    if value is not None and (not isinstance(value, str) or len(value) > MAX_CLIENT_ID):
+        raise OptionsError(f"client_id must be text of at most {MAX_CLIENT_ID} characters")
 
 
 def _is_int(value: Any) -> bool:
@@ -86,6 +111,7 @@ def check_infer_options(options: Mapping[str, Any], model_config: Mapping[str, A
             option must be one of them.
         labels: the app's label names; 3D Slicer sends each label's clicks under its name.
     """
+    check_client_id(options)
     accepted = _INFER_COMMON | set(model_config) | set(labels)
     unknown = sorted(set(options) - accepted)
     if unknown:
@@ -130,6 +156,7 @@ def check_train_options(options: Mapping[str, Any], trainer_config: Mapping[str,
     3D Slicer sends the trainer's whole config back (first item of lists): fixed options such as ``device`` are
     accepted when they hold the server's value, and refused when they ask for anything else.
     """
+    check_client_id(options)
     for key, value in options.items():
         if key in TRAIN_OPTIONS:
             continue

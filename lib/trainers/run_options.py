@@ -37,6 +37,8 @@ def train_value(key: str, value: Any) -> Any:
     cast, valid, accepted = TRAIN_VALUES[key]
     try:
         number = None if isinstance(value, bool) else cast(value)
+        if cast is int and isinstance(value, float) and not value.is_integer():
+            number = None  # 1.9 epochs is a mistake, not 1
     except (TypeError, ValueError, OverflowError):
         number = None
     if number is None or not valid(number):

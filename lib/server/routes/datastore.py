@@ -16,6 +16,7 @@ from starlette.background import BackgroundTask
 
 from lib.auth import Role, allows
 from lib.datastore.names import FINAL, InvalidNameError, check_name, check_tag
+from lib.server.options import OptionsError, check_client_id
 from lib.server.routes.uploads import caller, json_object, received, volume_suffix
 
 logger = logging.getLogger(__name__)
@@ -77,9 +78,11 @@ def datastore_routes(instance: MONAILabelApp) -> APIRouter:
     @router.post("/activelearning/{strategy}")
     async def next_sample(request: Request, strategy: str) -> dict[str, Any]:
         options = json_object(await request.body(), "strategy options")
+        try:
+            check_client_id(options)
+        except OptionsError as e:
+            raise HTTPException(422, str(e)) from None
         client_id = options.get("client_id") or caller(request).name
-        if not isinstance(client_id, str) or len(client_id) > 128:
-            raise HTTPException(422, "client_id must be text of at most 128 characters")
         # Strategies take no options of their own; the client's id is recorded with the pick.
         reply = await run_in_threadpool(sample, strategy, {"client_id": client_id}, caller(request).name)
         return {k: v for k, v in reply.items() if k != "path"}

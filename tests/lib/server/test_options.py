@@ -10,7 +10,16 @@ TRAINER_CONFIG = {"max_epochs": 50, "device": ["cpu"], "dataset": ["CacheDataset
 
 
 @pytest.mark.parametrize(
-    ("text", "message"), [("[1", "not valid JSON"), ("[1, 2]", "JSON object, not list"), ('"x"', "not str")]
+    ("text", "message"),
+    [
+        ("[1", "not valid JSON"),
+        ("[1, 2]", "JSON object, not list"),
+        ('"x"', "not str"),
+        # Python reads these, but a reply or datastore file holding one can no longer be sent as JSON.
+        ('{"a": NaN}', "NaN is not a number JSON accepts"),
+        ('{"a": [-Infinity]}', "-Infinity is not a number JSON accepts"),
+        ('{"a": {"b": 1e99999}}', "1e99999 is out of the range of a number"),
+    ],
 )
 def test_params_must_be_a_json_object(text: str, message: str) -> None:
     with pytest.raises(OptionsError, match=message):
@@ -43,6 +52,8 @@ def test_accepts_what_slicer_sends() -> None:
         ({"label_info": {"name": "tumor"}}, "label_info must be"),
         ({"save_label": "yes"}, "save_label must be true or false"),
         ({"slice": 1.5}, "slice must be an integer"),
+        ({"client_id": ["x"]}, "client_id must be text of at most 128 characters"),
+        ({"client_id": "x" * 129}, "client_id must be text"),
     ],
 )
 def test_refuses_paths_devices_and_malformed_values(options: dict, message: str) -> None:
@@ -57,6 +68,7 @@ def test_training_accepts_its_own_config_back() -> None:
     check_train_options({"multi_gpu": False}, TRAINER_CONFIG)  # an annotator may turn it off (or on) for a run
     check_train_options({"multi_gpu": ["true"]}, TRAINER_CONFIG)
     check_train_options({"tracking": ["mlflow"]}, TRAINER_CONFIG)  # as the run reads it: the first item
+    check_train_options({"max_epochs": 3.0, "client_id": "user-slicer-1"}, TRAINER_CONFIG)
 
 
 @pytest.mark.parametrize(
@@ -73,6 +85,10 @@ def test_training_accepts_its_own_config_back() -> None:
         ({"tracking": "wandb"}, "tracking='wandb' is not accepted: 'None' or 'mlflow'"),
         ({"tracking": ["wandb"]}, "tracking='wandb' is not accepted"),
         ({"multi_gpu": "maybe"}, "multi_gpu='maybe' is not true or false"),
+        ({"max_epochs": 1.9}, "max_epochs=1.9"),  # not silently 1
+        # It goes on the training process's command line, where 200,000 characters would stop the run starting.
+        ({"client_id": "a" * 200_000}, "client_id must be text of at most 128 characters"),
+        ({"client_id": [[[]]]}, "client_id must be text"),
     ],
 )
 def test_training_refuses_paths_devices_and_bad_values(options: dict, message: str) -> None:
