@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from lib.shown import shown
 from lib.transforms.geometry import Geometry
 from lib.transforms.sequences import MissingSequenceError, sequence_files, split_sequence_name
 from lib.transforms.volume_io import VolumeReadError, read_case, read_volume
@@ -153,6 +154,8 @@ def check_label(label_path: str, image_path: str, num_labels: int, max_voxels: i
     if problem is not None:
         raise InvalidUploadError(f"label does not lie on its image's grid: {problem}")
     values = np.unique(array)
+    if not np.isfinite(values).all():
+        raise InvalidUploadError("label holds NaN or infinite values; a labelmap holds whole numbers")
     bad = [v for v in values.tolist() if v != int(v) or not 0 <= v <= num_labels]
     if bad:
         raise InvalidUploadError(f"label holds values {bad[:10]}; accepted values are 0 (background) to {num_labels}")
@@ -171,16 +174,21 @@ def remap_label(array: np.ndarray, label_info: Sequence[dict[str, Any]], labels:
     wanted = {name.lower(): i + 1 for i, name in enumerate(labels)}
     mapping = np.zeros(256, dtype=np.uint8)
     described = {0}
+    if not isinstance(label_info, list) or not all(isinstance(entry, dict) for entry in label_info):
+        raise InvalidUploadError('label_info must be a list of {"name": text, "idx": integer}, as 3D Slicer sends')
     for entry in label_info:
-        name, idx = str(entry.get("name", "")), entry.get("idx", entry.get("id"))
+        name, idx = entry.get("name", ""), entry.get("idx", entry.get("id"))
+        if not isinstance(name, str):
+            raise InvalidUploadError(f"label_info: segment name {shown(name)} is not text")
         if name.lower() == "background" or idx is None:
             continue
+        if not isinstance(idx, int) or isinstance(idx, bool):
+            raise InvalidUploadError(f"label_info: segment {name!r} has value {shown(idx)}; a whole number is needed")
         if name.lower() not in wanted:
             raise InvalidUploadError(
                 f"segment {name!r} is not a label of this app; accepted: {', '.join(labels)} "
                 "(rename the segment or remove it before submitting)"
             )
-        idx = int(idx)
         if not 0 < idx < 256:
             raise InvalidUploadError(f"segment {name!r} has value {idx}; values 1..255 are accepted")
         mapping[idx] = wanted[name.lower()]
@@ -205,9 +213,7 @@ def app_label(
             segment values. Without it, values must already be 0..K.
         max_voxels: the largest volume accepted.
     """
-    array = check_label(label_path, image_path, num_labels=255, max_voxels=max_voxels)
-    if label_info and label_info.get("label_info"):
-        return remap_label(array, label_info["label_info"], labels)
-    if array.max() > len(labels):
-        raise InvalidUploadError(f"label holds value {int(array.max())}; accepted values are 0..{len(labels)}")
-    return array
+    named = bool(label_info and label_info.get("label_info"))
+    # Segments named by label_info may carry any value 1..255 (3D Slicer numbers them in its own order).
+    array = check_label(label_path, image_path, num_labels=255 if named else len(labels), max_voxels=max_voxels)
+    return remap_label(array, label_info["label_info"], labels) if named else array

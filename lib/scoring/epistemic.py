@@ -22,14 +22,12 @@ from monailabel.interfaces.tasks.scoring import ScoringMethod
 
 from lib.checkpoint import load_weights, serving_checkpoint
 from lib.config import AppConfig
+from lib.datastore.info import MODEL_TS_KEY, SCORE_KEY
 from lib.networks import build_network, enable_mc_dropout
 from lib.transforms.pipeline import IMAGE, inference_transforms, sliding_window
 from lib.transforms.volume_io import VolumeReadError
 
 logger = logging.getLogger(__name__)
-
-SCORE_KEY = "epistemic_entropy"
-MODEL_TS_KEY = "epistemic_ts"
 
 
 def mutual_information(probabilities: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

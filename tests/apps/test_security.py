@@ -254,8 +254,9 @@ def test_hostile_requests_get_a_clear_4xx_and_change_nothing(secure: SecureServe
             f"{secure.url}/datastore/label?{query}", files={"label": (name, content)}, data=data, headers=admin
         )
 
-    def put_image(query: str, content: bytes, name: str = "x.nii.gz") -> requests.Response:
-        return requests.put(f"{secure.url}/datastore/?{query}", files={"file": (name, content)}, headers=admin)
+    def put_image(query: str, content: bytes, name: str = "x.nii.gz", params: str = "{}") -> requests.Response:
+        files, data = {"file": (name, content)}, {"params": params}
+        return requests.put(f"{secure.url}/datastore/?{query}", files=files, data=data, headers=admin)
 
     def infer(query: str, params: Any, label: bytes | None = None, model: str = "segmentation") -> requests.Response:
         files = {"label": ("s.nii.gz", label)} if label else None
@@ -295,6 +296,11 @@ def test_hostile_requests_get_a_clear_4xx_and_change_nothing(secure: SecureServe
         ("label, params a list", put_label("image=case1", one, params="[1]"), 422, "JSON object"),
         ("label, unknown segment", put_label("image=case1", one, bad_info), 422, "not a label"),
         ("label of an id with NUL", put_label("image=case%00", one), 422, "plain name"),
+        ("label, label_info not a list", put_label("image=case1", one, {"label_info": "abc"}), 422, "label_info"),
+        ("label, params with NaN", put_label("image=case1", one, params='{"a": NaN}'), 422, "NaN"),
+        ("label of an id with a file type", put_label("image=case1.nii.gz", one), 422, "file type"),
+        ("image id with U+0085", put_image("image=a%C2%85b", image_bytes), 422, "invisible"),
+        ("image, the server's key", put_image("image=new6", image_bytes, params='{"strategy": "x"}'), 422, "strategy"),
         ("label of a 300-character id", put_label("image=" + "a" * 300, one), 422, "300 characters"),
         ("image, truncated", put_image("image=new1", gz_truncated(case.image_path)), 422, "truncated"),
         ("image, header bomb", put_image("image=new2", header_bomb(str(tmp_path)), "b.nii"), 422, "voxels"),
@@ -341,6 +347,13 @@ def test_hostile_requests_get_a_clear_4xx_and_change_nothing(secure: SecureServe
         ("train, bad epochs", train("", {"max_epochs": "many"}), 422, "max_epochs"),
         ("train, run_sync", train("run_sync=true", {}), 422, "run_sync"),
         ("train, not an object", train("", [1, 2]), 422, "JSON object"),
+        ("train, client_id too long", train("", {"client_id": "a" * 200_000}), 422, "client_id"),
+        (
+            "token not ASCII",
+            requests.get(f"{secure.url}/info/", headers={"Authorization": "Bearer caf\xe9"}),
+            401,
+            "token",
+        ),
         ("weights, junk", requests.put(f"{secure.url}/model/segmentation", files=junk, headers=admin), 422, "refused"),
         ("weights, none served", requests.put(f"{secure.url}/model/scribbles", files=junk, headers=admin), 404, "no"),
         ("delete unknown image", requests.delete(f"{secure.url}/datastore/image?id=nope", headers=admin), 404, "nope"),

@@ -15,11 +15,20 @@ from monailabel.interfaces.app import MONAILabelApp
 from starlette.background import BackgroundTask
 
 from lib.auth import Role, allows
+from lib.datastore.info import InvalidInfoError, client_info
 from lib.datastore.names import FINAL, InvalidNameError, check_name, check_tag
 from lib.server.options import OptionsError, check_client_id
 from lib.server.routes.uploads import caller, json_object, received, volume_suffix
 
 logger = logging.getLogger(__name__)
+
+
+def stored_info(params: str, what: str) -> dict[str, Any]:
+    """An upload's ``params``, to be stored as its info: a JSON object of the client's own keys (422 otherwise)."""
+    try:
+        return client_info(json_object(params, "params"), what)
+    except InvalidInfoError as e:
+        raise HTTPException(422, str(e)) from None
 
 
 def datastore_routes(instance: MONAILabelApp) -> APIRouter:
@@ -31,7 +40,7 @@ def datastore_routes(instance: MONAILabelApp) -> APIRouter:
     def upload_image(
         request: Request, file: Annotated[UploadFile, File()], image: str = "", params: Annotated[str, Form()] = "{}"
     ) -> dict[str, Any]:
-        info = json_object(params, "params")
+        info = stored_info(params, "image")
         suffix = volume_suffix(file.filename)
         image_id = image or os.path.basename(file.filename or "")[: -len(suffix)]
         try:
@@ -57,7 +66,7 @@ def datastore_routes(instance: MONAILabelApp) -> APIRouter:
             raise HTTPException(422, str(e)) from None
         if tag != FINAL and not allows(user.role, Role.ADMIN):
             raise HTTPException(403, f"user {user.name!r} ({user.role}) may submit {FINAL} labels only")
-        info = json_object(params, "params")
+        info = stored_info(params, "label")
         info.update(user=user.name, submitted=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         with received(label, image) as path:
             label_id = instance.datastore().save_label(image, path, tag, info)

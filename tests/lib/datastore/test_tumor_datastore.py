@@ -136,7 +136,7 @@ def test_save_label_with_value_above_labels_is_refused(studies: Path, config: Ap
         datastore.save_label("case0", label, DefaultLabelTag.FINAL, {})
 
     assert error.value.status_code == 422
-    assert "label holds value 2; accepted values are 0..1" in error.value.detail
+    assert "label holds values [2]; accepted values are 0 (background) to 1" in error.value.detail
     assert list((studies / "labels" / "final").iterdir()) == []
 
 

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from lib.datastore.validation import InvalidUploadError, check_image, check_label, image_geometry, remap_label
+from lib.datastore.validation import (
+    InvalidUploadError,
+    app_label,
+    check_image,
+    check_label,
+    image_geometry,
+    remap_label,
+)
 from lib.transforms.geometry import Geometry
 from tests.synthetic import SyntheticCase, oblique_direction
 
@@ -65,6 +72,23 @@ def test_check_label_refuses(
     path = write_like(array, case.image_path, tmp_path / "bad.nii.gz", **changes)
     with pytest.raises(InvalidUploadError, match=match):
         check_label(path, case.image_path, num_labels=1, max_voxels=10**8)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_check_label_refuses_non_finite(case: SyntheticCase, tmp_path: Path, bad: float) -> None:
+    array = case.label.astype(np.float32)
+    array[10, 10, 10] = bad
+    path = write_like(array, case.image_path, tmp_path / "nan.nrrd")  # NRRD keeps NaN as written
+    with pytest.raises(InvalidUploadError, match="label holds NaN or infinite values"):
+        check_label(path, case.image_path, num_labels=1, max_voxels=10**8)
+
+
+def test_app_label_names_the_values_it_accepts(case: SyntheticCase, tmp_path: Path) -> None:
+    path = write_like(np.full((48, 40, 20), 7, np.uint8), case.image_path, tmp_path / "seven.nii.gz")
+    with pytest.raises(InvalidUploadError, match=r"values \[7\]; accepted values are 0 \(background\) to 1$"):
+        app_label(path, case.image_path, ["tumor"], {}, max_voxels=10**8)
+    remapped = app_label(path, case.image_path, ["tumor"], {"label_info": [{"name": "tumor", "idx": 7}]}, 10**8)
+    assert set(np.unique(remapped).tolist()) == {1}  # named by label_info, 7 is the app's tumour value
 
 
 def test_check_label_tolerates_header_rounding(case: SyntheticCase, tmp_path: Path) -> None:
@@ -169,6 +193,25 @@ def test_remap_label_refuses_value_missing_from_label_info() -> None:
 def test_remap_label_refuses_out_of_range_segment_value(idx: int) -> None:
     with pytest.raises(InvalidUploadError, match=f"segment 'tumor' has value {idx}; values 1..255 are accepted"):
         remap_label(SEGMENTS, [{"name": "tumor", "idx": idx}], LABELS)
+
+
+@pytest.mark.parametrize(
+    ("label_info", "message"),
+    [
+        ("abc", "label_info must be a list"),
+        ({"a": 1}, "label_info must be a list"),
+        ([1, 2], "label_info must be a list"),
+        ([None], "label_info must be a list"),
+        ([{"name": 3, "idx": 1}], "segment name 3 is not text"),
+        ([{"name": "tumor", "idx": "x"}], "segment 'tumor' has value 'x'; a whole number is needed"),
+        ([{"name": "tumor", "idx": 1.7}], "has value 1.7; a whole number"),  # not cut to 1
+        ([{"name": "tumor", "idx": True}], "has value True; a whole number"),
+        ([{"name": "tumor", "idx": [1]}], "has value \\[1\\]; a whole number"),
+    ],
+)
+def test_remap_label_refuses_malformed_label_info(label_info: object, message: str) -> None:
+    with pytest.raises(InvalidUploadError, match=message):
+        remap_label(SEGMENTS, label_info, LABELS)  # type: ignore[arg-type]
 
 
 def truncate(path: str, out: Path, keep: float) -> str:
