@@ -60,6 +60,15 @@ def read_checkpoint(
         raise CheckpointError(f"checkpoint {name} holds no state dict")
     state = checkpoint.get("model", checkpoint)
     meta = checkpoint.get("meta", {}) if "model" in checkpoint else {}
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {name}: its meta is a {type(meta).__name__}, not a dictionary")
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise CheckpointError(f"checkpoint {name} holds no state dict (parameter names mapped to tensors)")
+    broken = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if broken is not None:
+        raise CheckpointError(f"checkpoint {name} holds NaN or infinite weights ({broken[:80]})")
     trained_for = meta.get("architecture")
     if trained_for is not None and trained_for != network.architecture(plan):
         raise CheckpointError(
@@ -73,7 +82,7 @@ def load_state(network: nn.Module, state: dict[str, torch.Tensor], path: str) ->
     """Load ``state`` (read from checkpoint ``path``) into ``network``, strictly."""
     try:
         network.load_state_dict(state, strict=True)
-    except RuntimeError as e:
+    except (RuntimeError, TypeError, AttributeError, KeyError) as e:
         raise CheckpointError(
             f"checkpoint {os.path.basename(path)} does not fit the configured network: {str(e)[:300]}"
         ) from e

@@ -93,6 +93,32 @@ def test_unreadable_checkpoint(config: AppConfig, tmp_path: Path, content: bytes
         read_checkpoint(str(path), config.plan)
 
 
+def _nan_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    return {**state, name: torch.full_like(state[name], float("nan"))}
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (lambda state: {"model": state, "meta": "string"}, "its meta is a str, not a dictionary"),
+        (lambda state: {"model": [1, 2, 3], "meta": {}}, "holds no state dict"),
+        (lambda state: {"model": {1: torch.zeros(1)}}, "holds no state dict"),
+        (lambda state: {"model": {"w": "text"}}, "holds no state dict"),
+        (lambda state: {"model": _nan_weights(state), "meta": {}}, "holds NaN or infinite weights"),
+    ],
+    ids=["meta-not-a-dict", "model-a-list", "int-keys", "not-tensors", "nan-weights"],
+)
+def test_malformed_checkpoints_are_refused_by_name(
+    config: AppConfig, tmp_path: Path, content: Callable[[dict], object], match: str
+) -> None:
+    # Each was a 500 from PUT /model before; a refusal here is the 422 that names the problem.
+    path = tmp_path / "odd.pt"
+    torch.save(content(build_network(config.plan).state_dict()), path)
+    with pytest.raises(CheckpointError, match=match):
+        read_checkpoint(str(path), config.plan)
+
+
 def test_serving_checkpoint_prefers_published(make_config: ConfigFactory, tmp_path: Path) -> None:
     start = tmp_path / "start.pt"
     torch.save(build_network(make_config().plan).state_dict(), start)
