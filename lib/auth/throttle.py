@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 MAX_FAILURES = 10  # failed logins from one address within WINDOW_S before it must wait
 WINDOW_S = 300.0
+PRUNE_ABOVE = 1024  # addresses kept before expired ones are forgotten
 
 
 class LoginThrottle:
@@ -35,20 +36,30 @@ class LoginThrottle:
             failures.popleft()
         return failures
 
-    def wait_s(self, address: str) -> float:
-        """Seconds ``address`` must wait before its next login attempt (0: it may try now)."""
-        with self._lock:
-            failures = self._recent(address)
-            if len(failures) < self.max_failures:
-                return 0.0
-            return failures[0] + self.window_s - self.clock()
+    def attempt(self, address: str) -> float:
+        """Start a login attempt from ``address``: the seconds it must wait first (the attempt is refused), or 0.
 
-    def failed(self, address: str) -> None:
-        """Record a failed login from ``address``."""
+        An attempt that may go ahead is counted as a failure at once, and forgotten by :meth:`succeeded`: so
+        attempts sent together, whose passwords are still being checked, count against the limit too.
+        """
         with self._lock:
-            self._recent(address).append(self.clock())
+            self._prune()
+            failures = self._recent(address)
+            if len(failures) >= self.max_failures:
+                return failures[0] + self.window_s - self.clock()
+            failures.append(self.clock())
+            return 0.0
 
     def succeeded(self, address: str) -> None:
         """Forget ``address``'s failures once it logs in."""
         with self._lock:
             self._failures.pop(address, None)
+
+    def _prune(self) -> None:
+        """Forget addresses whose failures have all expired, once many are kept (a client that varies its address
+        would otherwise grow the table without end)."""
+        if len(self._failures) < PRUNE_ABOVE:
+            return
+        for address in list(self._failures):
+            if not self._recent(address):
+                del self._failures[address]

@@ -13,15 +13,20 @@ class TokenError(ValueError):
     """A token is missing, malformed, wrongly signed or expired; the message says which, for a 401."""
 
 
-def issue_token(secret: str, username: str, minutes: float) -> str:
-    """A token naming ``username`` that expires ``minutes`` from now."""
+def issue_token(secret: str, username: str, minutes: float, credential: str = "") -> str:
+    """A token naming ``username`` that expires ``minutes`` from now.
+
+    ``credential`` stands for the user's password as it was when the token was issued
+    (:meth:`lib.auth.UserStore.credential`): a token stops working when the password changes or the user is
+    removed and added again.
+    """
     now = datetime.datetime.now(datetime.timezone.utc)
-    claims = {"sub": username, "iat": now, "exp": now + datetime.timedelta(minutes=minutes)}
+    claims = {"sub": username, "cred": credential, "iat": now, "exp": now + datetime.timedelta(minutes=minutes)}
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def read_token(secret: str, token: str) -> str:
-    """The user name a valid ``token`` was issued to.
+def read_token(secret: str, token: str) -> tuple[str, str]:
+    """The user name a valid ``token`` was issued to, and the credential it was issued for.
 
     Raises:
         TokenError: the token is expired, not signed with ``secret`` or not a token of this server.
@@ -32,7 +37,9 @@ def read_token(secret: str, token: str) -> str:
         raise TokenError("the token has expired: log in again") from None
     except jwt.InvalidTokenError:
         raise TokenError("the token is not valid for this server: log in again") from None
-    username = claims["sub"]
+    username, credential = claims["sub"], claims.get("cred", "")
     if not isinstance(username, str) or not username:
         raise TokenError("the token names no user: log in again")
-    return username
+    if not isinstance(credential, str):
+        raise TokenError("the token is not valid for this server: log in again")
+    return username, credential

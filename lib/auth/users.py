@@ -7,6 +7,7 @@ and the tokens of a removed user stop working at once.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -120,6 +121,12 @@ class UserStore:
         """The user called ``name``, or None."""
         entry = self._read()["users"].get(name)
         return None if entry is None else User(name, Role.parse(entry["role"]))
+
+    def credential(self, name: str) -> str | None:
+        """A digest of the user's password hash, which tokens carry (:func:`lib.auth.issue_token`): it changes
+        when the password does, and when the user is removed and added again (a new salt). None: no such user."""
+        entry = self._read()["users"].get(name)
+        return None if entry is None else hashlib.sha256(entry["password_hash"].encode("ascii")).hexdigest()[:32]
 
     def add(self, name: str, role: Role, password: str) -> User:
         """Add a user, or replace the role and password of an existing one."""

@@ -147,8 +147,9 @@ class Guard:
         if secrets.compare_digest(token, self.access.internal_token):
             return SERVER_USER, None
         try:
-            name = read_token(self.access.users.secret, token)
+            name, credential = read_token(self.access.users.secret, token)
             user = self.access.users.get(name)
+            current = self.access.users.credential(name)
         except TokenError as e:
             return ANONYMOUS, str(e)
         except UserFileError as e:
@@ -156,6 +157,8 @@ class Guard:
             return ANONYMOUS, "the server cannot read its users file; ask the administrator"
         if user is None:
             return ANONYMOUS, f"user {name!r} no longer exists"
+        if not secrets.compare_digest(credential, current or ""):
+            return ANONYMOUS, f"the password of user {name!r} has changed since this token was issued: log in again"
         return user, None
 
     def _too_large(self) -> str:

@@ -32,7 +32,7 @@ def login_routes(access: Access, token_minutes: float) -> APIRouter:
         if access.users is None:
             raise HTTPException(400, "login is off on this server: no token is needed")
         client = request.client.host if request.client else "?"
-        wait_s = throttle.wait_s(client)
+        wait_s = throttle.attempt(client)  # counted as a failure until the password is found right
         if wait_s > 0:
             logger.warning("Login refused for %r from %s: too many failed logins", username[:64], client)
             raise HTTPException(
@@ -46,12 +46,11 @@ def login_routes(access: Access, token_minutes: float) -> APIRouter:
             logger.error("Login impossible: %s", e)
             raise HTTPException(503, "the server cannot read its users file; ask its administrator") from None
         if user is None:
-            throttle.failed(client)
             logger.warning("Login refused for %r from %s", username[:64], client)
             raise HTTPException(401, "wrong user name or password", headers={"WWW-Authenticate": "Bearer"})
         throttle.succeeded(client)
         logger.info("Login: %s (%s) from %s", user.name, user.role, client)
-        token = issue_token(access.users.secret, user.name, token_minutes)
+        token = issue_token(access.users.secret, user.name, token_minutes, access.users.credential(user.name) or "")
         return {"access_token": token, "token_type": "bearer", "expires_in": int(token_minutes * 60)}
 
     @router.get("/auth/token/valid")

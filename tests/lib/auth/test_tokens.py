@@ -7,8 +7,8 @@ from lib.auth import TokenError, issue_token, read_token
 SECRET = "s" * 32
 
 
-def test_a_token_names_its_user() -> None:
-    assert read_token(SECRET, issue_token(SECRET, "alice", minutes=5)) == "alice"
+def test_a_token_names_its_user_and_credential() -> None:
+    assert read_token(SECRET, issue_token(SECRET, "alice", minutes=5, credential="c1")) == ("alice", "c1")
 
 
 @pytest.mark.parametrize(

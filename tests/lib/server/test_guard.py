@@ -43,9 +43,28 @@ def bearer(token: str) -> dict[bytes, bytes]:
     return {b"authorization": f"Bearer {token}".encode("latin-1")}
 
 
+def login(guard: Guard, name: str = "alice") -> str:
+    """A token as ``POST /auth/token`` issues it."""
+    users = guard.access.users
+    return issue_token(users.secret, name, minutes=5, credential=users.credential(name))
+
+
 def test_a_valid_token_reaches_the_route(guard: Guard) -> None:
-    token = issue_token(guard.access.users.secret, "alice", minutes=5)
-    assert call(guard, "GET", "/info/", bearer(token)) == (200, {"user": "alice"})
+    assert call(guard, "GET", "/info/", bearer(login(guard))) == (200, {"user": "alice"})
+
+
+def test_a_token_stops_when_the_password_changes_or_the_user_is_added_again(guard: Guard) -> None:
+    users = guard.access.users
+    old = login(guard)
+    users.add("alice", Role.ANNOTATOR, "another horse")  # a new password
+    status, body = call(guard, "GET", "/info/", bearer(old))
+    assert status == 401 and "has changed since this token was issued" in body["detail"]
+    token = login(guard)
+    users.remove("alice")
+    users.add("alice", Role.ANNOTATOR, "another horse")  # the same password, but a new account (a new salt)
+    assert call(guard, "GET", "/info/", bearer(token))[0] == 401
+    # A token without the credential (as issued before it was added) is refused too.
+    assert call(guard, "GET", "/info/", bearer(issue_token(users.secret, "alice", minutes=5)))[0] == 401
 
 
 @pytest.mark.parametrize("token", ["café", "é", "ÿÿÿÿ", "tok\u00a0en"])
@@ -61,6 +80,5 @@ def test_a_token_that_is_not_ascii_is_a_401_not_a_500(guard: Guard, token: str) 
     [(b"image=a%C2%85b", "invisible or control"), (b"image=%FF", "not valid UTF-8"), (b"image=x.nii.gz", "file type")],
 )
 def test_ids_in_the_query_are_checked_before_the_route(guard: Guard, query: bytes, message: str) -> None:
-    token = issue_token(guard.access.users.secret, "alice", minutes=5)
-    status, body = call(guard, "GET", "/datastore/image", bearer(token), query)
+    status, body = call(guard, "GET", "/datastore/image", bearer(login(guard)), query)
     assert status == 422 and message in body["detail"]
