@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
+import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -80,6 +82,11 @@ class TumorDatastore(LocalDatastore):
     def __init__(self, studies: str, app_config: AppConfig, **kwargs: Any) -> None:
         self.app_config = app_config
         self._reported: set[str] = set()
+        # One writer at a time: requests' uploads and deletions, and the folder watcher's refresh, which iterates
+        # over the images (a concurrent upload ended the watcher's thread, and the server then no longer saw
+        # files added or removed). Checks run under it too, so a label is checked against the image it is
+        # stored with, even when the image is being replaced at the same moment.
+        self._writing = threading.RLock()
         super().__init__(studies, **kwargs)
 
     @property
@@ -87,11 +94,19 @@ class TumorDatastore(LocalDatastore):
         """The studies folder the datastore lists."""
         return self._datastore_path
 
+    def _reconcile_datastore(self) -> None:
+        with self._writing:
+            super()._reconcile_datastore()
+
     def add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
         try:
             check_name(image_id, "image id")
         except InvalidNameError as e:
             raise HTTPException(422, str(e)) from None
+        with self._writing:
+            return self._add_image(image_id, image_filename, image_info)
+
+    def _add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
         existing = self._datastore.objects.get(image_id)
         if existing is not None and self.get_labels_by_image_id(image_id):
             raise HTTPException(
@@ -115,11 +130,45 @@ class TumorDatastore(LocalDatastore):
             check_tag(label_tag)
         except InvalidNameError as e:
             raise HTTPException(422, str(e)) from None
-        if image_id not in self._datastore.objects:
-            raise HTTPException(404, f"image {image_id!r} is not in the datastore")
-        image_path = self.get_image_uri(image_id)
-        with checked_label(self.app_config, image_id, label_filename, image_path, label_info) as path:
-            return super().save_label(image_id, path, label_tag, label_info)
+        with self._writing:
+            if image_id not in self._datastore.objects:
+                raise HTTPException(404, f"image {image_id!r} is not in the datastore")
+            image_path = self.get_image_uri(image_id)
+            with checked_label(self.app_config, image_id, label_filename, image_path, label_info) as path:
+                return super().save_label(image_id, path, label_tag, label_info)
+
+    def update_image_info(self, image_id: str, info: dict[str, Any]) -> None:
+        with self._writing:
+            super().update_image_info(image_id, info)
+
+    def update_label_info(self, label_id: str, label_tag: str, info: dict[str, Any]) -> None:
+        with self._writing:
+            super().update_label_info(label_id, label_tag, info)
+
+    def get_dataset_archive(self, limit_cases: int | None) -> str:
+        """A ZIP file of the labelled cases (``image/``, ``label/``) and the datastore's metadata, in a temporary
+        file the caller removes; none is left behind when it cannot be written (409 when a case's file has gone
+        from the studies folder since it was listed)."""
+        with self._writing:  # listed together; written without holding up uploads
+            cases = self.datalist()[:limit_cases] if limit_cases else self.datalist()
+            metadata = self._datastore.model_dump_json(exclude={"base_path"})
+        with tempfile.NamedTemporaryFile(prefix="tumor-dataset-", suffix=".zip", delete=False) as f:
+            path = f.name
+        try:
+            with zipfile.ZipFile(path, mode="w") as archive:
+                for case in cases:
+                    for key, file in case.items():
+                        archive.write(file, arcname=f"{key}/{os.path.basename(file)}")
+                archive.writestr("metadata.json", metadata)
+        except FileNotFoundError:
+            os.remove(path)
+            raise HTTPException(
+                409, "a case's file has gone from the studies folder since it was listed: try again"
+            ) from None
+        except BaseException:
+            os.remove(path)
+            raise
+        return path
 
     def datalist(self, full_path: bool = True) -> list[dict[str, Any]]:
         """Every image with a final label, ``{"image": path, "label": path}``, as the studies folder lists them.
@@ -175,11 +224,13 @@ class TumorDatastore(LocalDatastore):
             logger.warning("Incomplete case: %s; it is refused until its files are added", e)
 
     def remove_image(self, image_id: str) -> None:
-        if image_id not in self._datastore.objects:
-            raise HTTPException(404, f"image {image_id!r} is not in the datastore")
-        super().remove_image(image_id)
+        with self._writing:
+            if image_id not in self._datastore.objects:
+                raise HTTPException(404, f"image {image_id!r} is not in the datastore")
+            super().remove_image(image_id)
 
     def remove_label(self, label_id: str, label_tag: str) -> None:
-        if not self.get_label_uri(label_id, label_tag):
-            raise HTTPException(404, f"image {label_id!r} has no {label_tag!r} label")
-        super().remove_label(label_id, label_tag)
+        with self._writing:
+            if not self.get_label_uri(label_id, label_tag):
+                raise HTTPException(404, f"image {label_id!r} has no {label_tag!r} label")
+            super().remove_label(label_id, label_tag)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
+import threading
+import zipfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -274,3 +278,108 @@ def test_a_studies_folder_of_links_keeps_each_cases_name(tmp_path: Path, config:
     assert read_volume(pairs[0]["image"])[0].shape[1:] == (48, 40, 20)  # the link is read through
     relative = TumorDatastore(str(studies), config).datalist(full_path=False)
     assert sorted(p["image"] for p in relative) == [f"STS_00{i}.nii.gz" for i in range(3)]
+
+
+def test_dataset_archive_holds_the_labelled_cases(studies: Path, config: AppConfig, tmp_path: Path) -> None:
+    datastore = TumorDatastore(str(studies), config)
+    source = write_case(str(tmp_path / "uploads"), "case1", seed=1, label_folder=str(tmp_path / "labels1"))
+    datastore.add_image("case1", source.image_path, {})
+    for case_id, label in (("case0", tmp_path / "source-labels" / "case0.nii.gz"), ("case1", source.label_path)):
+        datastore.save_label(case_id, str(label), DefaultLabelTag.FINAL, {})
+
+    path = datastore.get_dataset_archive(None)
+    with zipfile.ZipFile(path) as archive:
+        names = sorted(archive.namelist())
+        stored = archive.read("label/case1.nii.gz")
+    os.remove(path)
+    assert names == [
+        "image/case0.nii.gz",
+        "image/case1.nii.gz",
+        "label/case0.nii.gz",
+        "label/case1.nii.gz",
+        "metadata.json",
+    ]
+    assert stored == (studies / "labels" / "final" / "case1.nii.gz").read_bytes()
+    limited = datastore.get_dataset_archive(1)
+    with zipfile.ZipFile(limited) as archive:
+        assert len([n for n in archive.namelist() if n.startswith("image/")]) == 1
+    os.remove(limited)
+
+
+def test_dataset_archive_of_a_vanished_file_is_a_409_and_leaves_no_file(
+    studies: Path, config: AppConfig, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "temporary"))
+    os.makedirs(tempfile.tempdir)
+    datastore = TumorDatastore(str(studies), config, auto_reload=False)  # it has not seen the file go
+    datastore.save_label("case0", str(tmp_path / "source-labels" / "case0.nii.gz"), DefaultLabelTag.FINAL, {})
+    os.remove(studies / "case0.nii.gz")
+
+    with pytest.raises(HTTPException) as error:
+        datastore.get_dataset_archive(None)
+    assert error.value.status_code == 409 and "has gone from the studies folder" in error.value.detail
+    assert os.listdir(tempfile.tempdir) == []
+
+
+def test_uploads_while_the_folder_is_refreshed_keep_the_datastore_in_step(
+    studies: Path, config: AppConfig, tmp_path: Path
+) -> None:
+    # The folder watcher's refresh iterated over the images while uploads added to them: its thread ended with
+    # "dictionary changed size during iteration", and the server no longer saw files added or removed.
+    datastore = TumorDatastore(str(studies), config, auto_reload=False)
+    source = write_case(str(tmp_path / "uploads"), "source", seed=2)
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def refresh() -> None:
+        while not done.is_set():
+            try:
+                datastore.refresh()
+            except BaseException as e:  # noqa: BLE001 - collected for the assert
+                errors.append(e)
+
+    def upload(first: int) -> None:
+        for i in range(first, first + 15):
+            datastore.add_image(f"burst{i}", source.image_path, {})
+
+    refresher = threading.Thread(target=refresh)
+    refresher.start()
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(upload, (0, 100, 200)))
+    done.set()
+    refresher.join()
+    assert errors == []
+    datastore.refresh()
+    expected = {"case0", *(f"burst{i}" for first in (0, 100, 200) for i in range(first, first + 15))}
+    assert set(datastore.list_images()) == expected
+
+
+def test_a_label_and_a_new_image_sent_together_never_leave_a_label_on_another_grid(
+    studies: Path, config: AppConfig, tmp_path: Path
+) -> None:
+    datastore = TumorDatastore(str(studies), config)
+    small = write_case(str(tmp_path / "small"), "small", seed=3, label_folder=str(tmp_path / "small-labels"))
+    large = write_case(str(tmp_path / "large"), "large", seed=4, size=(56, 48, 24))
+
+    def submit_label(case_id: str) -> None:
+        try:
+            datastore.save_label(case_id, small.label_path, DefaultLabelTag.FINAL, {})
+        except HTTPException as e:
+            assert e.status_code == 422  # checked against the new image: refused
+
+    def replace_image(case_id: str) -> None:
+        try:
+            datastore.add_image(case_id, large.image_path, {})
+        except HTTPException as e:
+            assert e.status_code == 409  # the label came first: the image is not replaced
+
+    for attempt in range(6):
+        case_id = f"race{attempt}"
+        datastore.add_image(case_id, small.image_path, {})
+        with ThreadPoolExecutor(2) as pool:
+            for future in [pool.submit(submit_label, case_id), pool.submit(replace_image, case_id)]:
+                future.result()
+        image = read_volume(datastore.get_image_uri(case_id))[1]
+        label_path = datastore.get_label_uri(case_id, DefaultLabelTag.FINAL)
+        if label_path:
+            assert read_volume(label_path)[1].size == image.size
