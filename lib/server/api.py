@@ -11,6 +11,7 @@ from lib.server.routes.datastore import datastore_routes
 from lib.server.routes.inference import inference_routes
 from lib.server.routes.login import login_routes
 from lib.server.routes.logs import log_routes
+from lib.server.routes.scoring import scoring_routes
 from lib.server.routes.training import training_routes
 
 
@@ -30,4 +31,5 @@ def create_api(instance: MONAILabelApp, access: Access, log_path: str, token_min
     api.include_router(training_routes(instance))
     api.include_router(log_routes(log_path))
     api.include_router(batch_routes(instance))
+    api.include_router(scoring_routes())
     return api

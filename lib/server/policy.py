@@ -51,7 +51,8 @@ RULES: tuple[Rule, ...] = (
     _rule("GET", "/info", ANNOTATOR, STOCK),
     _rule("POST", "/activelearning/{strategy}", ANNOTATOR, APP),
     _rule("GET", "/datastore", ANNOTATOR, STOCK),
-    _rule("GET,HEAD", "/datastore/image", ANNOTATOR, STOCK),
+    _rule("GET", "/datastore/image", ANNOTATOR, STOCK),
+    _rule("HEAD", "/datastore/image", ANNOTATOR, APP),  # does it exist (and hold these bytes)?
     _rule("GET", "/datastore/image/info", ANNOTATOR, APP),
     _rule("PUT", "/datastore", ANNOTATOR, APP),  # image upload, the path 3D Slicer's client uses
     _rule("PUT", "/datastore/image", ANNOTATOR, APP),
@@ -74,8 +75,8 @@ RULES: tuple[Rule, ...] = (
     _rule("GET", "/model/info/{model}", ADMIN, STOCK),
     _rule("PUT", "/model/{model}", ADMIN, APP),
     _rule("DELETE", "/model/{model}", ADMIN, APP),  # kept aside, never the shipped starting model
-    _rule("POST", "/scoring", ADMIN, STOCK),  # also how a finished training run asks for scoring
-    _rule("POST", "/scoring/{method}", ADMIN, STOCK),
+    _rule("POST", "/scoring", ADMIN, APP),  # also how a finished training run asks for scoring
+    _rule("POST", "/scoring/{method}", ADMIN, APP),
     _rule("DELETE", "/scoring", ADMIN, STOCK),
     _rule("GET", "/logs", ADMIN, APP),
     _rule("POST", "/batch/infer/{model}", ADMIN, APP),  # pre-segment many images (lib.server.routes.batch)

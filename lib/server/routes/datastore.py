@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from datetime import datetime, timezone
@@ -9,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from monailabel.endpoints.activelearning import sample
 from monailabel.interfaces.app import MONAILabelApp
 from starlette.background import BackgroundTask
@@ -19,8 +20,18 @@ from lib.datastore.info import InvalidInfoError, client_info
 from lib.datastore.names import FINAL, InvalidNameError, check_name, check_tag
 from lib.server.options import OptionsError, check_client_id
 from lib.server.routes.uploads import caller, json_object, received, volume_suffix
+from lib.shown import shown
 
 logger = logging.getLogger(__name__)
+
+CHECKSUMS = ("SHA256", "SHA512", "MD5")  # what MONAI Label's file_checksum computes
+
+
+def file_digest(path: str, algorithm: str) -> str:
+    """The hexadecimal digest of a file (MONAI Label's ``file_checksum`` prefixes it with the algorithm, so its
+    own ``check_sum`` never matched)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, algorithm.lower()).hexdigest()
 
 
 def stored_info(params: str, what: str) -> dict[str, Any]:
@@ -95,6 +106,24 @@ def datastore_routes(instance: MONAILabelApp) -> APIRouter:
         # Strategies take no options of their own; the client's id is recorded with the pick.
         reply = await run_in_threadpool(sample, strategy, {"client_id": client_id}, caller(request).name)
         return {k: v for k, v in reply.items() if k != "path"}
+
+    @router.head("/datastore/image")
+    def image_exists(image: str, check_sum: str = "") -> Response:
+        """200 when the image exists (and, with ``check_sum`` ``[ALGORITHM:]digest``, holds those bytes), else 404."""
+        store = instance.datastore()
+        if image not in store.list_images():
+            raise HTTPException(404, f"image {image!r} is not in the datastore")
+        if check_sum:
+            algorithm, _, digest = check_sum.rpartition(":")
+            algorithm = algorithm.upper() or "SHA256"
+            if algorithm not in CHECKSUMS:
+                accepted = ", ".join(CHECKSUMS)
+                raise HTTPException(422, f"check_sum: algorithm {shown(algorithm)} is not one of {accepted}")
+            if not digest:
+                raise HTTPException(422, "check_sum holds no digest: send [ALGORITHM:]hexadecimal digest")
+            if digest.lower() != file_digest(store.get_image_uri(image), algorithm):
+                raise HTTPException(404, f"image {image!r} does not hold those bytes (checksum differs)")
+        return Response(status_code=200)
 
     @router.get("/datastore/image/info")
     def image_info(image: str) -> dict[str, Any]:

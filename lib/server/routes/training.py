@@ -41,7 +41,7 @@ def serving_after(app_config: AppConfig, network: NetworkDescription) -> str:
     """What ``network`` is served from now that its published weights are gone, in words for the admin."""
     start = serving_checkpoint(app_config, network)
     if start is None:
-        return f"nothing: the model answers 409 until trained, or given weights by PUT /model/{network.served_as}"
+        return "nothing: the model answers 409 until trained, or until an admin uploads weights for it"
     try:
         read_checkpoint(start, app_config.plan, network)
     except CheckpointError as e:
