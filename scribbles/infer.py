@@ -116,6 +116,8 @@ class ScribblesInfer(_Interactive):
         mismatch = geometry.mismatch(scribble_geometry)
         if mismatch:
             raise InteractionError(f"the scribble volume is not on the image's grid: {mismatch}")
+        if scribbles.shape[0] != 1:
+            raise InteractionError(f"the scribble volume has {scribbles.shape[0]} channels; send one labelmap")
         values = scribbles[0]
         ids = {str(e.get("name")): int(e.get("id", e.get("idx", -1))) for e in request.get("label_info") or []}
         if FOREGROUND not in ids and BACKGROUND not in ids:

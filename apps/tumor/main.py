@@ -16,6 +16,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.interfaces.tasks.train import TrainTask
+from monailabel.utils.sessions import Sessions
 
 from lib.activelearning import strategies
 from lib.checkpoint import CheckpointError
@@ -62,6 +63,15 @@ class TumorApp(MONAILabelApp):
             labels=list(self.app_config.plan.labels),
         )
         secure(self, self.app_config)
+
+    def _load_sessions(self, load: bool = False) -> Sessions | None:
+        """Sessions in this server's own folder (``<model_dir>/sessions``) unless ``MONAI_LABEL_SESSION_PATH`` names
+        one: MONAI Label's default, ``~/.cache/monailabel/sessions``, is shared by every server of the machine, so
+        one server would serve another's session to whoever names its id."""
+        if not load:
+            return None
+        own = os.path.join(self.app_config.model_dir, "sessions")
+        return Sessions((settings.MONAI_LABEL_SESSION_PATH or "").strip() or own, settings.MONAI_LABEL_SESSION_EXPIRY)
 
     def init_datastore(self) -> Datastore:
         if self.studies.startswith(("http://", "https://")):

@@ -120,7 +120,8 @@ class TumorDatastore(LocalDatastore):
             )
         try:
             app_config = self.app_config
-            check_image(image_filename, app_config.plan.channels, app_config.max_voxels, app_config.sequences)
+            plan = app_config.plan
+            check_image(image_filename, plan.channels, app_config.max_voxels, app_config.sequences, plan.spacing)
         except InvalidUploadError as e:
             raise HTTPException(422, f"image refused: {e}") from e
         return super().add_image(image_id, image_filename, image_info)

@@ -15,6 +15,7 @@ import SimpleITK as sitk
 
 from lib.shown import shown
 from lib.transforms.geometry import Geometry
+from lib.transforms.resample import resampled_shape
 from lib.transforms.sequences import MissingSequenceError, sequence_files, split_sequence_name
 from lib.transforms.volume_io import VolumeReadError, read_case, read_volume
 
@@ -22,6 +23,9 @@ logger = logging.getLogger(__name__)
 NIFTI_HEADER_BYTES = 348  # NIfTI-1; the voxels follow at vox_offset >= 352
 EXTRA_BYTES = 2**20  # NIfTI extensions after the header; more than this beyond the declared voxels is refused
 HEADER_BYTES = 2**16  # NRRD and MetaImage headers are text at the start of the file
+
+
+SPACING_MM = (0.01, 50.0)  # the voxel sizes of scans, from micro-CT to thick-slice MR
 
 
 class InvalidUploadError(ValueError):
@@ -111,9 +115,13 @@ def image_geometry(path: str) -> Geometry:
         raise InvalidUploadError(f"{os.path.basename(path)}: {e}") from e
 
 
-def check_image(path: str, channels: int, max_voxels: int, sequences: Sequence[str] = ()) -> Geometry:
-    """Check that ``path`` is a complete volume within ``max_voxels``, with ``channels`` channels and at least 2
-    voxels per axis; with ``sequences``, the case it is the first sequence of (every file checked)."""
+def check_image(
+    path: str, channels: int, max_voxels: int, sequences: Sequence[str] = (), model_spacing: Sequence[float] = ()
+) -> Geometry:
+    """Check that ``path`` is a complete volume within ``max_voxels``, with ``channels`` channels, at least 2
+    voxels per axis and a scan's spacing (:data:`SPACING_MM`); with ``sequences``, the case it is the first sequence
+    of (every file checked). With ``model_spacing``, it must also be within ``max_voxels`` once resampled to it:
+    a small file whose header declares huge voxels would otherwise become a huge volume for the network."""
     try:
         files = sequence_files(path, sequences) if sequences and split_sequence_name(path, sequences[0]) else [path]
     except MissingSequenceError as e:
@@ -129,6 +137,17 @@ def check_image(path: str, channels: int, max_voxels: int, sequences: Sequence[s
         raise InvalidUploadError(f"image has {array.shape[0]} channel(s); this app's model takes {needs}")
     if min(geometry.size) < 2:
         raise InvalidUploadError(f"image size {geometry.size} is not a 3D volume")
+    low, high = SPACING_MM
+    if not all(low <= s <= high for s in geometry.spacing):
+        spacing = ", ".join(f"{s:.3g}" for s in geometry.spacing)
+        raise InvalidUploadError(f"image spacing ({spacing}) mm is not a scan's: each must be {low} to {high} mm")
+    if model_spacing:
+        resampled = math.prod(resampled_shape(geometry, model_spacing))
+        if resampled > max_voxels:
+            raise InvalidUploadError(
+                f"image would be {resampled} voxels at the model's spacing of {' x '.join(map(str, model_spacing))} "
+                f"mm; at most {max_voxels} are accepted (--conf max_voxels)"
+            )
     if not np.isfinite(array).all():
         raise InvalidUploadError("image holds NaN or infinite values")
     return geometry

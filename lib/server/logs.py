@@ -39,3 +39,8 @@ def use_own_log(app_dir: str, path: str | None) -> None:
             own.setLevel(handler.level)
             handlers[id(handler.formatter)] = own
         logger.addHandler(handlers[id(handler.formatter)])
+    # uvicorn logs a request's unhandled error ("Exception in ASGI application") to its own logger, which MONAI
+    # Label writes to the console only: the admin's GET /logs/ must show it too.
+    server, own = logging.getLogger("uvicorn"), next(iter(handlers.values()), None)
+    if own is not None and own not in server.handlers:
+        server.addHandler(own)

@@ -12,7 +12,7 @@ import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lib.datastore.names import TAGS
+from lib.datastore.names import FINAL, TAGS
 from lib.shown import shown
 from lib.trainers.run_options import TRAIN_VALUES, first_item, flag_option, tracking_option, train_value
 from lib.transforms.formats import VOLUME_SUFFIXES
@@ -53,6 +53,7 @@ class OptionsError(ValueError):
 
 
 MAX_CLIENT_ID = 128
+MAX_CLICKS = 64  # clicks in one infer request, all labels together
 
 
 def _no_constant(name: str) -> float:
@@ -95,11 +96,13 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _points(key: str, value: Any) -> None:
+def _points(key: str, value: Any) -> int:
+    """The number of clicks under ``key``."""
     if not isinstance(value, list) or not all(
         isinstance(p, list) and len(p) == 3 and all(_is_int(c) for c in p) for p in value
     ):
         raise OptionsError(f"{key} must be a list of [i, j, k] integer voxel indices")
+    return len(value)
 
 
 def check_infer_options(options: Mapping[str, Any], model_config: Mapping[str, Any], labels: Sequence[str]) -> None:
@@ -122,9 +125,11 @@ def check_infer_options(options: Mapping[str, Any], model_config: Mapping[str, A
             raise OptionsError(f"{key} {shown(options[key])} is not accepted; accepted: {choices}")
         if key in options and isinstance(choices, bool) and not isinstance(options[key], bool):
             raise OptionsError(f"{key} must be true or false")
-    for key in ("foreground", "background", *labels):
-        if key in options:
-            _points(key, options[key])
+    clicks = sum(_points(key, options[key]) for key in ("foreground", "background", *labels) if key in options)
+    if clicks > MAX_CLICKS:
+        raise OptionsError(
+            f"{clicks} clicks in one request; at most {MAX_CLICKS} are accepted (the time to refine grows with each)"
+        )
     if "label" in options and options["label"] not in (*labels, "background"):
         raise OptionsError(f"label {shown(options['label'])} is not a label of this app: {', '.join(labels)}")
     if "roi" in options and not (
@@ -136,7 +141,10 @@ def check_infer_options(options: Mapping[str, Any], model_config: Mapping[str, A
     if "label_info" in options:
         entries = options["label_info"]
         if not isinstance(entries, list) or not all(
-            isinstance(e, dict) and isinstance(e.get("name"), str) and any(_is_int(e.get(k)) for k in ("id", "idx"))
+            isinstance(e, dict)
+            and isinstance(e.get("name"), str)
+            and any(k in e for k in ("id", "idx"))
+            and all(_is_int(e[k]) for k in ("id", "idx") if k in e)
             for e in entries
         ):
             raise OptionsError('label_info must be a list of {"name": text, "id" or "idx": integer}')
@@ -145,6 +153,11 @@ def check_infer_options(options: Mapping[str, Any], model_config: Mapping[str, A
     _choice(options, "result_extension", VOLUME_SUFFIXES)
     _choice(options, "result_dtype", RESULT_DTYPES)
     _choice(options, "label_tag", TAGS)
+    if options.get("label_tag") == FINAL:
+        raise OptionsError(
+            "label_tag final is not accepted: a saved inference result is an 'original' label; "
+            "final labels are submitted by an annotator (PUT /datastore/label)"
+        )
     for key in ("save_label", "reset_state"):
         if key in options and not isinstance(options[key], bool):
             raise OptionsError(f"{key} must be true or false")

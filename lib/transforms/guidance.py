@@ -9,6 +9,7 @@ IJK clicks onto the model's resampled grid. Both draw the clicks as Gaussian blo
 from __future__ import annotations
 
 import json
+import numbers
 from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
@@ -146,7 +147,7 @@ def check_points(points: Sequence[Sequence[int]], shape: Sequence[int], name: st
     """Validate IJK ``points`` against the image ``shape``; raise ValueError naming the first bad one."""
     checked = []
     for point in points:
-        if len(point) != len(shape) or not all(float(v).is_integer() for v in point):
+        if len(point) != len(shape) or not all(isinstance(v, numbers.Integral) or float(v).is_integer() for v in point):
             raise ValueError(f"{name} point {list(point)} is not an [i, j, k] voxel index")
         ijk = tuple(int(v) for v in point)
         if not all(0 <= v < n for v, n in zip(ijk, shape)):

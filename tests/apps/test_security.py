@@ -119,6 +119,8 @@ def test_slicer_module_logs_in_and_runs_the_loop(secure: SecureServer, tmp_path)
     session_id = client.create_session(secure.cases["case2"].image_path)["session_id"]
     session = client.get_session(session_id)
     assert session["image"] == "image.nii.gz" and not any("/" in str(v) for v in session.values())
+    # In this server's own folder: another server of the machine cannot serve it to whoever names its id.
+    assert os.path.isdir(os.path.join(secure.model_dir, "sessions", session_id))
     from_session, _ = client.infer("segmentation", "", {"result_extension": ".nrrd"}, session_id=session_id)
     assert (
         sitk.GetArrayFromImage(sitk.ReadImage(from_session)) == sitk.GetArrayFromImage(sitk.ReadImage(result))

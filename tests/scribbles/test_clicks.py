@@ -27,6 +27,8 @@ def test_points_are_validated_against_the_image() -> None:
         check_points([[1.5, 2, 3]], (10, 20, 30), "foreground")
     with pytest.raises(ValueError, match=r"is not an \[i, j, k\] voxel index"):
         check_points([[1, 2]], (10, 20, 30), "foreground")
+    with pytest.raises(ValueError, match="lies outside the image"):  # too large for a float: a 500 before
+        check_points([[81, 71, 10**400]], (10, 20, 30), "foreground")
 
 
 def test_click_seeds_are_balls_in_mm_around_the_ijk_point() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ from lib.auth import Role, allows
 from lib.datastore.validation import InvalidUploadError, check_file, check_image
 from lib.server.options import OptionsError, check_infer_options
 from lib.server.routes.uploads import caller, json_object, received, save, volume_suffix
+from lib.transforms.formats import volume_suffix_of
 
 MAX_SESSION_EXPIRY_S = 7 * 24 * 3600
 
@@ -29,6 +31,21 @@ def session_reply(info: Any) -> dict[str, Any]:
         "last_access_ts": info.last_access_ts,
         "expiry": info.expiry,
     }
+
+
+def named_result(result: dict[str, Any], model: str, background_tasks: BackgroundTasks) -> dict[str, Any]:
+    """The result with its file renamed ``<model><suffix>`` in a folder of its own, removed once sent: the reply
+    names the file (3D Slicer reads its type from the name), and no reply names a temporary file."""
+    file = result.get("file") or result.get("label")
+    if not file or not os.path.isfile(file):
+        return result  # a label stored in the datastore (save_label), or none
+    name = os.path.basename(file)
+    suffix = volume_suffix_of(name.lower()) or os.path.splitext(name)[1]
+    folder = tempfile.mkdtemp(prefix="tumor-result-")
+    background_tasks.add_task(shutil.rmtree, folder, ignore_errors=True)
+    named = os.path.join(folder, f"{model}{suffix}")
+    shutil.move(file, named)
+    return {**result, "file": named}
 
 
 def inference_routes(instance: MONAILabelApp) -> APIRouter:
@@ -81,7 +98,7 @@ def inference_routes(instance: MONAILabelApp) -> APIRouter:
                     check_file(body["label"], instance.app_config.max_voxels)
                 except InvalidUploadError as e:
                     raise HTTPException(422, f"label refused: {e}") from None
-            result = instance.infer(body)
+            result = named_result(instance.infer(body), model, background_tasks)
             return send_response(instance.datastore(), result, output, background_tasks)
 
     @router.put("/session")
@@ -100,7 +117,8 @@ def inference_routes(instance: MONAILabelApp) -> APIRouter:
         with received(files[0], "image") as path:
             try:
                 # One stacked volume.
-                check_image(path, instance.app_config.plan.channels, instance.app_config.max_voxels)
+                plan, max_voxels = instance.app_config.plan, instance.app_config.max_voxels
+                check_image(path, plan.channels, max_voxels, model_spacing=plan.spacing)
             except InvalidUploadError as e:
                 raise HTTPException(422, f"image refused: {e}") from None
             session_id, info = sessions.add_session(path, expiry)

@@ -131,6 +131,32 @@ def test_check_image_refuses_non_finite(case: SyntheticCase, tmp_path: Path, bad
         check_image(path, 1, max_voxels=10**8)
 
 
+@pytest.mark.parametrize(
+    ("spacing", "message"),
+    [
+        ((64.0, 64.0, 128.0), r"image spacing \(64, 64, 128\) mm is not a scan's: each must be 0.01 to 50.0 mm"),
+        ((1e-30, 1.0, 1.0), "is not a scan's"),
+    ],
+)
+def test_check_image_refuses_spacing_no_scan_has(tmp_path: Path, spacing: tuple, message: str) -> None:
+    # 512 voxels of 64 x 64 x 128 mm became 256^3 voxels for the network: 155 s and 0.5 GB for an 850-byte file.
+    image = sitk.GetImageFromArray(np.zeros((8, 8, 8), np.int16))
+    image.SetSpacing(spacing)
+    sitk.WriteImage(image, str(tmp_path / "odd.nii.gz"))
+    with pytest.raises(InvalidUploadError, match=message):
+        check_image(str(tmp_path / "odd.nii.gz"), 1, max_voxels=10**8)
+
+
+def test_check_image_refuses_an_image_too_large_once_resampled(tmp_path: Path) -> None:
+    image = sitk.GetImageFromArray(np.zeros((10, 16, 16), np.int16))  # (K, J, I)
+    image.SetSpacing((20.0, 20.0, 40.0))
+    path = str(tmp_path / "coarse.nii.gz")
+    sitk.WriteImage(image, path)
+    assert check_image(path, 1, max_voxels=10**6).size == (16, 16, 10)  # 2,560 voxels as stored
+    with pytest.raises(InvalidUploadError, match=r"would be 2560000 voxels at the model's spacing of 2 x 2 x 4 mm"):
+        check_image(path, 1, max_voxels=10**6, model_spacing=(2, 2, 4))  # 160 x 160 x 100 once resampled
+
+
 def test_check_image_refuses_flat_volume(case: SyntheticCase, tmp_path: Path) -> None:
     path = write_like(np.zeros((48, 40, 1), np.float32), case.image_path, tmp_path / "flat.nii.gz")
     with pytest.raises(InvalidUploadError, match=r"image size \(48, 40, 1\) is not a 3D volume"):

@@ -53,6 +53,10 @@ def test_accepts_what_slicer_sends() -> None:
         ({"save_label": "yes"}, "save_label must be true or false"),
         ({"slice": 1.5}, "slice must be an integer"),
         ({"client_id": ["x"]}, "client_id must be text of at most 128 characters"),
+        ({"foreground": [[1, 2, 3]] * 40, "background": [[4, 5, 6]] * 25}, "65 clicks in one request; at most 64"),
+        ({"label_info": [{"name": "tumor", "id": "x", "idx": 2}]}, "label_info must be"),  # id read first: a 500
+        ({"label_info": [{"name": "tumor", "id": None}]}, "label_info must be"),
+        ({"save_label": True, "label_tag": "final"}, "label_tag final is not accepted"),  # an expert's label
         ({"client_id": "x" * 129}, "client_id must be text"),
     ],
 )
