@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from fastapi import HTTPException
@@ -60,6 +62,7 @@ def case_files(folder: str, files: Iterable[str], sequences: Sequence[str]) -> l
 
 VOLUME_EXTENSIONS = [f"*{suffix}" for suffix in VOLUME_SUFFIXES]  # image files the datastore lists
 LABELS_FOLDER = "labels"  # MONAI Label's labels folder inside the studies folder
+REPLACED_FOLDER = ".replaced"  # images replaced by an upload, kept (hidden: the datastore does not list it)
 
 
 class TumorDatastore(LocalDatastore):
@@ -124,7 +127,21 @@ class TumorDatastore(LocalDatastore):
             check_image(image_filename, plan.channels, app_config.max_voxels, app_config.sequences, plan.spacing)
         except InvalidUploadError as e:
             raise HTTPException(422, f"image refused: {e}") from e
+        if existing is not None:
+            self._keep_aside(self._filename(image_id, extension))
         return super().add_image(image_id, image_filename, image_info)
+
+    def _keep_aside(self, name: str) -> None:
+        """Copy the image file ``name`` that an upload is about to replace into ``.replaced/`` in the studies folder
+        (time-stamped; the datastore does not list it), so replacing an unlabelled image loses nothing."""
+        current = os.path.join(self._datastore.image_path(), name)
+        if not os.path.isfile(current):
+            return
+        folder = os.path.join(self._datastore.image_path(), REPLACED_FOLDER)
+        os.makedirs(folder, exist_ok=True)
+        kept = os.path.join(folder, f"{datetime.now().strftime('%Y%m%d_%H%M%S_%f')}_{name}")
+        shutil.copy2(current, kept)
+        logger.info("Image %s is replaced by an upload; the earlier file is kept as %s", name, kept)
 
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
         try:

@@ -383,3 +383,17 @@ def test_a_label_and_a_new_image_sent_together_never_leave_a_label_on_another_gr
         label_path = datastore.get_label_uri(case_id, DefaultLabelTag.FINAL)
         if label_path:
             assert read_volume(label_path)[1].size == image.size
+
+
+def test_replacing_an_unlabelled_image_keeps_the_earlier_file(studies: Path, config: AppConfig, tmp_path: Path) -> None:
+    datastore = TumorDatastore(str(studies), config)
+    before = (studies / "case0.nii.gz").read_bytes()
+    other = write_case(str(tmp_path / "other"), "other", seed=5)
+
+    datastore.add_image("case0", other.image_path, {})
+
+    assert (studies / "case0.nii.gz").read_bytes() == Path(other.image_path).read_bytes()
+    kept = list((studies / ".replaced").iterdir())
+    assert len(kept) == 1 and kept[0].name.endswith("_case0.nii.gz") and kept[0].read_bytes() == before
+    datastore.refresh()
+    assert datastore.list_images() == ["case0"]  # the kept file is not an image of the datastore
