@@ -120,7 +120,7 @@ def test_bad_requests_are_refused_and_change_nothing(server: Server, tmp_path) -
     label = sitk.ReadImage(server.cases[case].label_path) * 3  # value 3 in a one-label app
     sitk.WriteImage(label, str(tmp_path / "three.nii.gz"))
     message = error_of(lambda: server.client.save_label(case, str(tmp_path / "three.nii.gz")))
-    assert "Status: 422" in message and "0..1" in message
+    assert "Status: 422" in message and "0 (background) to 1" in message
 
     assert objects(server) == before
     assert sorted(os.listdir(server.studies)) == files_before
