@@ -14,7 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import HTTPException
-from monailabel.datastore.local import LocalDatastore
+from filelock import FileLock
+from monailabel.datastore.local import LocalDatastore, LocalDatastoreModel
 from monailabel.interfaces.datastore import DefaultLabelTag
 
 from lib.config import AppConfig
@@ -100,6 +101,61 @@ class TumorDatastore(LocalDatastore):
     def _reconcile_datastore(self) -> None:
         with self._writing:
             super()._reconcile_datastore()
+
+    def _init_from_datastore_file(self, throw_exception: bool = False) -> None:
+        """Re-read ``datastore_v2.json`` when another process (a batch job, a training run) has rewritten it.
+
+        MONAI Label replaced the datastore first and set its folder on the next line: a request reading an image's
+        path in between got a path relative to the server's working folder. Here the new datastore is complete
+        before it replaces the old, and no writer is midway meanwhile.
+        """
+        with self._writing:
+            try:
+                with FileLock(self._lock_file):
+                    if not os.path.exists(self._datastore_config_path):
+                        return
+                    stamp = os.stat(self._datastore_config_path).st_mtime
+                    if stamp == self._config_ts:
+                        return
+                    with open(self._datastore_config_path) as f:
+                        model = LocalDatastoreModel.model_validate_json(f.read())
+                    model.base_path = self._datastore_path
+                    self._datastore, self._config_ts = model, stamp
+            except ValueError as e:
+                logger.error("Cannot read the datastore file: %s", e)
+                if throw_exception:
+                    raise
+
+    def _remove_non_existing(self) -> int:
+        """Forget images and labels whose files are gone. MONAI Label emptied the list of images and then refilled
+        it: a request in between found no image at all. Here the new list replaces the old in one step."""
+        with self._writing:
+            self._init_from_datastore_file()
+            images, labels_of = self._datastore.image_path(), self._datastore.label_path
+
+            def exists(folder: str, name: str) -> bool:
+                return os.path.exists(os.path.realpath(os.path.join(folder, name)))
+
+            kept: dict[str, Any] = {}
+            removed = 0
+            for image_id, entry in list(self._datastore.objects.items()):
+                if not os.path.exists(
+                    os.path.realpath(os.path.join(images, self._filename(image_id, entry.image.ext)))
+                ):
+                    logger.info("Image %s is no longer in the studies folder", image_id)
+                    removed += 1
+                    continue
+                present = {
+                    tag: label
+                    for tag, label in entry.labels.items()
+                    if os.path.exists(
+                        os.path.realpath(os.path.join(labels_of(tag), self._filename(image_id, label.ext)))
+                    )
+                }
+                removed += len(entry.labels) - len(present)
+                kept[image_id] = entry.model_copy(update={"labels": present})
+            self._datastore.objects = kept
+            return removed
 
     def add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
         try:

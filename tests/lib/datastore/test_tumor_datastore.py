@@ -397,3 +397,30 @@ def test_replacing_an_unlabelled_image_keeps_the_earlier_file(studies: Path, con
     assert len(kept) == 1 and kept[0].name.endswith("_case0.nii.gz") and kept[0].read_bytes() == before
     datastore.refresh()
     assert datastore.list_images() == ["case0"]  # the kept file is not an image of the datastore
+
+
+def test_readers_never_see_a_half_reloaded_datastore(studies: Path, config: AppConfig) -> None:
+    # Another process (a batch job) rewrites datastore_v2.json while this one reads image paths: MONAI Label's
+    # reload left the folder unset for a moment, and a batch job read images from the server's working folder;
+    # its clean-up emptied the image list before refilling it.
+    datastore = TumorDatastore(str(studies), config, auto_reload=False)
+    expected = os.path.realpath(studies / "case0.nii.gz")
+    seen: set[str] = set()
+    counts: set[int] = set()
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            seen.add(datastore.get_image_uri("case0"))
+            counts.add(len(datastore.list_images()))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    config_file = studies / "datastore_v2.json"
+    for i in range(300):
+        os.utime(config_file, ns=(i * 10**9, i * 10**9))  # "rewritten by another process"
+        datastore._init_from_datastore_file()
+        datastore._remove_non_existing()
+    done.set()
+    reader.join()
+    assert seen == {expected} and counts == {1}
