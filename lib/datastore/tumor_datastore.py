@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -9,7 +10,7 @@ import tempfile
 import threading
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from filelock import FileLock
 from monailabel.datastore.local import LocalDatastore, LocalDatastoreModel
 from monailabel.interfaces.datastore import DefaultLabelTag
 
+from lib.atomic import atomic_write
 from lib.config import AppConfig
 from lib.datastore.names import InvalidNameError, check_name, check_tag
 from lib.datastore.validation import InvalidUploadError, app_label, check_image, image_geometry
@@ -122,9 +124,27 @@ class TumorDatastore(LocalDatastore):
                     model.base_path = self._datastore_path
                     self._datastore, self._config_ts = model, stamp
             except ValueError as e:
-                logger.error("Cannot read the datastore file: %s", e)
-                if throw_exception:
-                    raise
+                if not throw_exception:  # a reload: keep the datastore as it was last read
+                    logger.error("Cannot read %s: %s", self._datastore_config_path, str(e)[:300])
+                    return
+                # At start-up (after a power cut mid-write, say): keep the damaged file, rebuild from the folder.
+                kept = f"{self._datastore_config_path}.damaged-{datetime.now().strftime('%Y%m%d_%H%M%S')}"
+                os.replace(self._datastore_config_path, kept)
+                logger.error(
+                    "The datastore file %s is damaged (%s); it is kept as %s, and the list of images and labels is "
+                    "rebuilt from the studies folder (their recorded info, such as who submitted a label, is lost)",
+                    self._datastore_config_path,
+                    str(e)[:200],
+                    kept,
+                )
+
+    def _update_datastore_file(self, lock: bool = True) -> None:
+        """Write ``datastore_v2.json`` whole, then rename it over the old one (MONAI Label rewrote it in place, and a
+        power cut meanwhile left a file the server could not start with)."""
+        content = json.dumps(self._datastore.model_dump(exclude={"base_path"}), indent=2, default=str)
+        with FileLock(self._lock_file) if lock else nullcontext():
+            atomic_write(self._datastore_config_path, lambda f: f.write(content))
+            self._config_ts = os.stat(self._datastore_config_path).st_mtime
 
     def _remove_non_existing(self) -> int:
         """Forget images and labels whose files are gone. MONAI Label emptied the list of images and then refilled

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import threading
@@ -424,3 +425,20 @@ def test_readers_never_see_a_half_reloaded_datastore(studies: Path, config: AppC
     done.set()
     reader.join()
     assert seen == {expected} and counts == {1}
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage", b'{"objects": {"case0": {"image": 5}}}', b'{"name": "x", "obj'])
+def test_a_damaged_datastore_file_is_kept_and_the_list_rebuilt(
+    studies: Path, config: AppConfig, tmp_path: Path, content: bytes
+) -> None:
+    # A power cut while MONAI Label rewrote the file in place left one the server could not start with.
+    datastore = TumorDatastore(str(studies), config, auto_reload=False)
+    datastore.save_label("case0", str(tmp_path / "source-labels" / "case0.nii.gz"), DefaultLabelTag.FINAL, {})
+    (studies / "datastore_v2.json").write_bytes(content)
+
+    again = TumorDatastore(str(studies), config, auto_reload=False)
+
+    assert again.list_images() == ["case0"] and again.get_labeled_images() == ["case0"]
+    kept = [p for p in studies.iterdir() if p.name.startswith("datastore_v2.json.damaged-")]
+    assert len(kept) == 1 and kept[0].read_bytes() == content
+    assert json.loads((studies / "datastore_v2.json").read_text())["objects"].keys() == {"case0"}
