@@ -182,6 +182,14 @@ class TumorDatastore(LocalDatastore):
             check_name(image_id, "image id")
         except InvalidNameError as e:
             raise HTTPException(422, str(e)) from None
+        for sequence in self.app_config.sequences:
+            split = split_sequence_name(f"{image_id}{VOLUME_SUFFIXES[0]}", sequence)
+            if split is not None:  # it would be stored as, or over, that sequence's file
+                raise HTTPException(
+                    422,
+                    f"image id {image_id!r} names the {sequence} sequence of case {split[0]!r}: upload a case as one "
+                    f"volume of {len(self.app_config.sequences)} channels under its own id",
+                )
         with self._writing:
             return self._add_image(image_id, image_filename, image_info)
 

@@ -258,6 +258,15 @@ def test_multi_sequence_cases_are_one_image_each(tmp_path: Path, make_config, ca
     assert refused.value.status_code == 422
     assert "takes the sequences t2f, t1c, t1n, t2w as 4 channels" in refused.value.detail
 
+    # An id naming one of a case's sequences would be stored over that file (a labelled case lost its t2w).
+    stacked = folder / "stacked.nii.gz"
+    before = Path(folder / "BraTS-GLI-00001-000-t2w.nii.gz").read_bytes()
+    for image_id in ("BraTS-GLI-00001-000-t2w", "other_t1c"):
+        with pytest.raises(HTTPException) as refused:
+            datastore.add_image(image_id, str(stacked), {})
+        assert refused.value.status_code == 422 and "sequence of case" in refused.value.detail
+    assert Path(folder / "BraTS-GLI-00001-000-t2w.nii.gz").read_bytes() == before
+
 
 def test_a_studies_folder_of_links_keeps_each_cases_name(tmp_path: Path, config: AppConfig) -> None:
     """Links into an archive whose files share one name (``STS_001/CT_image.nii.gz``) are still distinct cases:
