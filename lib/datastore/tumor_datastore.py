@@ -215,17 +215,17 @@ class TumorDatastore(LocalDatastore):
             self._keep_aside(self._filename(image_id, extension))
         return super().add_image(image_id, image_filename, image_info)
 
-    def _keep_aside(self, name: str) -> None:
-        """Copy the image file ``name`` that an upload is about to replace into ``.replaced/`` in the studies folder
-        (time-stamped; the datastore does not list it), so replacing an unlabelled image loses nothing."""
-        current = os.path.join(self._datastore.image_path(), name)
+    def _keep_aside(self, name: str, folder: str | None = None) -> None:
+        """Copy the file ``name`` of ``folder`` (the images' by default) that an upload is about to replace into its
+        ``.replaced/`` (time-stamped; the datastore does not list it), so a replaced image or label loses nothing."""
+        folder = folder or self._datastore.image_path()
+        current = os.path.join(folder, name)
         if not os.path.isfile(current):
             return
-        folder = os.path.join(self._datastore.image_path(), REPLACED_FOLDER)
-        os.makedirs(folder, exist_ok=True)
-        kept = os.path.join(folder, f"{datetime.now().strftime('%Y%m%d_%H%M%S_%f')}_{name}")
+        os.makedirs(os.path.join(folder, REPLACED_FOLDER), exist_ok=True)
+        kept = os.path.join(folder, REPLACED_FOLDER, f"{datetime.now().strftime('%Y%m%d_%H%M%S_%f')}_{name}")
         shutil.copy2(current, kept)
-        logger.info("Image %s is replaced by an upload; the earlier file is kept as %s", name, kept)
+        logger.info("%s is replaced by an upload; the earlier file is kept as %s", name, kept)
 
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
         try:
@@ -237,6 +237,12 @@ class TumorDatastore(LocalDatastore):
                 raise HTTPException(404, f"image {image_id!r} is not in the datastore")
             image_path = self.get_image_uri(image_id)
             with checked_label(self.app_config, image_id, label_filename, image_path, label_info) as path:
+                existing = self._datastore.objects[image_id].labels.get(label_tag)
+                if existing is not None:  # two annotators on one image: the earlier label is kept, not lost
+                    self._keep_aside(self._filename(image_id, existing.ext), self._datastore.label_path(label_tag))
+                if label_info and label_info.get("label_info"):  # the stored file holds the app's values now
+                    labels = self.app_config.plan.labels
+                    label_info = {**label_info, "label_info": [{"name": n, "idx": i + 1} for i, n in enumerate(labels)]}
                 return super().save_label(image_id, path, label_tag, label_info)
 
     def update_image_info(self, image_id: str, info: dict[str, Any]) -> None:

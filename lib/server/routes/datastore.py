@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
@@ -45,6 +46,13 @@ def stored_info(params: str, what: str) -> dict[str, Any]:
 def datastore_routes(instance: MONAILabelApp) -> APIRouter:
     """Uploads of images and labels (checked by :class:`lib.datastore.TumorDatastore`), and replies without paths."""
     router = APIRouter()
+    # A strategy picks the image, then the pick is recorded (the strategies serve the least recently served image):
+    # one pick at a time, so two annotators asking together are not sent the same image.
+    picking = threading.Lock()
+
+    def pick(strategy: str, client_id: str, user: str) -> dict[str, Any]:
+        with picking:
+            return sample(strategy, {"client_id": client_id}, user)
 
     @router.put("/datastore")
     @router.put("/datastore/image")
@@ -104,7 +112,7 @@ def datastore_routes(instance: MONAILabelApp) -> APIRouter:
             raise HTTPException(422, str(e)) from None
         client_id = options.get("client_id") or caller(request).name
         # Strategies take no options of their own; the client's id is recorded with the pick.
-        reply = await run_in_threadpool(sample, strategy, {"client_id": client_id}, caller(request).name)
+        reply = await run_in_threadpool(pick, strategy, client_id, caller(request).name)
         return {k: v for k, v in reply.items() if k != "path"}
 
     @router.head("/datastore/image")

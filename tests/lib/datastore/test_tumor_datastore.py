@@ -451,3 +451,26 @@ def test_a_damaged_datastore_file_is_kept_and_the_list_rebuilt(
     kept = [p for p in studies.iterdir() if p.name.startswith("datastore_v2.json.damaged-")]
     assert len(kept) == 1 and kept[0].read_bytes() == content
     assert json.loads((studies / "datastore_v2.json").read_text())["objects"].keys() == {"case0"}
+
+
+def test_a_second_label_keeps_the_first_and_the_info_matches_the_stored_values(
+    tmp_path: Path, make_config: Callable[..., AppConfig]
+) -> None:
+    config = make_config(labels="tumor,edema")
+    folder = tmp_path / "studies"
+    case = write_case(str(folder), "case0", seed=0, label_folder=str(tmp_path / "source-labels"))
+    datastore = TumorDatastore(str(folder), config, auto_reload=False)
+    first = label_file(case.label, case.image_path, tmp_path / "first.nii.gz")
+    second = label_file(case.label * 2, case.image_path, tmp_path / "second.nii.gz")  # drawn as value 2
+
+    datastore.save_label("case0", first, DefaultLabelTag.FINAL, {"user": "ann1"})
+    # 3D Slicer numbers segments in its own order: value 2 is named "tumor" here.
+    swapped = {"label_info": [{"name": "edema", "idx": 1}, {"name": "tumor", "idx": 2}]}
+    datastore.save_label("case0", second, DefaultLabelTag.FINAL, swapped)
+
+    stored = read_volume(datastore.get_label_uri("case0", DefaultLabelTag.FINAL))[0][0]
+    assert set(np.unique(stored).tolist()) == {0, 1}  # tumour stored as the app's value 1
+    info = datastore.get_label_info("case0", DefaultLabelTag.FINAL)
+    assert info["label_info"] == [{"name": "tumor", "idx": 1}, {"name": "edema", "idx": 2}]  # as stored, not as sent
+    kept = list((folder / "labels" / "final" / ".replaced").iterdir())
+    assert len(kept) == 1 and read_volume(str(kept[0]))[0][0].sum() == case.label.sum()  # the first label

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,6 +14,8 @@ from fastapi.testclient import TestClient
 
 from lib.config import AppConfig
 from lib.datastore import TumorDatastore
+from lib.server.guard import ANONYMOUS
+from lib.server.routes import datastore as datastore_routes_module
 from lib.server.routes import scoring as scoring_routes_module
 from lib.server.routes.datastore import datastore_routes
 from lib.server.routes.scoring import scoring_routes
@@ -29,6 +33,12 @@ def client(studies: Path, config: AppConfig) -> TestClient:
     store = TumorDatastore(str(studies), config)
     api = FastAPI()
     api.include_router(datastore_routes(SimpleNamespace(datastore=lambda: store)))
+
+    @api.middleware("http")
+    async def logged_in(request, call_next):  # as the guard leaves it when login is off
+        request.state.user = ANONYMOUS
+        return await call_next(request)
+
     return TestClient(api)
 
 
@@ -81,3 +91,20 @@ def test_scoring_refuses_options_and_waiting(scoring: tuple[TestClient, list], q
         response = client.post(f"{path}{query}", json=body)
         assert response.status_code == 422 and message in response.json()["detail"]
     assert calls == []
+
+
+def test_annotators_asking_together_get_different_images(client: TestClient, monkeypatch) -> None:
+    # MONAI Label's strategy picks the least recently served image, and the pick is recorded after it: two
+    # annotators asking at the same moment were both sent the same image, and one's label replaced the other's.
+    served: dict[str, float] = {"case0": 0.0, "case1": 0.0, "case2": 0.0}
+
+    def sample(strategy: str, params: dict, user: str) -> dict:
+        image = min(served, key=served.get)  # the least recently served
+        time.sleep(0.05)  # the strategy's work, between pick and record
+        served[image] = time.monotonic()
+        return {"id": image}
+
+    monkeypatch.setattr(datastore_routes_module, "sample", sample)
+    with ThreadPoolExecutor(3) as pool:
+        picks = list(pool.map(lambda _: client.post("/activelearning/epistemic", json={}).json()["id"], range(3)))
+    assert sorted(picks) == ["case0", "case1", "case2"]
