@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from lib.datastore.validation import InvalidUploadError, check_file
 from lib.evaluation.metrics import label_metrics
 from lib.transforms.formats import VOLUME_SUFFIXES, volume_suffix_of
 from lib.transforms.geometry import Geometry
@@ -50,10 +51,22 @@ def pairs(labels: str, predictions: str) -> list[tuple[str, str, str]]:
 
 
 def _label(path: str) -> tuple[np.ndarray, Geometry]:
+    """A labelmap of whole, finite values from a complete file; ValueError naming the file otherwise."""
+    try:
+        check_file(path, max_voxels=2**40)  # complete: a truncated file reads as zeros where its data is missing
+    except InvalidUploadError as e:
+        raise ValueError(str(e)) from None
     array, geometry = read_volume(path)
+    name = os.path.basename(path)
     if array.shape[0] != 1:
-        raise ValueError(f"{os.path.basename(path)} has {array.shape[0]} channels; a label has one")
-    return np.rint(array[0]).astype(np.int64), geometry
+        raise ValueError(f"{name} has {array.shape[0]} channels; a label has one")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} holds NaN or infinite values; a label holds whole numbers")
+    values = np.unique(array)
+    fractional = values[values != np.round(values)]
+    if fractional.size:
+        raise ValueError(f"{name} holds values {fractional[:5].tolist()}; a label holds whole numbers")
+    return array[0].astype(np.int64), geometry
 
 
 def case_rows(
@@ -65,9 +78,11 @@ def case_rows(
     mismatch = geometry.mismatch(pred_geometry)
     if mismatch:
         raise ValueError(f"case {case}: the prediction is not on the reference's grid: {mismatch}")
-    unknown = sorted(set(np.unique(truth).tolist()) - set(range(len(label_names) + 1)))
-    if unknown:
-        raise ValueError(f"case {case}: reference values {unknown} have no name; give --label-names")
+    named = set(range(len(label_names) + 1))
+    for what, array in (("reference", truth), ("prediction", pred)):
+        unknown = sorted(set(np.unique(array).tolist()) - named)
+        if unknown:
+            raise ValueError(f"case {case}: {what} values {unknown} have no name; give --label-names")
     for value, name in enumerate(label_names, start=1):
         metrics = label_metrics(truth == value, pred == value, geometry.spacing, tolerance_mm)
         yield {"case": case, "label": name, **metrics.as_dict()}

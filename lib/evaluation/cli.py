@@ -21,6 +21,9 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
+import requests
+from monailabel.client.client import MONAILabelClientException
+
 from lib.evaluation.cases import case_rows, pairs, volumes
 from lib.evaluation.metrics import SURFACE_TOLERANCE_MM
 from lib.evaluation.report import write_report
@@ -117,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     folders, server = bool(args.labels or args.predictions), bool(args.server or args.studies)
     if folders == server or (folders and not (args.labels and args.predictions)) or (server and not args.studies):
         parser.error("give either --labels and --predictions, or --server and --studies")
+    if len(set(names)) != len(names):
+        parser.error(f"--label-names names a label twice: {','.join(names)}")
     if args.tolerance_mm <= 0 or not names:
         parser.error("--tolerance-mm must be positive and --label-names must name at least one label")
     try:
@@ -132,6 +137,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             summary = evaluate_folders(args.labels, args.predictions, args.out, names, args.tolerance_mm)
     except (ValueError, OSError) as e:
         print(f"tumor-evaluate: {e}", file=sys.stderr)
+        return 2
+    except MONAILabelClientException as e:  # the server refused: a wrong password, a model it does not serve
+        print(f"tumor-evaluate: {args.server} refused the request: {e.msg}", file=sys.stderr)
+        return 2
+    except requests.RequestException as e:  # the server went away meanwhile
+        print(f"tumor-evaluate: {args.server} did not answer: {e}", file=sys.stderr)
         return 2
     for label, entry in summary["labels"].items():
         dice = entry["dice"]

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any
 
+import requests
 from tqdm import tqdm
 
 from lib.infers.errors import ModelNotTrainedError
@@ -160,6 +161,10 @@ def main(argv: list[str] | None = None) -> None:
         counts = run_batch(args.input, args.output, dict(args.conf), args.workers, args.scheduler)
     except (ModelNotTrainedError, ValueError) as e:
         parser.exit(2, f"tumor-segment: error: {e}\n")
+    except requests.RequestException as e:  # the PACS: unreachable, or refused the login
+        parser.exit(2, f"tumor-segment: error: the DICOMweb server {args.input} did not serve the images: {e}\n")
+    except OSError as e:  # the output is a file, or cannot be written
+        parser.exit(2, f"tumor-segment: error: {e.strerror}: {e.filename}\n")
     print(json.dumps(counts))
     sys.exit(1 if counts[FAILED] else 0)
 

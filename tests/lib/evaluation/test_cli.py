@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import subprocess
@@ -111,3 +112,54 @@ def test_the_installed_command_runs(folders, tmp_path: Path) -> None:
     assert "tumor: 2 cases, mean Dice 0.833 (median 0.833)" in done.stdout
     bad = subprocess.run([str(script), "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert bad.returncode == 2 and "give either --labels and --predictions, or --server and --studies" in bad.stderr
+
+
+def _run(labels: Path, predictions: Path, out: Path, capsys, *extra: str) -> tuple[int, str]:
+    code = main(["--labels", str(labels), "--predictions", str(predictions), "--out", str(out), *extra])
+    return code, capsys.readouterr().err
+
+
+def test_a_prediction_value_without_a_name_is_refused_too(folders, tmp_path: Path, capsys) -> None:
+    labels, predictions = folders  # the references hold 1 and 2, both named here; a prediction holds 3
+    extra = np.zeros((20, 16, 8), np.uint8)
+    extra[0, 0, 0] = 3
+    write(predictions / "caseA.nrrd", extra)
+    code, err = _run(labels, predictions, tmp_path / "o", capsys, "--label-names", "tumor,edema")
+    assert code == 2 and "case caseA: prediction values [3] have no name" in err
+
+
+def test_damaged_or_non_label_predictions_are_refused(folders, tmp_path: Path, capsys) -> None:
+    labels, predictions = folders
+    data = (predictions / "caseB.nii.gz").read_bytes()
+    (predictions / "caseB.nii.gz").write_bytes(data[: len(data) // 2])  # a half-copied file reads as zeros
+    code, err = _run(labels, predictions, tmp_path / "o", capsys, "--label-names", "tumor,edema")
+    assert code == 2 and "caseB.nii.gz" in err and "damaged" in err
+    floats = np.zeros((8, 16, 20), np.float32)  # (K, J, I)
+    floats[2, 2, 2] = 0.5
+    image = sitk.GetImageFromArray(floats)
+    reference = sitk.ReadImage(str(labels / "caseB.nii.gz"))
+    image.CopyInformation(reference)
+    sitk.WriteImage(image, str(predictions / "caseB.nii.gz"))
+    code, err = _run(labels, predictions, tmp_path / "o", capsys, "--label-names", "tumor,edema")
+    assert code == 2 and "holds values [0.5]; a label holds whole numbers" in err
+
+
+def test_a_label_named_twice_is_refused(folders, tmp_path: Path, capsys) -> None:
+    labels, predictions = folders
+    with pytest.raises(SystemExit) as stopped:
+        _run(labels, predictions, tmp_path / "o", capsys, "--label-names", "tumor,tumor")
+    assert stopped.value.code == 2 and "names a label twice" in capsys.readouterr().err
+
+
+def test_a_server_that_refuses_the_login_is_a_message_not_a_traceback(tmp_path: Path, capsys, monkeypatch) -> None:
+    from monailabel.client.client import MONAILabelClient, MONAILabelClientException
+
+    def refuse(self, username, password):
+        raise MONAILabelClientException(1, 'Status: 401; Response: {"detail": "wrong user name or password"}', 401)
+
+    monkeypatch.setattr(MONAILabelClient, "auth_enabled", lambda self: True)
+    monkeypatch.setattr(MONAILabelClient, "auth_token", refuse)
+    monkeypatch.setattr("sys.stdin", io.StringIO("wrongpass1\n"))
+    args = ["--server", "http://127.0.0.1:9", "--studies", str(tmp_path), "--out", str(tmp_path / "o")]
+    assert main([*args, "--username", "rev1", "--password-stdin"]) == 2
+    assert "refused the request: Status: 401" in capsys.readouterr().err

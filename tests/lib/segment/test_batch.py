@@ -17,7 +17,7 @@ import SimpleITK as sitk
 from lib.config import AppConfig
 from lib.infers import SegmentationInfer
 from lib.segment.cases import CaseTask
-from lib.segment.cli import JOURNAL, read_journal, run_batch, segment_on_dask
+from lib.segment.cli import JOURNAL, main, read_journal, run_batch, segment_on_dask
 from lib.segment.work import DONE, EMPTY, FAILED
 from lib.transforms.volume_io import read_volume
 from tests.lib.conftest import TINY
@@ -114,6 +114,19 @@ def test_the_command_exits_1_after_a_failure_and_2_without_weights(trained, arch
 def test_not_a_folder_nor_a_url_is_a_clear_error(trained, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="neither a folder nor a DICOMweb URL"):
         run_batch(str(tmp_path / "missing"), str(tmp_path / "out"), trained[1])
+
+
+def test_an_unreachable_pacs_or_an_output_that_is_a_file_is_a_message(trained, archive, tmp_path, capsys) -> None:
+    args = [a for key, value in trained[1].items() for a in ("--conf", key, value)]
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for source, output, message in [
+        (str(archive), str(a_file), "File exists"),
+        ("http://127.0.0.1:9/dicom-web", str(tmp_path / "out"), "did not serve the images"),
+    ]:
+        with pytest.raises(SystemExit) as stopped:
+            main(["--input", source, "--output", output, *args])
+        assert stopped.value.code == 2 and message in capsys.readouterr().err
 
 
 def _echo(task: CaseTask, conf, threads):  # a cheap stand-in for segment(), run by Dask workers
