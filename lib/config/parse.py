@@ -6,6 +6,7 @@ A bad value raises :class:`ConfigError` naming the key and what is accepted; not
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Mapping
 from typing import TypeVar
@@ -53,7 +54,7 @@ def _numbers(key: str, value: str, count: int, cast: Callable[[str], T], accepte
 
 def _positive_float(text: str) -> float:
     number = float(text)
-    if not number > 0:
+    if not 0 < number < math.inf:
         raise ValueError(text)
     return number
 
@@ -71,20 +72,26 @@ def _at_least(minimum: int) -> Callable[[str], int]:
 _positive_int = _at_least(1)
 
 
+def _names(value: str) -> tuple[str, ...]:
+    """Comma-separated names; an empty one (``tumor,,edema``, ``tumor,``) is a typo, refused by the callers."""
+    return tuple(n.strip() for n in value.split(","))
+
+
 def _labels(value: str) -> tuple[str, ...]:
-    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    names = _names(value)
     # Names are matched case-insensitively (to Slicer segment names), so they must differ in more than case.
     accepted = "comma-separated unique label names, e.g. 'tumor' or 'tumor,edema' (not 'background')"
     reserved = [n for n in names if n.lower() == "background" or n.endswith("_scribbles")]
-    if not names or len({n.lower() for n in names}) != len(names) or reserved:
+    if not all(names) or len({n.lower() for n in names}) != len(names) or reserved:
         raise _fail("labels", value, accepted)
     return names
 
 
 def _sequences(value: str) -> tuple[str, ...]:
-    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    names = _names(value)
     accepted = "comma-separated unique sequence names of letters and digits, e.g. 't2f,t1c,t1n,t2w'"
-    if not names or len(set(names)) != len(names) or not all(n.isalnum() for n in names):
+    # Unique whatever their case: file systems that ignore case would hold one file for both.
+    if len({n.lower() for n in names}) != len(names) or not all(n.isalnum() for n in names):
         raise _fail("sequences", value, accepted)
     return names
 
@@ -149,7 +156,7 @@ def _dropout(text: str) -> float:
 
 def _window(value: str) -> tuple[float, float]:
     low, high = _numbers("ct_window", value, 2, float, "two HU values 'low,high' with low < high")
-    if not low < high:
+    if not -math.inf < low < high < math.inf:
         raise _fail("ct_window", value, "two HU values 'low,high' with low < high")
     return low, high
 

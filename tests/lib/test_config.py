@@ -135,6 +135,8 @@ def test_unknown_key_names_key_and_lists_accepted_keys(tmp_path: Path) -> None:
         ({"spacing": "-1,1,1"}, "spacing"),
         ({"spacing": "0"}, "spacing"),
         ({"spacing": "a,b,c"}, "spacing"),
+        ({"spacing": "inf,1,1"}, "spacing"),  # a server started, and trained on nothing
+        ({"spacing": "nan"}, "spacing"),
         ({"patch_size": "96,96"}, "patch_size"),
         ({"patch_size": "96,96,0"}, "patch_size"),
         ({"patch_size": "96.5,96,32"}, "patch_size"),
@@ -149,6 +151,12 @@ def test_unknown_key_names_key_and_lists_accepted_keys(tmp_path: Path) -> None:
         ({"labels": ""}, "labels"),
         ({"labels": ","}, "labels"),
         ({"labels": "tumor,tumor"}, "labels"),
+        ({"labels": "tumor,,edema"}, "labels"),  # a typo, not two labels
+        ({"labels": "tumor,"}, "labels"),
+        ({"sequences": "t1n,,t2w"}, "sequences"),
+        ({"sequences": "T1N,t1n"}, "sequences"),
+        ({"train_minutes": "inf"}, "train_minutes"),
+        ({"ct_window": "-inf,inf"}, "ct_window"),
         ({"labels": "background"}, "labels"),
         ({"labels": "tumor,Background"}, "labels"),
         ({"labels": "tumor_scribbles"}, "labels"),
