@@ -6,6 +6,7 @@ import argparse
 import ipaddress
 import logging
 import os
+import stat
 import sys
 from collections.abc import Sequence
 
@@ -54,6 +55,15 @@ def open_users(app_config: AppConfig, host: str) -> UserStore | None:
         store = UserStore(app_config.users)
         if not store.users():
             raise ConfigError(f"--conf users {app_config.users}: no users yet; add one with tumor-users")
+        mode = stat.S_IMODE(os.stat(app_config.users).st_mode)
+        if mode & 0o077:  # it holds the key that signs every token: whoever reads it can log in as anyone
+            logger.warning(
+                "The users file %s can be read by other accounts of this machine (mode %o): it holds the key that "
+                "signs login tokens; make it owner-only with 'chmod 600 %s'",
+                app_config.users,
+                mode,
+                app_config.users,
+            )
         return store
     if is_loopback(host):
         return None
