@@ -213,15 +213,18 @@ class NetworkTrainer(BasicTrainTask):
         return self.recipe.iteration_update(self.app_config, train=False)
 
     def train_post_transforms(self, context: Context) -> list:
-        """The training Dice's transforms; an ensemble's members' outputs are first averaged (mean softmax)."""
-        n = self.trained.out_channels(self.app_config.plan)
+        """The training Dice's transforms; an ensemble's members' outputs are first averaged (mean softmax): in
+        training mode an :class:`~lib.networks.ensemble.Ensemble` returns them side by side."""
         members = self.trained.members(self.app_config.plan)
         average = [Lambdad(PRED, lambda p: mean_log_softmax(p, members, dim=0))] if members > 1 else []
-        return [
-            *average,
-            Activationsd(PRED, softmax=True),
-            AsDiscreted([PRED, LABEL], argmax=(True, False), to_onehot=(n, n)),
-        ]
+        return [*average, *self.val_post_transforms(context)]
+
+    def val_post_transforms(self, context: Context) -> list:
+        """The validation Dice's transforms. Validation runs the network in eval mode, where an ensemble already
+        returns its members' average (MONAI Label reuses the training transforms here, which averaged it again:
+        an ensemble then validated at Dice 0 and every fine-tuning round kept the served weights)."""
+        n = self.trained.out_channels(self.app_config.plan)
+        return [Activationsd(PRED, softmax=True), AsDiscreted([PRED, LABEL], argmax=(True, False), to_onehot=(n, n))]
 
     def val_inferer(self, context: Context):
         return sliding_window(self.app_config, batch_size=2)

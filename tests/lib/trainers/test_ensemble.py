@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from monai.transforms import Compose
 
 from lib.checkpoint import CheckpointError, Weights, publish, read_checkpoint, serving_checkpoint
 from lib.config import AppConfig
@@ -19,6 +20,8 @@ from lib.networks.descriptions import SEGMENTATION
 from lib.networks.ensemble import Ensemble
 from lib.trainers import TrainingRun
 from lib.trainers.ensemble import combine
+from lib.trainers.network_trainer import NetworkTrainer
+from lib.transforms.pipeline import LABEL, PRED
 from tests.synthetic import SyntheticCase, write_case
 
 ConfigFactory = Callable[..., AppConfig]
@@ -167,3 +170,18 @@ def test_a_training_run_fine_tunes_every_member_and_publishes_the_ensemble(
     for i in range(2):  # both members moved from their starting weights
         keys = [k for k in start if k.startswith(f"members.{i}.") and start[k].is_floating_point()]
         assert any(not torch.equal(state[k], start[k]) for k in keys)
+
+
+def test_validation_scores_the_ensembles_own_average(make_config: ConfigFactory) -> None:
+    # In eval mode an ensemble returns its members' average; validation averaged it again, so every ensemble
+    # validated at Dice 0 and each fine-tuning round from the shipped model kept the served weights.
+    config = make_config(ensemble="2")
+    trainer = NetworkTrainer(config, SEGMENTATION)
+    network = build_network(config.plan).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        output = network(torch.randn(1, 1, 32, 32, 16))[0]  # (classes, I, J, K): the mean log-softmax
+    label = output.argmax(0, keepdim=True)
+    post = Compose(trainer.val_post_transforms(None))({PRED: output, LABEL: label})
+    assert post[PRED].shape == (2, 32, 32, 16)
+    assert torch.equal(post[PRED], post[LABEL])  # the ensemble's prediction, scored against itself: Dice 1
