@@ -332,10 +332,29 @@ class TumorDatastore(LocalDatastore):
             logger.warning("Incomplete case: %s; it is refused until its files are added", e)
 
     def remove_image(self, image_id: str) -> None:
+        """Remove an image, its labels and, for a multi-sequence case, its other sequences' files (left behind,
+        they would join a new case uploaded under the same name)."""
         with self._writing:
             if image_id not in self._datastore.objects:
                 raise HTTPException(404, f"image {image_id!r} is not in the datastore")
+            others = self._other_sequences(self.get_image_uri(image_id))
             super().remove_image(image_id)
+            for file in others:
+                os.remove(file)
+            folders = {os.path.dirname(f) for f in others} - {os.path.realpath(self._datastore.image_path())}
+            for folder in folders:  # a case's own folder (<case>/<sequence>), once empty
+                if not os.listdir(folder):
+                    os.rmdir(folder)
+
+    def _other_sequences(self, path: str) -> list[str]:
+        """The files of the sequences after the first of the case whose first sequence is ``path``."""
+        sequences = self.app_config.sequences
+        split = split_sequence_name(path, sequences[0]) if sequences else None
+        if split is None:
+            return []  # a single-sequence app, or a case stored as one file of all its channels
+        prefix, separator = split
+        candidates = (f"{prefix}{separator}{s}{suffix}" for s in sequences[1:] for suffix in VOLUME_SUFFIXES)
+        return [f for f in candidates if os.path.isfile(f)]
 
     def remove_label(self, label_id: str, label_tag: str) -> None:
         with self._writing:

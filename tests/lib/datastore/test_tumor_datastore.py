@@ -267,6 +267,12 @@ def test_multi_sequence_cases_are_one_image_each(tmp_path: Path, make_config, ca
         assert refused.value.status_code == 422 and "sequence of case" in refused.value.detail
     assert Path(folder / "BraTS-GLI-00001-000-t2w.nii.gz").read_bytes() == before
 
+    # Deleting a case removes all its sequences: left behind, they would join a new case of the same name.
+    datastore.remove_image("BraTS-GLI-00001-000")
+    datastore.remove_image("case3")
+    assert not list(folder.glob("BraTS-GLI-00001-000*")) and not (folder / "case3").exists()
+    assert (folder / "BraTS2021_01646_t2w.nii.gz").exists()  # the other cases are untouched
+
 
 def test_a_studies_folder_of_links_keeps_each_cases_name(tmp_path: Path, config: AppConfig) -> None:
     """Links into an archive whose files share one name (``STS_001/CT_image.nii.gz``) are still distinct cases:
