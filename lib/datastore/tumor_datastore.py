@@ -94,11 +94,22 @@ class TumorDatastore(LocalDatastore):
         # stored with, even when the image is being replaced at the same moment.
         self._writing = threading.RLock()
         super().__init__(studies, **kwargs)
+        handler = getattr(self, "_handler", None)  # the folder watcher (auto_reload)
+        if handler is not None:
+            handler.on_moved = self._on_moved_event  # the datastore file is replaced by a rename, not modified
 
     @property
     def folder(self) -> str:
         """The studies folder the datastore lists."""
         return self._datastore_path
+
+    def _on_moved_event(self, event: Any) -> None:
+        """A file renamed into the folder: the datastore file another process (scoring, a training run, a batch job)
+        rewrote (:meth:`_update_datastore_file`) is read again; an image or label is listed."""
+        if os.path.realpath(getattr(event, "dest_path", "")) == os.path.realpath(self._datastore_config_path):
+            self._init_from_datastore_file()
+        else:
+            self._on_any_event(event)
 
     def _reconcile_datastore(self) -> None:
         with self._writing:

@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -480,3 +481,17 @@ def test_a_second_label_keeps_the_first_and_the_info_matches_the_stored_values(
     assert info["label_info"] == [{"name": "tumor", "idx": 1}, {"name": "edema", "idx": 2}]  # as stored, not as sent
     kept = list((folder / "labels" / "final" / ".replaced").iterdir())
     assert len(kept) == 1 and read_volume(str(kept[0]))[0][0].sum() == case.label.sum()  # the first label
+
+
+def test_info_written_by_another_process_is_seen(studies: Path, config: AppConfig) -> None:
+    # A scoring job writes each image's score into the datastore file from its own process; the server must read it.
+    server = TumorDatastore(str(studies), config, auto_reload=True)  # watches the folder, as the server does
+    job = TumorDatastore(str(studies), config, auto_reload=False)
+    try:
+        job.update_image_info("case0", {"epistemic_entropy": 0.25})
+        deadline = time.monotonic() + 10
+        while server.get_image_info("case0").get("epistemic_entropy") != 0.25 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.get_image_info("case0").get("epistemic_entropy") == 0.25
+    finally:
+        server._observer.stop()
