@@ -24,7 +24,7 @@ from lib.config import AppConfig
 from lib.datastore.names import InvalidNameError, check_name, check_tag
 from lib.datastore.validation import InvalidUploadError, app_label, check_image, image_geometry
 from lib.transforms.formats import VOLUME_SUFFIXES
-from lib.transforms.sequences import MissingSequenceError, sequence_files, split_sequence_name
+from lib.transforms.sequences import MissingSequenceError, sequence_file, sequence_files, split_sequence_name
 from lib.transforms.volume_io import write_label
 
 logger = logging.getLogger(__name__)
@@ -170,18 +170,14 @@ class TumorDatastore(LocalDatastore):
             kept: dict[str, Any] = {}
             removed = 0
             for image_id, entry in list(self._datastore.objects.items()):
-                if not os.path.exists(
-                    os.path.realpath(os.path.join(images, self._filename(image_id, entry.image.ext)))
-                ):
+                if not exists(images, self._filename(image_id, entry.image.ext)):
                     logger.info("Image %s is no longer in the studies folder", image_id)
                     removed += 1
                     continue
                 present = {
                     tag: label
                     for tag, label in entry.labels.items()
-                    if os.path.exists(
-                        os.path.realpath(os.path.join(labels_of(tag), self._filename(image_id, label.ext)))
-                    )
+                    if exists(labels_of(tag), self._filename(image_id, label.ext))
                 }
                 removed += len(entry.labels) - len(present)
                 kept[image_id] = entry.model_copy(update={"labels": present})
@@ -363,9 +359,8 @@ class TumorDatastore(LocalDatastore):
         split = split_sequence_name(path, sequences[0]) if sequences else None
         if split is None:
             return []  # a single-sequence app, or a case stored as one file of all its channels
-        prefix, separator = split
-        candidates = (f"{prefix}{separator}{s}{suffix}" for s in sequences[1:] for suffix in VOLUME_SUFFIXES)
-        return [f for f in candidates if os.path.isfile(f)]
+        files = (sequence_file(*split, sequence) for sequence in sequences[1:])
+        return [f for f in files if f is not None]
 
     def remove_label(self, label_id: str, label_tag: str) -> None:
         with self._writing:

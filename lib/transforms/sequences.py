@@ -30,6 +30,12 @@ def split_sequence_name(path: str, sequence: str) -> tuple[str, str] | None:
     return None
 
 
+def sequence_file(prefix: str, separator: str, sequence: str) -> str | None:
+    """The file of ``sequence`` of the case named ``prefix`` (:func:`split_sequence_name`), or None."""
+    candidates = (f"{prefix}{separator}{sequence}{suffix}" for suffix in VOLUME_SUFFIXES)
+    return next((f for f in candidates if os.path.isfile(f)), None)
+
+
 def sequence_files(path: str, sequences: Sequence[str]) -> list[str]:
     """The files of the case whose first sequence is ``path``, in ``sequences`` order.
 
@@ -42,10 +48,9 @@ def sequence_files(path: str, sequences: Sequence[str]) -> list[str]:
     prefix, separator = split
     files, missing = [path], []
     for sequence in sequences[1:]:
-        found = [f"{prefix}{separator}{sequence}{s}" for s in VOLUME_SUFFIXES]
-        found = [f for f in found if os.path.isfile(f)]
+        found = sequence_file(prefix, separator, sequence)
         if found:
-            files.append(found[0])
+            files.append(found)
         else:
             missing.append(sequence)
     if missing:

@@ -31,8 +31,11 @@ CHECKSUMS = ("SHA256", "SHA512", "MD5")  # what MONAI Label's file_checksum comp
 def file_digest(path: str, algorithm: str) -> str:
     """The hexadecimal digest of a file (MONAI Label's ``file_checksum`` prefixes it with the algorithm, so its
     own ``check_sum`` never matched)."""
+    digest = hashlib.new(algorithm.lower())
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, algorithm.lower()).hexdigest()
+        while chunk := f.read(2**20):  # hashlib.file_digest needs Python 3.11; the project runs on 3.10
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def stored_info(params: str, what: str) -> dict[str, Any]:
