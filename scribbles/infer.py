@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
+from lib.datastore.validation import segment_values
 from lib.infers.errors import InteractionError
 from lib.transforms.formats import VOLUME_SUFFIXES
 from lib.transforms.geometry import Geometry
@@ -119,7 +120,10 @@ class ScribblesInfer(_Interactive):
         if scribbles.shape[0] != 1:
             raise InteractionError(f"the scribble volume has {scribbles.shape[0]} channels; send one labelmap")
         values = scribbles[0]
-        ids = {str(e.get("name")): int(e.get("id", e.get("idx", -1))) for e in request.get("label_info") or []}
+        try:
+            ids = dict(segment_values(request.get("label_info") or []))
+        except ValueError as e:
+            raise InteractionError(str(e)) from e
         if FOREGROUND not in ids and BACKGROUND not in ids:
             raise InteractionError(f"label_info names no '{FOREGROUND}' or '{BACKGROUND}' segment")
         foreground = values == ids.get(FOREGROUND, -1)

@@ -153,6 +153,21 @@ def check_image(
     return geometry
 
 
+def whole_values(array: np.ndarray) -> list[int]:
+    """The distinct values of a labelmap, which must be whole and finite.
+
+    Raises:
+        ValueError: ``holds ...; a label holds whole numbers`` (the caller names the file before it).
+    """
+    values = np.unique(array)
+    if not np.isfinite(values).all():
+        raise ValueError("holds NaN or infinite values; a label holds whole numbers")
+    fractional = values[values != np.round(values)]
+    if fractional.size:
+        raise ValueError(f"holds values {fractional[:10].tolist()}; a label holds whole numbers")
+    return [int(v) for v in values.tolist()]
+
+
 def check_label(label_path: str, image_path: str, num_labels: int, max_voxels: int) -> np.ndarray:
     """Check a label against its image: complete file, same grid, one channel, integer values in 0..num_labels.
 
@@ -172,46 +187,79 @@ def check_label(label_path: str, image_path: str, num_labels: int, max_voxels: i
     problem = image_geometry(image_path).mismatch(geometry)
     if problem is not None:
         raise InvalidUploadError(f"label does not lie on its image's grid: {problem}")
-    values = np.unique(array)
-    if not np.isfinite(values).all():
-        raise InvalidUploadError("label holds NaN or infinite values; a labelmap holds whole numbers")
-    bad = [v for v in values.tolist() if v != int(v) or not 0 <= v <= num_labels]
+    try:
+        values = whole_values(array)
+    except ValueError as e:
+        raise InvalidUploadError(f"label {e}") from None
+    bad = [v for v in values if not 0 <= v <= num_labels]
     if bad:
         raise InvalidUploadError(f"label holds values {bad[:10]}; accepted values are 0 (background) to {num_labels}")
     return array[0].astype(np.uint8)
 
 
-def remap_label(array: np.ndarray, label_info: Sequence[dict[str, Any]], labels: Sequence[str]) -> np.ndarray:
+LABEL_INFO_SHAPE = 'label_info must be a list of {"name": text, "idx" or "id": whole number}, as 3D Slicer sends'
+
+
+def segment_values(label_info: object) -> list[tuple[str, int]]:
+    """Name and labelmap value of each segment that a client's ``label_info`` describes.
+
+    3D Slicer sends ``[{"name", "idx"}]`` with a submitted label and ``[{"name", "id"}]`` with scribbles; either
+    key is read, and an entry that holds both must give one value. Values are 0..255 (a labelmap's bytes).
+
+    Raises:
+        ValueError: naming the malformed entry.
+    """
+    if not isinstance(label_info, list) or not all(isinstance(entry, dict) for entry in label_info):
+        raise ValueError(LABEL_INFO_SHAPE)
+    segments = []
+    for entry in label_info:
+        name = entry.get("name")
+        if not isinstance(name, str):
+            raise ValueError(f"label_info: segment name {shown(name)} is not text")
+        segment = f"label_info: segment {shown(name)}"
+        given = [entry[key] for key in ("idx", "id") if key in entry]
+        if not given:
+            raise ValueError(f"{segment} has no value (idx or id)")
+        for value in given:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{segment} has value {shown(value)}; a whole number is needed")
+            if not 0 <= value < 256:
+                raise ValueError(f"{segment} has value {value}; values 1..255 are accepted")
+        if len(set(given)) > 1:
+            raise ValueError(f"{segment} has idx {given[0]} and id {given[1]}; send one value")
+        segments.append((name, given[0]))
+    return segments
+
+
+def remap_label(array: np.ndarray, label_info: object, labels: Sequence[str]) -> np.ndarray:
     """Map segment values to the app's label values by name.
 
     3D Slicer numbers the exported segments 1..N in the order they appear in the segmentation; ``label_info``
     (``[{"name", "idx"}]``) says which name each value has. The app's value for ``labels[i]`` is ``i + 1``.
 
     Raises:
-        InvalidUploadError: for a segment name the app does not know, or a value that ``label_info`` leaves out.
+        InvalidUploadError: for malformed ``label_info``, a segment name the app does not know, or a value that
+            ``label_info`` leaves out.
     """
     wanted = {name.lower(): i + 1 for i, name in enumerate(labels)}
     mapping = np.zeros(256, dtype=np.uint8)
     described = {0}
-    if not isinstance(label_info, list) or not all(isinstance(entry, dict) for entry in label_info):
-        raise InvalidUploadError('label_info must be a list of {"name": text, "idx": integer}, as 3D Slicer sends')
-    for entry in label_info:
-        name, idx = entry.get("name", ""), entry.get("idx", entry.get("id"))
-        if not isinstance(name, str):
-            raise InvalidUploadError(f"label_info: segment name {shown(name)} is not text")
-        if name.lower() == "background" or idx is None:
+    try:
+        segments = segment_values(label_info)
+    except ValueError as e:
+        raise InvalidUploadError(str(e)) from None
+    for name, value in segments:
+        if name.lower() == "background":
             continue
-        if not isinstance(idx, int) or isinstance(idx, bool):
-            raise InvalidUploadError(f"label_info: segment {name!r} has value {shown(idx)}; a whole number is needed")
         if name.lower() not in wanted:
             raise InvalidUploadError(
                 f"segment {name!r} is not a label of this app; accepted: {', '.join(labels)} "
                 "(rename the segment or remove it before submitting)"
             )
-        if not 0 < idx < 256:
-            raise InvalidUploadError(f"segment {name!r} has value {idx}; values 1..255 are accepted")
-        mapping[idx] = wanted[name.lower()]
-        described.add(idx)
+        if value == 0:
+            raise InvalidUploadError(f"label_info: segment {name!r} has value 0; values 1..255 are accepted")
+        mapping[value] = wanted[name.lower()]
+        described.add(value)
     present = set(np.unique(array).tolist())
     unknown = sorted(present - described)
     if unknown:

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from lib.datastore.validation import InvalidUploadError, check_file
+from lib.datastore.validation import InvalidUploadError, check_file, whole_values
 from lib.evaluation.metrics import label_metrics
 from lib.transforms.formats import VOLUME_SUFFIXES, volume_suffix_of
 from lib.transforms.geometry import Geometry
@@ -60,12 +60,10 @@ def _label(path: str) -> tuple[np.ndarray, Geometry]:
     name = os.path.basename(path)
     if array.shape[0] != 1:
         raise ValueError(f"{name} has {array.shape[0]} channels; a label has one")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} holds NaN or infinite values; a label holds whole numbers")
-    values = np.unique(array)
-    fractional = values[values != np.round(values)]
-    if fractional.size:
-        raise ValueError(f"{name} holds values {fractional[:5].tolist()}; a label holds whole numbers")
+    try:
+        whole_values(array)
+    except ValueError as e:
+        raise ValueError(f"{name} {e}") from None
     return array[0].astype(np.int64), geometry
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lib.datastore.names import FINAL, TAGS
+from lib.datastore.validation import segment_values
 from lib.shown import shown
 from lib.trainers.run_options import TRAIN_VALUES, first_item, flag_option, tracking_option, train_value
 from lib.transforms.formats import VOLUME_SUFFIXES
@@ -139,15 +140,10 @@ def check_infer_options(options: Mapping[str, Any], model_config: Mapping[str, A
     if "slice" in options and not _is_int(options["slice"]):
         raise OptionsError("slice must be an integer")
     if "label_info" in options:
-        entries = options["label_info"]
-        if not isinstance(entries, list) or not all(
-            isinstance(e, dict)
-            and isinstance(e.get("name"), str)
-            and any(k in e for k in ("id", "idx"))
-            and all(_is_int(e[k]) for k in ("id", "idx") if k in e)
-            for e in entries
-        ):
-            raise OptionsError('label_info must be a list of {"name": text, "id" or "idx": integer}')
+        try:
+            segment_values(options["label_info"])
+        except ValueError as e:
+            raise OptionsError(str(e)) from None
     if "selected_label_name" in options and not isinstance(options["selected_label_name"], str):
         raise OptionsError("selected_label_name must be text")
     _choice(options, "result_extension", VOLUME_SUFFIXES)

@@ -83,6 +83,14 @@ def test_check_label_refuses_non_finite(case: SyntheticCase, tmp_path: Path, bad
         check_label(path, case.image_path, num_labels=1, max_voxels=10**8)
 
 
+def test_check_label_refuses_fractional_values(case: SyntheticCase, tmp_path: Path) -> None:
+    array = case.label.astype(np.float32)
+    array[10, 10, 10] = 0.5  # not cut to 0: a resampled or probability map is not a labelmap
+    path = write_like(array, case.image_path, tmp_path / "half.nrrd")
+    with pytest.raises(InvalidUploadError, match=r"^label holds values \[0.5\]; a label holds whole numbers$"):
+        check_label(path, case.image_path, num_labels=1, max_voxels=10**8)
+
+
 def test_app_label_names_the_values_it_accepts(case: SyntheticCase, tmp_path: Path) -> None:
     path = write_like(np.full((48, 40, 20), 7, np.uint8), case.image_path, tmp_path / "seven.nii.gz")
     with pytest.raises(InvalidUploadError, match=r"values \[7\]; accepted values are 0 \(background\) to 1$"):
@@ -233,6 +241,8 @@ def test_remap_label_refuses_out_of_range_segment_value(idx: int) -> None:
         ([{"name": "tumor", "idx": 1.7}], "has value 1.7; a whole number"),  # not cut to 1
         ([{"name": "tumor", "idx": True}], "has value True; a whole number"),
         ([{"name": "tumor", "idx": [1]}], "has value \\[1\\]; a whole number"),
+        ([{"name": "tumor", "idx": 1, "id": 2}], "has idx 1 and id 2; send one value"),
+        ([{"name": "tumor"}], "segment 'tumor' has no value \\(idx or id\\)"),
     ],
 )
 def test_remap_label_refuses_malformed_label_info(label_info: object, message: str) -> None:

@@ -48,14 +48,17 @@ def test_accepts_what_slicer_sends() -> None:
         ({"tumor": [["a", 1, 2]]}, "tumor must be a list"),
         ({"background": "1,2,3"}, "background must be a list"),
         ({"roi": [0, 1, 2]}, "roi must be"),
-        ({"label_info": [{"name": 3, "id": 1}]}, "label_info must be"),
+        ({"label_info": [{"name": 3, "id": 1}]}, "segment name 3 is not text"),
         ({"label_info": {"name": "tumor"}}, "label_info must be"),
         ({"save_label": "yes"}, "save_label must be true or false"),
         ({"slice": 1.5}, "slice must be an integer"),
         ({"client_id": ["x"]}, "client_id must be text of at most 128 characters"),
         ({"foreground": [[1, 2, 3]] * 40, "background": [[4, 5, 6]] * 25}, "65 clicks in one request; at most 64"),
-        ({"label_info": [{"name": "tumor", "id": "x", "idx": 2}]}, "label_info must be"),  # id read first: a 500
-        ({"label_info": [{"name": "tumor", "id": None}]}, "label_info must be"),
+        ({"label_info": [{"name": "tumor", "id": "x", "idx": 2}]}, "'tumor' has value 'x'"),  # id read first: a 500
+        ({"label_info": [{"name": "tumor", "id": None}]}, "'tumor' has value None; a whole number is needed"),
+        ({"label_info": [{"name": "tumor", "id": 1, "idx": 2}]}, "'tumor' has idx 2 and id 1; send one value"),
+        ({"label_info": [{"name": "tumor"}]}, "'tumor' has no value"),
+        ({"label_info": [{"name": "tumor", "id": 300}]}, "'tumor' has value 300; values 1..255"),
         ({"save_label": True, "label_tag": "final"}, "label_tag final is not accepted"),  # an expert's label
         ({"client_id": "x" * 129}, "client_id must be text"),
     ],
