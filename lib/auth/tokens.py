@@ -17,7 +17,7 @@ def issue_token(secret: str, username: str, minutes: float, credential: str = ""
     """A token naming ``username`` that expires ``minutes`` from now.
 
     ``credential`` stands for the user's password as it was when the token was issued
-    (:meth:`lib.auth.UserStore.credential`): a token stops working when the password changes or the user is
+    (:attr:`lib.auth.users.User.credential`): a token stops working when the password changes or the user is
     removed and added again.
     """
     now = datetime.datetime.now(datetime.timezone.utc)

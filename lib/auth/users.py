@@ -13,7 +13,7 @@ import os
 import re
 import secrets
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import bcrypt
 
@@ -34,10 +34,22 @@ class UserFileError(ValueError):
 
 @dataclass(frozen=True)
 class User:
-    """A user of the server."""
+    """A user of the server.
+
+    ``credential`` is a digest of the password hash, which tokens carry (:func:`lib.auth.issue_token`): it changes
+    when the password does, and when the user is removed and added again (a new salt). Empty for the server's own
+    identities, which have no password.
+    """
 
     name: str
     role: Role
+    credential: str = field(default="", repr=False)
+
+
+def _user(name: str, entry: dict[str, str]) -> User:
+    """The :class:`User` that a users-file entry describes."""
+    credential = hashlib.sha256(entry["password_hash"].encode("ascii")).hexdigest()[:32]
+    return User(name, Role.parse(entry["role"]), credential)
 
 
 def check_username(name: str) -> str:
@@ -115,18 +127,12 @@ class UserStore:
 
     def users(self) -> list[User]:
         """Every user, by name."""
-        return [User(name, Role.parse(entry["role"])) for name, entry in sorted(self._read()["users"].items())]
+        return [_user(name, entry) for name, entry in sorted(self._read()["users"].items())]
 
     def get(self, name: str) -> User | None:
         """The user called ``name``, or None."""
         entry = self._read()["users"].get(name)
-        return None if entry is None else User(name, Role.parse(entry["role"]))
-
-    def credential(self, name: str) -> str | None:
-        """A digest of the user's password hash, which tokens carry (:func:`lib.auth.issue_token`): it changes
-        when the password does, and when the user is removed and added again (a new salt). None: no such user."""
-        entry = self._read()["users"].get(name)
-        return None if entry is None else hashlib.sha256(entry["password_hash"].encode("ascii")).hexdigest()[:32]
+        return None if entry is None else _user(name, entry)
 
     def add(self, name: str, role: Role, password: str) -> User:
         """Add a user, or replace the role and password of an existing one."""
@@ -135,7 +141,7 @@ class UserStore:
         content = json.loads(json.dumps(self._read()))
         content["users"][name] = {"role": str(role), "password_hash": digest}
         self._write(content)
-        return User(name, role)
+        return _user(name, content["users"][name])
 
     def remove(self, name: str) -> None:
         """Remove the user called ``name``; their tokens stop working at once."""
@@ -150,4 +156,4 @@ class UserStore:
         digest = entry["password_hash"].encode("ascii") if entry else _DUMMY_HASH
         data = password.encode("utf-8")
         matches = len(data) <= MAX_PASSWORD_BYTES and bcrypt.checkpw(data, digest)
-        return User(name, Role.parse(entry["role"])) if entry and matches else None
+        return _user(name, entry) if entry and matches else None

@@ -149,7 +149,6 @@ class Guard:
         try:
             name, credential = read_token(self.access.users.secret, token)
             user = self.access.users.get(name)
-            current = self.access.users.credential(name)
         except TokenError as e:
             return ANONYMOUS, str(e)
         except UserFileError as e:
@@ -157,7 +156,7 @@ class Guard:
             return ANONYMOUS, "the server cannot read its users file; ask the administrator"
         if user is None:
             return ANONYMOUS, f"user {name!r} no longer exists"
-        if not secrets.compare_digest(credential, current or ""):
+        if not secrets.compare_digest(credential, user.credential):
             return ANONYMOUS, f"the password of user {name!r} has changed since this token was issued: log in again"
         return user, None
 

@@ -50,7 +50,7 @@ def login_routes(access: Access, token_minutes: float) -> APIRouter:
             raise HTTPException(401, "wrong user name or password", headers={"WWW-Authenticate": "Bearer"})
         throttle.succeeded(client)
         logger.info("Login: %s (%s) from %s", user.name, user.role, client)
-        token = issue_token(access.users.secret, user.name, token_minutes, access.users.credential(user.name) or "")
+        token = issue_token(access.users.secret, user.name, token_minutes, user.credential)
         return {"access_token": token, "token_type": "bearer", "expires_in": int(token_minutes * 60)}
 
     @router.get("/auth/token/valid")
