@@ -17,6 +17,7 @@ from lib.auth import UserStore
 from lib.config import AppConfig, ConfigError
 from lib.priority import nice_background_jobs
 from lib.server.api import create_api
+from lib.server.exclusive import hold
 from lib.server.guard import Access, Guard
 from lib.server.lifeline import follow_server, mark_server
 from lib.server.logs import use_own_log
@@ -30,6 +31,20 @@ INTERNAL_TOKEN_ENV = "TUMOR_SERVER_TOKEN"  # how the server's own processes auth
 def server_module() -> object | None:
     """MONAI Label's server module when this process is the server (None in a training or scoring process)."""
     return sys.modules.get("monailabel.app")
+
+
+def hold_folders(app_config: AppConfig, studies: str) -> None:
+    """In the server: hold its model folder and its studies folder for itself (:mod:`lib.server.exclusive`).
+
+    Called before the datastore is built, so a second server on either folder stops before it writes anything.
+    """
+    if server_module() is None:
+        return
+    port = int(settings.MONAI_LABEL_SERVER_PORT)
+    os.makedirs(app_config.model_dir, exist_ok=True)
+    hold(app_config.model_dir, "--conf model_dir", port)
+    if os.path.isdir(studies):  # a local folder (not a DICOMweb address)
+        hold(studies, "the studies folder", port, required=False)
 
 
 def listening_host(argv: Sequence[str]) -> str:

@@ -13,6 +13,7 @@ import SimpleITK as sitk
 from monailabel.client.client import MONAILabelClientException
 
 from tests.apps.conftest import TINY, Server, failed_startup
+from tests.synthetic import write_case
 
 pytestmark = pytest.mark.integration
 
@@ -247,3 +248,21 @@ def test_bad_configuration_stops_startup(tmp_path) -> None:
     status, log = failed_startup(str(tmp_path / "studies"), {**TINY, "modality": "pet"}, str(tmp_path / "log"))
     assert status != 0
     assert "--conf modality 'pet' is not accepted: expected one of ct, mr" in log
+
+
+def test_a_second_server_on_the_same_folders_stops_at_startup(server: Server, tmp_path) -> None:
+    """It would publish over the first's weights, settle its running training and share its Next Sample."""
+    port = server.url.rsplit(":", 1)[1]
+    others = str(tmp_path / "other-studies")
+    write_case(others, "other0", seed=9)
+    status, log = failed_startup(others, {**TINY, "model_dir": server.model_dir}, str(tmp_path / "model.log"))
+    assert status != 0
+    assert f"--conf model_dir {server.model_dir} is in use by another running server" in log
+    assert f"port {port})" in log
+    status, log = failed_startup(
+        server.studies, {**TINY, "model_dir": str(tmp_path / "own-model")}, str(tmp_path / "studies.log")
+    )
+    assert status != 0
+    assert f"the studies folder {server.studies} is in use by another running server" in log
+    assert f"port {port})" in log
+    assert server.client.info()["name"]  # the first server serves on
