@@ -30,7 +30,7 @@ from lib.infers.batch import TumorBatchInfer
 from lib.networks.descriptions import CLICK_NETWORK, SEGMENTATION
 from lib.networks.precision import describe
 from lib.scoring import EpistemicScoring
-from lib.server.install import INTERNAL_TOKEN_ENV, hold_folders, secure
+from lib.server.install import INTERNAL_TOKEN_ENV, hold_folders, secure, short_refusals
 from lib.trainers import TrainingRun
 from lib.transforms.volume_io import VolumeReadError
 from scribbles import ClickToolInfer, ScribblesInfer
@@ -50,6 +50,7 @@ class TumorApp(MONAILabelApp):
     """
 
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
+        short_refusals()
         self.app_config: AppConfig = parse_config(conf or {}, app_dir)
         hold_folders(self.app_config, studies)
         self.corrections = CorrectionLog(self.app_config.model_dir, self.app_config.plan.labels)

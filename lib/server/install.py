@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
 
-from lib.auth import UserStore
+from lib.auth import UserFileError, UserStore
 from lib.config import AppConfig, ConfigError
 from lib.priority import nice_background_jobs
 from lib.server.api import create_api
 from lib.server.exclusive import hold
 from lib.server.guard import Access, Guard
 from lib.server.lifeline import follow_server, mark_server
-from lib.server.logs import use_own_log
+from lib.server.logs import shorten_refusals, use_own_log
 from lib.trainers.run_stats import settle_stats, stats_path
 
 logger = logging.getLogger(__name__)
@@ -31,6 +31,13 @@ INTERNAL_TOKEN_ENV = "TUMOR_SERVER_TOKEN"  # how the server's own processes auth
 def server_module() -> object | None:
     """MONAI Label's server module when this process is the server (None in a training or scoring process)."""
     return sys.modules.get("monailabel.app")
+
+
+def short_refusals() -> None:
+    """In the server: a start-up refused for its configuration, its users file or a held folder is logged as the
+    refusal's message alone, not uvicorn's whole traceback (:class:`lib.server.logs.ShortRefusals`)."""
+    if server_module() is not None:
+        shorten_refusals((ConfigError, UserFileError))
 
 
 def hold_folders(app_config: AppConfig, studies: str) -> None:

@@ -44,3 +44,33 @@ def use_own_log(app_dir: str, path: str | None) -> None:
     server, own = logging.getLogger("uvicorn"), next(iter(handlers.values()), None)
     if own is not None and own not in server.handlers:
         server.addHandler(own)
+
+
+class ShortRefusals(logging.Filter):
+    """Start-up refusals as their message alone.
+
+    uvicorn logs a failed start-up as the whole traceback of the error. For ``errors`` whose message says
+    everything (a ``--conf`` value, the users file, a folder held by another server), the admin needs that
+    message, not 60 lines of MONAI Label's and Starlette's frames. Other errors keep their traceback.
+    """
+
+    def __init__(self, errors: tuple[type[BaseException], ...]) -> None:
+        super().__init__()
+        self.prefixes = tuple(f"{error.__module__}.{error.__qualname__}: " for error in errors)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if text.startswith("Traceback (most recent call last):"):
+            last = text.rstrip().rsplit("\n", 1)[-1]
+            for prefix in self.prefixes:
+                if last.startswith(prefix):
+                    record.msg, record.args = f"The server cannot start: {last[len(prefix) :]}", ()
+                    record.exc_info, record.exc_text = None, None
+        return True
+
+
+def shorten_refusals(errors: tuple[type[BaseException], ...]) -> None:
+    """Log a start-up that ``errors`` refuse as one line (:class:`ShortRefusals`) in uvicorn's log."""
+    server = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, ShortRefusals) for f in server.filters):
+        server.addFilter(ShortRefusals(errors))

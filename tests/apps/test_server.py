@@ -247,7 +247,8 @@ def test_annotation_loop(server: Server) -> None:
 def test_bad_configuration_stops_startup(tmp_path) -> None:
     status, log = failed_startup(str(tmp_path / "studies"), {**TINY, "modality": "pet"}, str(tmp_path / "log"))
     assert status != 0
-    assert "--conf modality 'pet' is not accepted: expected one of ct, mr" in log
+    assert "The server cannot start: --conf modality 'pet' is not accepted: expected one of ct, mr" in log
+    assert "Traceback" not in log  # the message alone, not uvicorn's 60 lines of frames
 
 
 def test_a_second_server_on_the_same_folders_stops_at_startup(server: Server, tmp_path) -> None:
@@ -263,6 +264,6 @@ def test_a_second_server_on_the_same_folders_stops_at_startup(server: Server, tm
         server.studies, {**TINY, "model_dir": str(tmp_path / "own-model")}, str(tmp_path / "studies.log")
     )
     assert status != 0
-    assert f"the studies folder {server.studies} is in use by another running server" in log
-    assert f"port {port})" in log
+    assert f"The server cannot start: the studies folder {server.studies} is in use by another running server" in log
+    assert f"port {port})" in log and "Traceback" not in log
     assert server.client.info()["name"]  # the first server serves on

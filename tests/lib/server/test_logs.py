@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import logging
 import os
+import traceback
 
-from lib.server.logs import use_own_log
+from lib.config import ConfigError
+from lib.server.logs import ShortRefusals, use_own_log
 
 
 def test_the_servers_log_takes_the_apps_lines_and_uvicorns_errors(tmp_path, monkeypatch) -> None:
@@ -27,3 +29,28 @@ def test_the_servers_log_takes_the_apps_lines_and_uvicorns_errors(tmp_path, monk
     assert open(app_dir / "logs" / "app.log").read() == ""  # nothing more in the shared file
     for handler in server.handlers:
         handler.close()
+
+
+def _startup_failure(error: Exception) -> logging.LogRecord:
+    """The record uvicorn logs when the app's start-up raises ``error``: Starlette's formatted traceback."""
+    try:
+        raise error
+    except type(error):
+        text = traceback.format_exc()
+    return logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, text, None, None)
+
+
+def test_a_refusal_at_startup_is_logged_as_its_message_and_other_errors_keep_their_traceback() -> None:
+    refusals = ShortRefusals((ConfigError,))
+    refused = _startup_failure(ConfigError("--conf epochs 'x' is not accepted: expected a positive integer"))
+    assert refusals.filter(refused)
+    assert refused.getMessage() == (
+        "The server cannot start: --conf epochs 'x' is not accepted: expected a positive integer"
+    )
+    crashed = _startup_failure(ZeroDivisionError("division by zero"))
+    assert refusals.filter(crashed)
+    message = crashed.getMessage()
+    assert message.startswith("Traceback (most recent call last):") and "_startup_failure" in message
+    assert message.rstrip().endswith("ZeroDivisionError: division by zero")
+    plain = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "Waiting for %s.", ("startup",), None)
+    assert refusals.filter(plain) and plain.getMessage() == "Waiting for startup."
