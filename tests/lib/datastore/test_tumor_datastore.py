@@ -20,7 +20,7 @@ from fastapi import HTTPException
 from monailabel.interfaces.datastore import DefaultLabelTag
 
 from lib.config import AppConfig
-from lib.datastore import TumorDatastore
+from lib.datastore import TumorDatastore, tumor_datastore
 from lib.transforms.volume_io import read_volume
 from tests.synthetic import SyntheticCase, write_case, write_sequences
 
@@ -371,35 +371,43 @@ def test_uploads_while_the_folder_is_refreshed_keep_the_datastore_in_step(
     assert set(datastore.list_images()) == expected
 
 
-def test_a_label_and_a_new_image_sent_together_never_leave_a_label_on_another_grid(
-    studies: Path, config: AppConfig, tmp_path: Path
+def test_an_image_replaced_while_its_label_is_checked_never_leaves_the_label_on_another_grid(
+    studies: Path, config: AppConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Two annotators: one submits a label for an unlabelled image while the other uploads a new image under its id.
+    # The image upload is made to arrive while the label is being checked against the old image.
     datastore = TumorDatastore(str(studies), config)
     small = write_case(str(tmp_path / "small"), "small", seed=3, label_folder=str(tmp_path / "small-labels"))
     large = write_case(str(tmp_path / "large"), "large", seed=4, size=(56, 48, 24))
+    datastore.add_image("race", small.image_path, {})
+    checking, replaced = threading.Event(), threading.Event()
+    check = tumor_datastore.app_label
 
-    def submit_label(case_id: str) -> None:
+    def slow_check(*args: object, **kwargs: object) -> np.ndarray:
+        array = check(*args, **kwargs)  # checked against the small image
+        checking.set()
+        replaced.wait(1.0)  # the upload of the large image runs now, unless the datastore holds it off
+        return array
+
+    def replace_image() -> int | str:
+        assert checking.wait(10)
         try:
-            datastore.save_label(case_id, small.label_path, DefaultLabelTag.FINAL, {})
+            datastore.add_image("race", large.image_path, {})
+            return "replaced"
         except HTTPException as e:
-            assert e.status_code == 422  # checked against the new image: refused
+            return e.status_code
+        finally:
+            replaced.set()
 
-    def replace_image(case_id: str) -> None:
-        try:
-            datastore.add_image(case_id, large.image_path, {})
-        except HTTPException as e:
-            assert e.status_code == 409  # the label came first: the image is not replaced
-
-    for attempt in range(6):
-        case_id = f"race{attempt}"
-        datastore.add_image(case_id, small.image_path, {})
-        with ThreadPoolExecutor(2) as pool:
-            for future in [pool.submit(submit_label, case_id), pool.submit(replace_image, case_id)]:
-                future.result()
-        image = read_volume(datastore.get_image_uri(case_id))[1]
-        label_path = datastore.get_label_uri(case_id, DefaultLabelTag.FINAL)
-        if label_path:
-            assert read_volume(label_path)[1].size == image.size
+    monkeypatch.setattr(tumor_datastore, "app_label", slow_check)
+    with ThreadPoolExecutor(2) as pool:
+        labelled = pool.submit(datastore.save_label, "race", small.label_path, DefaultLabelTag.FINAL, {})
+        replacing = pool.submit(replace_image)
+        labelled.result()
+        assert replacing.result() == 409  # the label came first: its image is not replaced
+    image = read_volume(datastore.get_image_uri("race"))[1]
+    label = read_volume(datastore.get_label_uri("race", DefaultLabelTag.FINAL))[1]
+    assert label.size == image.size == read_volume(small.image_path)[1].size
 
 
 def test_replacing_an_unlabelled_image_keeps_the_earlier_file(studies: Path, config: AppConfig, tmp_path: Path) -> None:
