@@ -64,7 +64,7 @@ RULES: tuple[Rule, ...] = (
     _rule("GET,DELETE", "/session/{session_id}", ANNOTATOR, APP),
     _rule("POST", "/train", ANNOTATOR, APP),
     _rule("POST", "/train/{trainer}", ANNOTATOR, APP),
-    _rule("GET", "/train", ANNOTATOR, STOCK),
+    _rule("GET", "/train", ANNOTATOR, APP),  # MONAI Label's reply, and the pending request
     _rule("DELETE", "/train", ANNOTATOR, APP),
     _rule("GET", "/scoring", ANNOTATOR, STOCK),
     # Administration.

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import psutil
-from monailabel.utils.async_tasks.utils import processes, run_background_task, stop_background_task
+from monailabel.utils.async_tasks.utils import processes, run_background_task, stop_background_task, tasks
 
 from lib.atomic import remove_stale_temporaries
 from lib.trainers.run_stats import settle_stats
@@ -107,6 +107,34 @@ class TrainQueue:
         """The pending request's task, if any."""
         with self._lock:
             return dict(self._pending) if self._pending else None
+
+    def status(self, all_tasks: bool = False, check_if_running: bool = False) -> dict[str, Any] | list[dict[str, Any]]:
+        """``GET /train/``: MONAI Label's reply, and the pending request, which MONAI Label does not know.
+
+        Args:
+            all_tasks: every run of this server, oldest first, then the pending request; else the latest run, with
+                the pending request under ``pending``.
+            check_if_running: the running run only (what 3D Slicer polls).
+
+        Raises:
+            LookupError: nothing to report (no run yet; with ``check_if_running``, none running).
+        """
+        with self._lock:
+            pending = dict(self._pending) if self._pending else None
+        if check_if_running:
+            running = next(iter(processes(TRAIN)), None)
+            found = [dict(t) for t in tasks(TRAIN) if t["id"] == running]
+            if not found:
+                raise LookupError("no training run is running")
+            return {**found[0], **({"pending": pending} if pending else {})}
+        runs = [dict(t) for t in tasks(TRAIN)]
+        if all_tasks:
+            if not runs and pending is None:
+                raise LookupError("no training run yet")
+            return runs + ([pending] if pending else [])
+        if not runs:
+            raise LookupError("no training run yet")
+        return {**runs[-1], **({"pending": pending} if pending else {})}
 
     def stop(self) -> dict[str, Any] | None:
         """Drop the pending request and stop the running run; its stats then say STOPPED. Returns the stopped

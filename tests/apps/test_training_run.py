@@ -124,6 +124,8 @@ def test_a_second_train_request_waits_replacing_the_pending_one_and_stop_drops_i
     second = annotator.logic.train_start("segmentation", {"max_epochs": 1})
     third = annotator.logic.train_start("segmentation", {"max_epochs": 2})
     assert second["status"] == third["status"] == "PENDING" and second["id"] != third["id"]
+    status = annotator.logic.train_status()  # what every annotator sees: the run, and the request waiting behind it
+    assert status["id"] == first["id"] and status["pending"]["id"] == third["id"]
 
     # The running run ends; the pending request (the third, which replaced the second) runs next.
     poll(lambda: annotator.logic.train_status()["request"].get("max_epochs") == 2, "the pending run to start")
@@ -138,7 +140,7 @@ def test_a_second_train_request_waits_replacing_the_pending_one_and_stop_drops_i
     stopped = annotator.logic.train_stop()
     assert stopped["id"] == started["id"] and stopped["status"] == "STOPPED"
     status = annotator.logic.train_status()
-    assert status["id"] == started["id"] and status["status"] == "STOPPED"
+    assert status["id"] == started["id"] and status["status"] == "STOPPED" and "pending" not in status
     assert annotator.served() == before
     # Stop with nothing running answers without error and starts nothing.
     assert annotator.logic.train_stop() in ({}, None)

@@ -7,7 +7,7 @@ import tempfile
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, HTTPException, Request, UploadFile
+from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
 from monailabel.interfaces.app import MONAILabelApp
 
 from lib.checkpoint import CheckpointError, Weights, load_state, publish, read_checkpoint, serving_checkpoint
@@ -51,7 +51,7 @@ def serving_after(app_config: AppConfig, network: NetworkDescription) -> str:
 
 
 def training_routes(instance: MONAILabelApp) -> APIRouter:
-    """``POST /train[/{trainer}]``, ``DELETE /train`` (:class:`TrainQueue`), ``PUT`` and ``DELETE /model/{model}``."""
+    """``POST``, ``GET`` and ``DELETE /train`` (:class:`TrainQueue`), ``PUT`` and ``DELETE /model/{model}``."""
     router = APIRouter()
     model_dir = instance.app_config.model_dir
     outputs = [path for n in NETWORKS for path in (n.published_path(model_dir), n.last_path(model_dir))]
@@ -71,6 +71,13 @@ def training_routes(instance: MONAILabelApp) -> APIRouter:
         except OptionsError as e:
             raise HTTPException(422, str(e)) from None
         return queue.submit({**options, "model": name})
+
+    @router.get("/train")
+    def training_status(all_tasks: Annotated[bool, Query(alias="all")] = False, check_if_running: bool = False) -> Any:
+        try:
+            return queue.status(all_tasks, check_if_running)
+        except LookupError as e:
+            raise HTTPException(404, str(e)) from None
 
     @router.delete("/train")
     def stop_training() -> Any:

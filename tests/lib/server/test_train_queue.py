@@ -41,7 +41,32 @@ def tasks(monkeypatch: pytest.MonkeyPatch) -> FakeTasks:
     fake = FakeTasks()
     monkeypatch.setattr(train_queue, "run_background_task", fake.run)
     monkeypatch.setattr(train_queue, "processes", lambda method: {})
+    monkeypatch.setattr(train_queue, "tasks", lambda method: fake.started)
     return fake
+
+
+def test_the_status_shows_the_pending_request_beside_the_run(
+    tasks: FakeTasks, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = TrainQueue(str(tmp_path / "train_stats.json"))
+    with pytest.raises(LookupError, match="no training run yet"):
+        queue.status()
+    first = queue.submit({"max_epochs": 5})
+    pending = queue.submit({"max_epochs": 1})
+
+    latest = queue.status()
+    assert latest["id"] == first["id"] and latest["status"] == "RUNNING"
+    assert latest["pending"]["id"] == pending["id"] and latest["pending"]["status"] == "PENDING"
+    assert [t["id"] for t in queue.status(all_tasks=True)] == [first["id"], pending["id"]]
+    monkeypatch.setattr(train_queue, "processes", lambda method: {first["id"]: object()})
+    assert queue.status(check_if_running=True)["pending"]["id"] == pending["id"]
+
+    tasks.finish(tasks.started[0])  # the pending request starts
+    latest = queue.status()
+    assert latest["request"] == {"max_epochs": 1} and "pending" not in latest
+    monkeypatch.setattr(train_queue, "processes", lambda method: {})
+    with pytest.raises(LookupError, match="no training run is running"):
+        queue.status(check_if_running=True)
 
 
 def test_a_request_while_a_run_is_going_waits_and_the_newest_replaces_the_pending(tasks: FakeTasks, tmp_path) -> None:
