@@ -24,7 +24,7 @@ from lib.config import AppConfig, parse_config
 from lib.corrections import CorrectionLog
 from lib.datastore import VOLUME_EXTENSIONS, TumorDatastore
 from lib.datastore.dicomweb import TumorDicomDatastore
-from lib.datastore.validation import InvalidUploadError, check_file
+from lib.datastore.validation import InvalidUploadError
 from lib.infers import ClickNetworkInfer, InteractionError, ModelNotTrainedError, SegmentationInfer
 from lib.infers.batch import TumorBatchInfer
 from lib.networks.descriptions import CLICK_NETWORK, SEGMENTATION
@@ -54,7 +54,6 @@ class TumorApp(MONAILabelApp):
         self.app_config: AppConfig = parse_config(conf or {}, app_dir)
         hold_folders(self.app_config, studies)
         self.corrections = CorrectionLog(self.app_config.model_dir, self.app_config.plan.labels)
-        self._complete_files: dict[str, tuple[int, int]] = {}  # studies files found complete, by version
         logger.info("Tumour app configuration: %s", self.app_config)
         logger.info("Network forward passes in %s", describe(self.app_config.amp, self.app_config.torch_device()))
         super().__init__(
@@ -156,24 +155,11 @@ class TumorApp(MONAILabelApp):
         if not isinstance(image, str) or image not in store.list_images():
             raise HTTPException(404, f"image {str(image)[:60]!r} is not in the datastore")
         if isinstance(store, TumorDatastore):
-            self._check_complete(store.get_image_uri(image))
+            try:
+                store.check_complete(image)
+            except InvalidUploadError as e:
+                raise HTTPException(422, f"image refused: {e}") from e
         return True
-
-    def _check_complete(self, path: str) -> None:
-        """422 for a studies-folder file that is damaged or truncated (ITK reads the missing voxels as zeros, and the
-        network would segment them); checked once per version of the file."""
-        try:
-            status = os.stat(path)
-        except OSError:
-            return  # the read that follows names the problem
-        version = (status.st_mtime_ns, status.st_size)
-        if self._complete_files.get(path) == version:
-            return
-        try:
-            check_file(path, self.app_config.max_voxels)
-        except InvalidUploadError as e:
-            raise HTTPException(422, f"image refused: {e}") from e
-        self._complete_files[path] = version
 
     def _local_request(self, url: str, params: dict[str, Any], action: str) -> dict[str, Any] | None:
         """A request from a background process to its server, with the server's internal token."""

@@ -22,7 +22,7 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 from lib.atomic import atomic_write
 from lib.config import AppConfig
 from lib.datastore.names import InvalidNameError, check_name, check_tag
-from lib.datastore.validation import InvalidUploadError, app_label, check_image, image_geometry
+from lib.datastore.validation import InvalidUploadError, app_label, check_file, check_image, image_geometry
 from lib.transforms.formats import VOLUME_SUFFIXES
 from lib.transforms.sequences import MissingSequenceError, sequence_file, sequence_files, split_sequence_name
 from lib.transforms.volume_io import write_label
@@ -88,6 +88,7 @@ class TumorDatastore(LocalDatastore):
     def __init__(self, studies: str, app_config: AppConfig, **kwargs: Any) -> None:
         self.app_config = app_config
         self._reported: set[str] = set()
+        self._complete: dict[str, tuple[int, int]] = {}  # studies files found complete, by version (mtime, size)
         # One writer at a time: requests' uploads and deletions, and the folder watcher's refresh, which iterates
         # over the images (a concurrent upload ended the watcher's thread, and the server then no longer saw
         # files added or removed). Checks run under it too, so a label is checked against the image it is
@@ -304,6 +305,28 @@ class TumorDatastore(LocalDatastore):
                 paths if full_path else {k: os.path.relpath(p, self._datastore_path) for k, p in paths.items()}
             )
         return pairs
+
+    def check_complete(self, image_id: str) -> None:
+        """Refuse an image whose files in the studies folder are damaged or cut short (ITK reads the missing voxels
+        as zeros, and a network would segment them); every sequence's file, each checked once per version.
+
+        Raises:
+            InvalidUploadError: naming the damaged file.
+        """
+        path = self.get_image_uri(image_id)
+        try:
+            files = sequence_files(path, self.app_config.sequences) if self.app_config.sequences else [path]
+        except MissingSequenceError:
+            files = [path]  # one volume of every sequence, or a case that lacks some: reading it names the problem
+        for file in files:
+            try:
+                status = os.stat(file)
+            except OSError:
+                continue  # gone: reading it names the problem
+            version = (status.st_mtime_ns, status.st_size)
+            if self._complete.get(file) != version:
+                check_file(file, self.app_config.max_voxels)
+                self._complete[file] = version
 
     def _to_id(self, file: str) -> tuple[str, str]:
         """``(id, rest)`` of a file name: a case's first sequence ``<case>-<seq>.nii.gz`` gives ``case``,

@@ -267,3 +267,19 @@ def test_a_second_server_on_the_same_folders_stops_at_startup(server: Server, tm
     assert f"The server cannot start: the studies folder {server.studies} is in use by another running server" in log
     assert f"port {port})" in log and "Traceback" not in log
     assert server.client.info()["name"]  # the first server serves on
+
+
+def test_a_studies_image_cut_short_is_refused_for_inference(server: Server) -> None:
+    """A copy into the studies folder that was cut short: ITK reads the missing voxels as zeros, the network would
+    segment them."""
+    source = server.cases[next(iter(server.cases))].image_path
+    cut = os.path.join(server.studies, "cutshort.nii.gz")
+    data = open(source, "rb").read()
+    with open(cut, "wb") as f:
+        f.write(data[: len(data) // 2])
+    try:
+        poll(lambda: "cutshort" in objects(server), "the folder watcher to list the new file")
+        message = error_of(lambda: server.client.infer("segmentation", "cutshort", {}))
+        assert "Status: 422" in message and "image refused" in message and "cutshort.nii.gz" in message
+    finally:
+        os.remove(cut)

@@ -21,6 +21,7 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 
 from lib.config import AppConfig
 from lib.datastore import TumorDatastore, tumor_datastore
+from lib.datastore.validation import InvalidUploadError
 from lib.transforms.volume_io import read_volume
 from tests.synthetic import SyntheticCase, write_case, write_sequences
 
@@ -503,3 +504,36 @@ def test_info_written_by_another_process_is_seen(studies: Path, config: AppConfi
         assert server.get_image_info("case0").get("epistemic_entropy") == 0.25
     finally:
         server._observer.stop()
+
+
+def _cut_short(path: str) -> None:
+    data = Path(path).read_bytes()
+    Path(path).write_bytes(data[: len(data) // 2])  # a copy cut short: ITK reads the missing voxels as zeros
+
+
+def test_a_cut_short_studies_image_is_refused_and_a_whole_one_checked_once(
+    studies: Path, config: AppConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    datastore = TumorDatastore(str(studies), config, auto_reload=False)
+    checked: list[str] = []
+    check = tumor_datastore.check_file
+    monkeypatch.setattr(tumor_datastore, "check_file", lambda path, *a: checked.append(path) or check(path, *a))
+
+    datastore.check_complete("case0")
+    datastore.check_complete("case0")
+    assert checked == [datastore.get_image_uri("case0")]  # once per version of the file
+
+    _cut_short(datastore.get_image_uri("case0"))
+    with pytest.raises(InvalidUploadError, match="case0.nii.gz"):
+        datastore.check_complete("case0")
+
+
+def test_a_cut_short_sequence_of_a_case_is_refused(tmp_path: Path, make_config) -> None:
+    folder = tmp_path / "studies"
+    case = write_sequences(str(folder), "case1", seed=1, sequences=("t2f", "t1c", "t1n", "t2w"), layout="-")
+    datastore = TumorDatastore(str(folder), make_config(sequences=SEQUENCES, modality="mr"), auto_reload=False)
+    datastore.check_complete("case1")
+
+    _cut_short(case.image_path.replace("-t2f", "-t1n"))  # not the first sequence, which Slicer shows
+    with pytest.raises(InvalidUploadError, match="case1-t1n.nii.gz"):
+        datastore.check_complete("case1")
