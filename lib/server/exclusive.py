@@ -23,14 +23,31 @@ LOCK_FILE, OWNER_FILE = ".server.lock", ".server.json"
 _held: list[FileLock] = []  # kept for the life of the process
 
 
-def _owner(folder: str) -> str:
-    """Who holds ``folder``, as its owner file says."""
+def _owner(folder: str) -> dict | None:
+    """Who holds ``folder``, as its owner file says (None when it cannot be read)."""
     try:
         with open(os.path.join(folder, OWNER_FILE), encoding="utf-8") as f:
             owner = json.load(f)
-        return f"process {int(owner['pid'])} on {owner['host']}, port {int(owner['port'])}"
+        return {"pid": int(owner["pid"]), "host": str(owner["host"]), "port": int(owner["port"])}
     except (OSError, ValueError, KeyError, TypeError):
-        return "a process that has not written its details"
+        return None
+
+
+def _refusal(folder: str, what: str, port: int) -> str:
+    """Why ``folder`` cannot be held: who holds it, and what to do."""
+    advice = "stop it, or give this server its own folder"
+    owner = _owner(folder)
+    if owner is None:
+        return f"{what} {folder} is in use by another running server; {advice}"
+    holder = f"process {owner['pid']} on {owner['host']}, port {owner['port']}"
+    if owner["port"] == port and owner["host"] == socket.gethostname() and owner["pid"] != os.getpid():
+        # uvicorn's --workers: each worker process would be a server of its own (its own image list, Next Sample
+        # lock and training queue), so only the first starts.
+        return (
+            f"{what} {folder} is in use by another worker of this server ({holder}): start_server --workers must "
+            "be 1 (each worker would be a separate server, with its own list of images and its own training queue)"
+        )
+    return f"{what} {folder} is in use by another running server ({holder}); {advice}"
 
 
 def hold(folder: str, what: str, port: int, required: bool = True) -> bool:
@@ -53,10 +70,7 @@ def hold(folder: str, what: str, port: int, required: bool = True) -> bool:
     try:
         lock.acquire()
     except Timeout:
-        raise ConfigError(
-            f"{what} {folder} is in use by another running server ({_owner(folder)}); stop it, or give this "
-            "server its own folder"
-        ) from None
+        raise ConfigError(_refusal(folder, what, port)) from None
     except OSError as e:
         if required:
             raise ConfigError(f"{what} {folder} cannot be locked for this server: {e.strerror}") from None

@@ -43,6 +43,12 @@ def test_a_folder_held_by_another_server_is_refused_with_its_owner(tmp_path: Pat
     assert message.endswith("port 8123); stop it, or give this server its own folder")
 
 
+def test_a_second_worker_of_one_server_is_told_to_use_one_worker(tmp_path: Path, holder) -> None:
+    """start_server --workers 2: each worker process would be a server of its own, with its own image list."""
+    with pytest.raises(ConfigError, match=r"in use by another worker of this server \(process \d+ on .*, port 8123\)"):
+        hold(str(tmp_path), "--conf model_dir", 8123)
+
+
 def test_a_killed_server_leaves_no_stale_lock(tmp_path: Path, holder) -> None:
     holder.send_signal(signal.SIGKILL)
     holder.wait()
