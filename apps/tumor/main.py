@@ -30,7 +30,7 @@ from lib.infers.batch import TumorBatchInfer
 from lib.networks.descriptions import CLICK_NETWORK, SEGMENTATION
 from lib.networks.precision import describe
 from lib.scoring import EpistemicScoring
-from lib.server.install import INTERNAL_TOKEN_ENV, hold_folders, secure, short_refusals
+from lib.server.install import INTERNAL_TOKEN_ENV, hold_folders, hold_pacs_cache, secure, short_refusals
 from lib.trainers import TrainingRun
 from lib.transforms.volume_io import VolumeReadError
 from scribbles import ClickToolInfer, ScribblesInfer
@@ -81,6 +81,7 @@ class TumorApp(MONAILabelApp):
             stock = super().init_datastore()
             if not isinstance(stock, DICOMWebDatastore):
                 return stock
+            hold_pacs_cache(stock._datastore_path)
             # The same PACS, client and settings, with the checks of lib.datastore.dicomweb.
             return TumorDicomDatastore(
                 self.app_config,

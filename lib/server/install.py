@@ -54,6 +54,13 @@ def hold_folders(app_config: AppConfig, studies: str) -> None:
         hold(studies, "the studies folder", port, required=False)
 
 
+def hold_pacs_cache(folder: str) -> None:
+    """In the server: hold the local cache of a PACS datastore (its images, labels and list), as
+    :func:`hold_folders` holds a studies folder; by default one folder per PACS address, whichever server uses it."""
+    if server_module() is not None:
+        hold(folder, "the PACS cache folder (MONAI_LABEL_DICOMWEB_CACHE_PATH)", int(settings.MONAI_LABEL_SERVER_PORT))
+
+
 def listening_host(argv: Sequence[str]) -> str:
     """The address ``monailabel start_server`` listens on (its ``--host``, default 0.0.0.0)."""
     parser = argparse.ArgumentParser(add_help=False)

@@ -29,9 +29,11 @@ TINY = {
 }
 
 
-def failed_startup(studies: str, conf: dict[str, str], log_path: str, host: str = "127.0.0.1") -> tuple[int, str]:
+def failed_startup(
+    studies: str, conf: dict[str, str], log_path: str, host: str = "127.0.0.1", env: dict[str, str] | None = None
+) -> tuple[int, str]:
     """Start a server that is expected to stop at start-up: its exit status and its log."""
-    process, _ = start_server(APP, studies, conf, log_path, host=host)
+    process, _ = start_server(APP, studies, conf, log_path, host=host, env=env)
     try:
         process.wait(120)
     finally:

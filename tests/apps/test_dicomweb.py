@@ -12,6 +12,7 @@ import requests
 import SimpleITK as sitk
 from monailabel.client import MONAILabelClient
 
+from tests.apps.conftest import failed_startup
 from tests.apps.test_server import LABEL_INFO, error_of, train
 from tests.support.orthanc import MISSING, series_uids, start_orthanc, stop_orthanc, upload
 from tests.support.server import APP, start_server, stop_server, wait_until_up
@@ -91,6 +92,13 @@ def test_expert_rtstruct_in_the_pacs_is_a_label(tmp_path) -> None:
                 client = MONAILabelClient(url, tmpdir=str(tmp_path))
                 assert client.info()["datastore"]["completed"] == completed  # a ROI named otherwise is not used
                 if not completed:
+                    # A second server on the same PACS cache (its own model folder) would share the list, the
+                    # labels and Next Sample: it stops at start-up.
+                    own = {**conf, "model_dir": str(tmp_path / "model2")}
+                    status, log = failed_startup(f"{pacs}/dicom-web", own, str(tmp_path / "second.log"), env=env)
+                    assert status != 0 and "The server cannot start: the PACS cache folder" in log
+                    port = url.rsplit(":", 1)[1]
+                    assert "is in use by another running server (process " in log and f"port {port})" in log
                     continue
                 uid = series_uids(pacs, "CT")[0]
                 predicted, _ = client.infer("segmentation", uid, {})
