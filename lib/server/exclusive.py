@@ -57,14 +57,15 @@ def hold(folder: str, what: str, port: int, required: bool = True) -> bool:
         folder: the folder to hold.
         what: how the message names it (``--conf model_dir``, ``the studies folder``).
         port: this server's port, recorded for the message another server would show.
-        required: False to start anyway, with a warning, when the folder cannot take a lock file (a read-only
-            studies share); the model folder must be writable in any case.
+        required: False to start anyway, with a warning, when the folder is read-only (a studies share): a
+            writable folder must take the lock in any case.
 
     Returns:
         Whether the folder is held.
 
     Raises:
-        ConfigError: when another running server holds ``folder`` (or, if ``required``, it cannot be locked).
+        ConfigError: when another running server holds ``folder``, or it cannot be locked (unless it is read-only
+            and not ``required``).
     """
     lock = FileLock(os.path.join(folder, LOCK_FILE), timeout=0)
     try:
@@ -72,7 +73,7 @@ def hold(folder: str, what: str, port: int, required: bool = True) -> bool:
     except Timeout:
         raise ConfigError(_refusal(folder, what, port)) from None
     except OSError as e:
-        if required:
+        if required or os.access(folder, os.W_OK):
             raise ConfigError(f"{what} {folder} cannot be locked for this server: {e.strerror}") from None
         logger.warning("%s %s cannot be locked (%s): another server could use it at the same time", what, folder, e)
         return False

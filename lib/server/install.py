@@ -48,7 +48,10 @@ def hold_folders(app_config: AppConfig, studies: str) -> None:
     if server_module() is None:
         return
     port = int(settings.MONAI_LABEL_SERVER_PORT)
-    os.makedirs(app_config.model_dir, exist_ok=True)
+    try:
+        os.makedirs(app_config.model_dir, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--conf model_dir {app_config.model_dir} cannot be created: {e.strerror}") from None
     hold(app_config.model_dir, "--conf model_dir", port)
     if os.path.isdir(studies):  # a local folder (not a DICOMweb address)
         hold(studies, "the studies folder", port, required=False)

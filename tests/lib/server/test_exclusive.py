@@ -63,10 +63,16 @@ def test_a_killed_server_leaves_no_stale_lock(tmp_path: Path, holder) -> None:
             time.sleep(0.1)
 
 
-def test_a_folder_that_cannot_take_a_lock(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """A studies share that cannot be locked starts with a warning; a model folder must be lockable."""
-    (tmp_path / LOCK_FILE).mkdir()  # opening the lock file fails, also for root (as on a read-only share)
+def test_a_folder_that_cannot_take_a_lock(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writable folder must take the lock; a read-only studies share starts with a warning."""
+    (tmp_path / LOCK_FILE).mkdir()  # opening the lock file fails, also for root
+    for what, required in (("--conf model_dir", True), ("the studies folder", False)):
+        with pytest.raises(ConfigError, match=f"^{what} {tmp_path} cannot be locked for this server: "):
+            hold(str(tmp_path), what, 8000, required=required)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as on a read-only share (root writes anywhere else)
     assert hold(str(tmp_path), "the studies folder", 8000, required=False) is False
     assert "cannot be locked" in caplog.text
-    with pytest.raises(ConfigError, match=f"^--conf model_dir {tmp_path} cannot be locked for this server: "):
+    with pytest.raises(ConfigError, match="cannot be locked for this server"):
         hold(str(tmp_path), "--conf model_dir", 8000)

@@ -7,6 +7,7 @@ import pytest
 
 from lib.auth import Role, UserStore
 from lib.config import ConfigError
+from lib.server import install
 from lib.server.install import open_users
 
 
@@ -27,3 +28,12 @@ def test_no_login_beyond_this_machine_unless_told(make_config) -> None:
     assert open_users(make_config(), "127.0.0.1") is None
     with pytest.raises(ConfigError, match="without login"):
         open_users(make_config(), "0.0.0.0")
+
+
+@pytest.mark.parametrize("where", ["a-file", "a-file/sub"])
+def test_a_model_dir_that_cannot_be_created_is_a_start_up_refusal(make_config, tmp_path, monkeypatch, where) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setattr(install, "server_module", lambda: object())  # as in the server process
+    config = make_config(model_dir=str(tmp_path / where))
+    with pytest.raises(ConfigError, match=f"^--conf model_dir {tmp_path / where} cannot be created: "):
+        install.hold_folders(config, str(tmp_path / "studies"))
