@@ -121,15 +121,20 @@ class ScribblesInfer(_Interactive):
             raise InteractionError(f"the scribble volume has {scribbles.shape[0]} channels; send one labelmap")
         values = scribbles[0]
         try:
-            ids = dict(segment_values(request.get("label_info") or []))
+            segments = segment_values(request.get("label_info") or [])
         except ValueError as e:
             raise InteractionError(str(e)) from e
+        ids: dict[str, list[int]] = {}
+        for name, value in segments:  # two segments of one name mark together
+            ids.setdefault(name, []).append(value)
         if FOREGROUND not in ids and BACKGROUND not in ids:
             raise InteractionError(f"label_info names no '{FOREGROUND}' or '{BACKGROUND}' segment")
-        foreground = values == ids.get(FOREGROUND, -1)
-        background = values == ids.get(BACKGROUND, -1)
+        foreground = np.isin(values, ids.get(FOREGROUND, []))
+        background = np.isin(values, ids.get(BACKGROUND, []))
         selected = request.get("selected_label_name")
-        existing = values == ids[selected] if selected in ids and selected not in (FOREGROUND, BACKGROUND) else None
+        existing = (
+            np.isin(values, ids[selected]) if selected in ids and selected not in (FOREGROUND, BACKGROUND) else None
+        )
         if not foreground.any() and not background.any():
             raise InteractionError("the scribble volume holds no foreground or background scribble")
         try:

@@ -248,9 +248,9 @@ class TumorDatastore(LocalDatastore):
                 existing = self._datastore.objects[image_id].labels.get(label_tag)
                 if existing is not None:  # two annotators on one image: the earlier label is kept, not lost
                     self._keep_aside(self._filename(image_id, existing.ext), self._datastore.label_path(label_tag))
-                if label_info and label_info.get("label_info"):  # the stored file holds the app's values now
-                    labels = self.app_config.plan.labels
-                    label_info = {**label_info, "label_info": [{"name": n, "idx": i + 1} for i, n in enumerate(labels)]}
+                # The stored file holds the app's values, whatever the client named (or sent in place of names).
+                labels = self.app_config.plan.labels
+                label_info = {**label_info, "label_info": [{"name": n, "idx": i + 1} for i, n in enumerate(labels)]}
                 return super().save_label(image_id, path, label_tag, label_info)
 
     def update_image_info(self, image_id: str, info: dict[str, Any]) -> None:

@@ -204,14 +204,16 @@ def segment_values(label_info: object) -> list[tuple[str, int]]:
     """Name and labelmap value of each segment that a client's ``label_info`` describes.
 
     3D Slicer sends ``[{"name", "idx"}]`` with a submitted label and ``[{"name", "id"}]`` with scribbles; either
-    key is read, and an entry that holds both must give one value. Values are 0..255 (a labelmap's bytes).
+    key is read, and an entry that holds both must give one value. Values are 1..255 (a labelmap's bytes; 0 is
+    what no segment marks, and may only be named ``background``), and one value has one name; one name may have
+    several values (two segments of one name).
 
     Raises:
         ValueError: naming the malformed entry.
     """
     if not isinstance(label_info, list) or not all(isinstance(entry, dict) for entry in label_info):
         raise ValueError(LABEL_INFO_SHAPE)
-    segments = []
+    segments: list[tuple[str, int]] = []
     for entry in label_info:
         name = entry.get("name")
         if not isinstance(name, str):
@@ -223,10 +225,13 @@ def segment_values(label_info: object) -> list[tuple[str, int]]:
         for value in given:
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ValueError(f"{segment} has value {shown(value)}; a whole number is needed")
-            if not 0 <= value < 256:
+            if not (0 < value < 256 or (value == 0 and name.lower() == "background")):
                 raise ValueError(f"{segment} has value {value}; values 1..255 are accepted")
         if len(set(given)) > 1:
             raise ValueError(f"{segment} has idx {given[0]} and id {given[1]}; send one value")
+        named = next((other for other, value in segments if value == given[0]), None)
+        if named is not None and named.lower() != name.lower():
+            raise ValueError(f"label_info: value {given[0]} is given to both {shown(named)} and {shown(name)}")
         segments.append((name, given[0]))
     return segments
 
@@ -249,15 +254,14 @@ def remap_label(array: np.ndarray, label_info: object, labels: Sequence[str]) ->
     except ValueError as e:
         raise InvalidUploadError(str(e)) from None
     for name, value in segments:
-        if name.lower() == "background":
+        if name.lower() == "background":  # voxels the annotator marked as background
+            described.add(value)
             continue
         if name.lower() not in wanted:
             raise InvalidUploadError(
                 f"segment {name!r} is not a label of this app; accepted: {', '.join(labels)} "
                 "(rename the segment or remove it before submitting)"
             )
-        if value == 0:
-            raise InvalidUploadError(f"label_info: segment {name!r} has value 0; values 1..255 are accepted")
         mapping[value] = wanted[name.lower()]
         described.add(value)
     present = set(np.unique(array).tolist())
@@ -280,7 +284,8 @@ def app_label(
             segment values. Without it, values must already be 0..K.
         max_voxels: the largest volume accepted.
     """
-    named = bool(label_info and label_info.get("label_info"))
+    entries = (label_info or {}).get("label_info")
+    named = entries is not None and entries != []  # JSON null or [] name nothing; other values must be a list
     # Segments named by label_info may carry any value 1..255 (3D Slicer numbers them in its own order).
     array = check_label(label_path, image_path, num_labels=255 if named else len(labels), max_voxels=max_voxels)
-    return remap_label(array, label_info["label_info"], labels) if named else array
+    return remap_label(array, entries, labels) if named else array

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 from scribbles import ClickToolInfer, InteractionError, ScribblesInfer
 from tests.synthetic import write_case
@@ -41,3 +42,30 @@ def test_a_scribble_volume_of_several_channels_is_refused(tmp_path) -> None:
     }
     with pytest.raises(InteractionError, match="the scribble volume has 2 channels; send one labelmap"):
         ScribblesInfer(["tumor"])(request)
+
+
+def test_two_segments_named_as_foreground_scribbles_both_mark_the_tumour(tmp_path) -> None:
+    # Two segments of one name: the strokes of each count (a dict of names kept only the last one's value).
+    case = write_case(str(tmp_path), "case", seed=1, label_folder=str(tmp_path / "labels"))
+    strokes = np.zeros(case.label.shape, np.uint8)
+    i, j, k = (int(round(c)) for c in np.argwhere(case.label).mean(axis=0))
+    strokes[i - 2 : i + 3, j - 2 : j + 3, k] = 3  # the tumour, drawn in the second segment
+    strokes[:3, :3, :] = 1  # background, in a corner
+    path = str(tmp_path / "strokes.nii.gz")
+    sitk_image = sitk.GetImageFromArray(np.transpose(strokes, (2, 1, 0)))
+    sitk_image.CopyInformation(sitk.ReadImage(case.image_path))
+    sitk.WriteImage(sitk_image, path)
+    request = {
+        "image": case.image_path,
+        "label": path,
+        "label_info": [
+            {"name": "background_scribbles", "id": 1},
+            {"name": "foreground_scribbles", "id": 3},
+            {"name": "foreground_scribbles", "id": 2},
+        ],
+        "result_extension": ".nii.gz",
+    }
+    result, meta = ScribblesInfer(["tumor"])(request)
+    mask = np.transpose(sitk.GetArrayFromImage(sitk.ReadImage(result)), (2, 1, 0)) > 0
+    assert meta["voxels"] > 0 and mask[i, j, k]
+    assert (mask & case.label.astype(bool)).sum() > 0.5 * mask.sum()

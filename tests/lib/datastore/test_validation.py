@@ -99,6 +99,17 @@ def test_app_label_names_the_values_it_accepts(case: SyntheticCase, tmp_path: Pa
     assert set(np.unique(remapped).tolist()) == {1}  # named by label_info, 7 is the app's tumour value
 
 
+def test_app_label_takes_null_label_info_as_none_and_refuses_other_non_lists(
+    case: SyntheticCase, tmp_path: Path
+) -> None:
+    path = write_like(case.label.astype(np.uint8), case.image_path, tmp_path / "label.nii.gz")
+    for absent in ({}, {"label_info": None}, {"label_info": []}):
+        assert app_label(path, case.image_path, ["tumor"], absent, 10**8).sum() == case.label.sum()
+    for wrong in (False, 0, "", {}):
+        with pytest.raises(InvalidUploadError, match="label_info must be a list"):
+            app_label(path, case.image_path, ["tumor"], {"label_info": wrong}, 10**8)
+
+
 def test_check_label_tolerates_header_rounding(case: SyntheticCase, tmp_path: Path) -> None:
     spacing = tuple(s * (1 + 1e-5) for s in sitk.ReadImage(case.image_path).GetSpacing())
     path = write_like(case.label, case.image_path, tmp_path / "rounded.nii.gz", spacing=spacing)
@@ -201,8 +212,19 @@ SEGMENTS = np.array([0, 1, 2, 1, 0, 2], np.uint8).reshape(1, 2, 3)
             [{"name": "edema", "idx": 1}, {"name": "tumor", "idx": 2}, {"name": "tumor", "idx": 7}],
             [0, 2, 1, 2, 0, 1],
         ),
+        ([{"name": "Background", "idx": 1}, {"name": "tumor", "idx": 2}], [0, 0, 1, 0, 0, 1]),
+        ([{"name": "tumor", "idx": 1}, {"name": "tumor", "idx": 2}], [0, 1, 1, 1, 0, 1]),
     ],
-    ids=["swapped", "same-order", "case-insensitive", "id-key", "background-ignored", "unused-entry"],
+    ids=[
+        "swapped",
+        "same-order",
+        "case-insensitive",
+        "id-key",
+        "background-ignored",
+        "unused-entry",
+        "background-segment",
+        "two-segments-one-name",
+    ],
 )
 def test_remap_label_maps_values_by_name(label_info: list[dict[str, object]], expected: list[int]) -> None:
     remapped = remap_label(SEGMENTS, label_info, LABELS)
@@ -243,6 +265,9 @@ def test_remap_label_refuses_out_of_range_segment_value(idx: int) -> None:
         ([{"name": "tumor", "idx": [1]}], "has value \\[1\\]; a whole number"),
         ([{"name": "tumor", "idx": 1, "id": 2}], "has idx 1 and id 2; send one value"),
         ([{"name": "tumor"}], "segment 'tumor' has no value \\(idx or id\\)"),
+        ([{"name": "tumor", "idx": 1}, {"name": "edema", "idx": 1}], "value 1 is given to both 'tumor' and 'edema'"),
+        (False, "label_info must be a list"),
+        (0, "label_info must be a list"),
     ],
 )
 def test_remap_label_refuses_malformed_label_info(label_info: object, message: str) -> None:

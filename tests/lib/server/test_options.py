@@ -59,6 +59,11 @@ def test_accepts_what_slicer_sends() -> None:
         ({"label_info": [{"name": "tumor", "id": 1, "idx": 2}]}, "'tumor' has idx 2 and id 1; send one value"),
         ({"label_info": [{"name": "tumor"}]}, "'tumor' has no value"),
         ({"label_info": [{"name": "tumor", "id": 300}]}, "'tumor' has value 300; values 1..255"),
+        ({"label_info": [{"name": "foreground_scribbles", "id": 0}]}, "has value 0; values 1..255"),  # all unmarked
+        (
+            {"label_info": [{"name": "background_scribbles", "id": 2}, {"name": "foreground_scribbles", "id": 2}]},
+            "value 2 is given to both 'background_scribbles' and 'foreground_scribbles'",
+        ),
         ({"save_label": True, "label_tag": "final"}, "label_tag final is not accepted"),  # an expert's label
         ({"client_id": "x" * 129}, "client_id must be text"),
     ],
