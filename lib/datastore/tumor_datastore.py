@@ -44,6 +44,15 @@ def checked_label(
         yield write_label(array, image_geometry(image_path), os.path.join(folder, f"{image_id}.nii.gz"))
 
 
+def _version(path: str) -> tuple[int, int] | None:
+    """A file's version, ``(mtime_ns, size)``, or None when it is gone."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_mtime_ns, status.st_size
+
+
 def case_files(folder: str, files: Iterable[str], sequences: Sequence[str]) -> list[str]:
     """The file of each case in ``folder``: a first sequence (flat ``<case>-<seq>``/``<case>_<seq>`` among
     ``files``, or ``<case>/<seq>`` in a sub-folder), or a volume that is no case's sequence (a stacked case)."""
@@ -89,6 +98,7 @@ class TumorDatastore(LocalDatastore):
         self.app_config = app_config
         self._reported: set[str] = set()
         self._complete: dict[str, tuple[int, int]] = {}  # studies files found complete, by version (mtime, size)
+        self._damaged: dict[str, tuple[int, int]] = {}  # and those found damaged
         # One writer at a time: requests' uploads and deletions, and the folder watcher's refresh, which iterates
         # over the images (a concurrent upload ended the watcher's thread, and the server then no longer saw
         # files added or removed). Checks run under it too, so a label is checked against the image it is
@@ -243,6 +253,12 @@ class TumorDatastore(LocalDatastore):
         with self._writing:
             if image_id not in self._datastore.objects:
                 raise HTTPException(404, f"image {image_id!r} is not in the datastore")
+            try:
+                self.check_complete(image_id)
+            except InvalidUploadError as e:
+                raise HTTPException(
+                    422, f"image {image_id!r} is damaged in the studies folder ({e}): replace it before labelling it"
+                ) from e
             image_path = self.get_image_uri(image_id)
             with checked_label(self.app_config, image_id, label_filename, image_path, label_info) as path:
                 existing = self._datastore.objects[image_id].labels.get(label_tag)
@@ -319,14 +335,24 @@ class TumorDatastore(LocalDatastore):
         except MissingSequenceError:
             files = [path]  # one volume of every sequence, or a case that lacks some: reading it names the problem
         for file in files:
-            try:
-                status = os.stat(file)
-            except OSError:
+            version = _version(file)
+            if version is None:
                 continue  # gone: reading it names the problem
-            version = (status.st_mtime_ns, status.st_size)
             if self._complete.get(file) != version:
-                check_file(file, self.app_config.max_voxels)
+                try:
+                    check_file(file, self.app_config.max_voxels)
+                except InvalidUploadError:
+                    self._damaged[file] = version
+                    raise
                 self._complete[file] = version
+
+    def get_unlabeled_images(self, label_tag: str | None = None, labels: list[str] | None = None) -> list[str]:
+        """Unlabelled images, less those found damaged (:meth:`check_complete`) and not changed since: Next Sample
+        does not offer them again."""
+        images = super().get_unlabeled_images(label_tag, labels)
+        if not self._damaged:
+            return images
+        return [i for i in images if self._damaged.get(path := self.get_image_uri(i)) != _version(path)]
 
     def _to_id(self, file: str) -> tuple[str, str]:
         """``(id, rest)`` of a file name: a case's first sequence ``<case>-<seq>.nii.gz`` gives ``case``,

@@ -269,17 +269,23 @@ def test_a_second_server_on_the_same_folders_stops_at_startup(server: Server, tm
     assert server.client.info()["name"]  # the first server serves on
 
 
-def test_a_studies_image_cut_short_is_refused_for_inference(server: Server) -> None:
+def test_a_studies_image_cut_short_is_refused_for_inference_next_sample_and_labels(server: Server) -> None:
     """A copy into the studies folder that was cut short: ITK reads the missing voxels as zeros, the network would
     segment them."""
     source = server.cases[next(iter(server.cases))].image_path
-    cut = os.path.join(server.studies, "cutshort.nii.gz")
+    cut = os.path.join(server.studies, "a_cutshort.nii.gz")
     data = open(source, "rb").read()
     with open(cut, "wb") as f:
         f.write(data[: len(data) // 2])
     try:
-        poll(lambda: "cutshort" in objects(server), "the folder watcher to list the new file")
-        message = error_of(lambda: server.client.infer("segmentation", "cutshort", {}))
-        assert "Status: 422" in message and "image refused" in message and "cutshort.nii.gz" in message
+        poll(lambda: "a_cutshort" in objects(server), "the folder watcher to list the new file")
+        # Next Sample does not send it: "first" picks it (first by name), finds it damaged and picks again.
+        assert server.client.next_sample("first", {}).get("id") != "a_cutshort"
+        assert "Next Sample skips image a_cutshort, damaged in the studies folder" in server.log()
+        message = error_of(lambda: server.client.infer("segmentation", "a_cutshort", {}))
+        assert "Status: 422" in message and "image refused" in message and "a_cutshort.nii.gz" in message
+        label = server.cases[next(iter(server.cases))].label_path
+        message = error_of(lambda: server.client.save_label("a_cutshort", label, params=LABEL_INFO))
+        assert "Status: 422" in message and "damaged in the studies folder" in message
     finally:
         os.remove(cut)

@@ -17,8 +17,10 @@ from monailabel.interfaces.app import MONAILabelApp
 from starlette.background import BackgroundTask
 
 from lib.auth import Role, allows
+from lib.datastore import TumorDatastore
 from lib.datastore.info import InvalidInfoError, client_info
 from lib.datastore.names import FINAL, InvalidNameError, check_name, check_tag
+from lib.datastore.validation import InvalidUploadError
 from lib.server.options import OptionsError, check_client_id
 from lib.server.routes.uploads import caller, json_object, received, volume_suffix
 from lib.shown import shown
@@ -55,7 +57,17 @@ def datastore_routes(instance: MONAILabelApp) -> APIRouter:
 
     def pick(strategy: str, client_id: str, user: str) -> dict[str, Any]:
         with picking:
-            return sample(strategy, {"client_id": client_id}, user)
+            store = instance.datastore()
+            for _ in range(len(store.list_images()) + 1):
+                reply = sample(strategy, {"client_id": client_id}, user)
+                if not reply.get("id") or not isinstance(store, TumorDatastore):
+                    return reply
+                try:  # a damaged file is not sent to an annotator; the strategies leave it out from now on
+                    store.check_complete(reply["id"])
+                    return reply
+                except InvalidUploadError as e:
+                    logger.warning("Next Sample skips image %s, damaged in the studies folder: %s", reply["id"], e)
+            raise HTTPException(409, "every unlabelled image is damaged in the studies folder; see the server log")
 
     @router.put("/datastore")
     @router.put("/datastore/image")

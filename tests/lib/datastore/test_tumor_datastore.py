@@ -528,6 +528,25 @@ def test_a_cut_short_studies_image_is_refused_and_a_whole_one_checked_once(
         datastore.check_complete("case0")
 
 
+def test_a_damaged_image_is_not_offered_or_labelled_until_replaced(
+    studies: Path, config: AppConfig, tmp_path: Path
+) -> None:
+    datastore = TumorDatastore(str(studies), config, auto_reload=False)
+    whole = Path(datastore.get_image_uri("case0")).read_bytes()
+    _cut_short(datastore.get_image_uri("case0"))
+    assert datastore.get_unlabeled_images() == ["case0"]  # not known to be damaged before it is checked
+    with pytest.raises(InvalidUploadError):
+        datastore.check_complete("case0")
+    assert datastore.get_unlabeled_images() == []
+    with pytest.raises(HTTPException) as refused:
+        datastore.save_label("case0", str(tmp_path / "source-labels" / "case0.nii.gz"), DefaultLabelTag.FINAL, {})
+    assert refused.value.status_code == 422 and "damaged in the studies folder" in refused.value.detail
+
+    Path(datastore.get_image_uri("case0")).write_bytes(whole)  # replaced: a new version of the file
+    assert datastore.get_unlabeled_images() == ["case0"]
+    datastore.save_label("case0", str(tmp_path / "source-labels" / "case0.nii.gz"), DefaultLabelTag.FINAL, {})
+
+
 def test_a_cut_short_sequence_of_a_case_is_refused(tmp_path: Path, make_config) -> None:
     folder = tmp_path / "studies"
     case = write_sequences(str(folder), "case1", seed=1, sequences=("t2f", "t1c", "t1n", "t2w"), layout="-")
