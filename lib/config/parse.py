@@ -72,6 +72,21 @@ def _at_least(minimum: int) -> Callable[[str], int]:
 _positive_int = _at_least(1)
 
 
+def _between(minimum: int, maximum: int) -> Callable[[str], int]:
+    at_least = _at_least(minimum)
+
+    def parse(text: str) -> int:
+        number = at_least(text)
+        if number > maximum:
+            raise ValueError(text)
+        return number
+
+    return parse
+
+
+MAX_FEATURES, MAX_ENSEMBLE = 256, 16  # beyond them a network or an ensemble would not fit a workstation's memory
+
+
 def _names(value: str) -> tuple[str, ...]:
     """Comma-separated names; an empty one (``tumor,,edema``, ``tumor,``) is a typo, refused by the callers."""
     return tuple(n.strip() for n in value.split(","))
@@ -179,8 +194,10 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "sequences": _sequences,
     "outline_names": lambda v: _outline_names(v),
     "network": lambda v: _choice("network", v, tuple(ARCHITECTURES)),
-    "features": lambda v: _scalar("features", v, _positive_int, "a positive integer"),
-    "ensemble": lambda v: _scalar("ensemble", v, _positive_int, "a positive number of networks (1: no ensemble)"),
+    "features": lambda v: _scalar("features", v, _between(1, MAX_FEATURES), f"an integer 1..{MAX_FEATURES}"),
+    "ensemble": lambda v: _scalar(
+        "ensemble", v, _between(1, MAX_ENSEMBLE), f"a number of networks 1..{MAX_ENSEMBLE} (1: no ensemble)"
+    ),
     "dropout": lambda v: _scalar("dropout", v, _dropout, "a probability strictly between 0 and 1"),
     "device": _device,
     "amp": lambda v: _choice("amp", v, AMP_CHOICES),

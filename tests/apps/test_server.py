@@ -137,6 +137,8 @@ def test_annotation_loop(server: Server) -> None:
     assert sample["id"] in server.cases
     message = error_of(lambda: client.infer("segmentation", sample["id"], {}))
     assert "Status: 409" in message and "Train" in message
+    message = error_of(lambda: client.train_start("segmentation", {"max_epochs": 1}))  # nothing to train on yet
+    assert "Status: 409" in message and "no labelled images yet" in message
 
     # The annotator submits two corrected labels (3D Slicer sends label_info with segment names).
     labelled = ["case0", "case1"]

@@ -146,6 +146,9 @@ def test_unknown_key_names_key_and_lists_accepted_keys(tmp_path: Path) -> None:
         ({"features": "-4"}, "features"),
         ({"network": "segresnet", "features": "4"}, "features"),
         ({"network": "segresnet", "features": "12"}, "features"),
+        ({"features": "100000000"}, "features"),  # tens of gigabytes of weights: refused, not run out of memory
+        ({"ensemble": "100000"}, "ensemble"),
+        ({"ensemble": "0"}, "ensemble"),
         ({"dropout": "1.5"}, "dropout"),
         ({"dropout": "0"}, "dropout"),
         ({"labels": ""}, "labels"),

@@ -70,6 +70,8 @@ def training_routes(instance: MONAILabelApp) -> APIRouter:
             check_train_options(options, instance._trainers[name].config())
         except OptionsError as e:
             raise HTTPException(422, str(e)) from None
+        if not instance.datastore().datalist():  # the run would end in an error
+            raise HTTPException(409, "no labelled images yet: submit at least one final label before training")
         return queue.submit({**options, "model": name})
 
     @router.get("/train")
