@@ -19,7 +19,7 @@ from lib.priority import nice_background_jobs
 from lib.server.api import create_api
 from lib.server.exclusive import hold
 from lib.server.guard import Access, Guard
-from lib.server.lifeline import follow_server, mark_server
+from lib.server.lifeline import end_children_at_exit, follow_server, mark_server
 from lib.server.logs import shorten_refusals, use_own_log
 from lib.trainers.run_stats import settle_stats, stats_path
 
@@ -122,6 +122,7 @@ def secure(instance: MONAILabelApp, app_config: AppConfig) -> None:
     log_path = os.path.join(app_config.model_dir, "logs", f"server-{settings.MONAI_LABEL_SERVER_PORT}.log")
     use_own_log(instance.app_dir, log_path)
     mark_server()
+    end_children_at_exit()
     nice_background_jobs(app_config.background_niceness)
     settle_stats(stats_path(app_config.model_dir))  # a run left RUNNING by an earlier server has ended
     os.environ[INTERNAL_TOKEN_ENV] = access.internal_token

@@ -56,3 +56,43 @@ def test_a_process_run_by_hand_follows_no_server(monkeypatch) -> None:
     assert lifeline.server_alive()  # this process is the server
     monkeypatch.setenv(lifeline.SERVER_ENV, f"{os.getppid()}:1.0")  # a pid reused by another process
     assert not lifeline.server_alive()
+
+
+EXITING_SERVER = """
+import subprocess, sys, time
+from lib.server.lifeline import end_children_at_exit, mark_server
+mark_server()
+end_children_at_exit()
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # still importing, say
+print(child.pid, flush=True)
+sys.stdin.readline()  # exits normally (as on Ctrl+C or SIGTERM) when told
+"""
+
+
+def test_a_server_that_exits_normally_ends_its_children_at_once(tmp_path) -> None:
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    env = {**os.environ, "PYTHONPATH": root}
+    server = subprocess.Popen(
+        [sys.executable, "-c", EXITING_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
+    child = psutil.Process(int(server.stdout.readline()))
+    started = time.monotonic()
+    server.communicate("exit\n", timeout=30)
+    assert server.returncode == 0
+    assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+    assert time.monotonic() - started < 5  # terminated, not left to run its minute
+
+
+def test_a_server_stopped_by_sigterm_ends_its_children_at_once(tmp_path) -> None:
+    # uvicorn ends the server on SIGTERM by raising the signal again, which skips atexit.
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    env = {**os.environ, "PYTHONPATH": root}
+    server = subprocess.Popen(
+        [sys.executable, "-c", EXITING_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
+    child = psutil.Process(int(server.stdout.readline()))
+    started = time.monotonic()
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(30) == -signal.SIGTERM  # ended by the signal, as without the wrapper
+    assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+    assert time.monotonic() - started < 5
