@@ -296,6 +296,15 @@ def parse_config(conf: Mapping[str, str], app_dir: str) -> AppConfig:
         config = dataclasses.replace(config, checkpoint=shipped_checkpoint(plan, app_dir))
     if config.checkpoint and not os.path.isfile(config.checkpoint):
         raise _fail("checkpoint", config.checkpoint, "the path of an existing checkpoint file")
+    served = _served_candidates(config, plan, app_dir)
+    if config.checkpoint and conf["checkpoint"].strip().lower() != AUTO and not os.path.isfile(served[0]):
+        # Named by the admin, and what will be served (no published weights yet): usable, or refused now.
+        from lib.checkpoint import CheckpointError, read_checkpoint
+
+        try:
+            read_checkpoint(config.checkpoint, plan)
+        except CheckpointError as e:
+            raise ConfigError(f"--conf checkpoint {config.checkpoint} cannot be served: {e}") from None
     if config.replay_studies and not os.path.isdir(config.replay_studies):
         raise _fail("replay_studies", config.replay_studies, "an existing studies folder (images and labels/final)")
     unknown = [label for _, label in config.outline_names if label not in plan.labels]

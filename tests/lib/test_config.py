@@ -104,10 +104,15 @@ def test_unet_patch_too_small_for_its_depth_is_refused(tmp_path: Path) -> None:
         parse_config({"network": "unet", "patch_size": "16,16,16"}, str(tmp_path))
 
 
-def test_checkpoint_accepts_existing_file(tmp_path: Path) -> None:
-    path = tmp_path / "start.pt"
-    path.write_bytes(b"weights")
+def test_a_checkpoint_named_by_path_is_checked_at_start_up(tmp_path: Path) -> None:
+    path = ship(tmp_path, parse_config({}, str(tmp_path)), name="start.pt")
     assert parse_config({"checkpoint": str(path)}, str(tmp_path)).checkpoint == str(path)
+    with pytest.raises(ConfigError, match=f"^--conf checkpoint {path} cannot be served: .*trained for"):
+        parse_config({"checkpoint": str(path), "features": "16"}, str(tmp_path))  # another network's weights
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"weights")
+    with pytest.raises(ConfigError, match=f"^--conf checkpoint {junk} cannot be served: cannot read checkpoint"):
+        parse_config({"checkpoint": str(junk)}, str(tmp_path))
 
 
 def test_server_mode_is_accepted_and_ignored(tmp_path: Path) -> None:

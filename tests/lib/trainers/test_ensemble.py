@@ -12,7 +12,7 @@ import torch
 from monai.transforms import Compose
 
 from lib.checkpoint import CheckpointError, Weights, publish, read_checkpoint, serving_checkpoint
-from lib.config import AppConfig
+from lib.config import AppConfig, ConfigError
 from lib.datastore import TumorDatastore
 from lib.infers import SegmentationInfer
 from lib.networks import build_network
@@ -116,7 +116,8 @@ def test_the_ensemble_size_follows_the_weights_that_will_be_served(
     combine(members, config.plan, out)
     assert make_config(checkpoint=out).plan.ensemble == 2
     assert make_config(checkpoint=members[0]).plan.ensemble == 1
-    assert make_config(checkpoint=out, ensemble="3").plan.ensemble == 3  # said: kept (the checkpoint then refused)
+    with pytest.raises(ConfigError, match="cannot be served: .* trained for"):  # said, and then the weights do not fit
+        make_config(checkpoint=out, ensemble="3")
     # A server that already publishes its own single network keeps serving it, whatever the starting checkpoint.
     publish([Weights(build_network(config.plan).state_dict(), {}, serving_path(config))], config.plan, [SEGMENTATION])
     assert make_config(checkpoint=out).plan.ensemble == 1
