@@ -265,8 +265,8 @@ class TumorDatastore(LocalDatastore):
                 if existing is not None:  # two annotators on one image: the earlier label is kept, not lost
                     self._keep_aside(self._filename(image_id, existing.ext), self._datastore.label_path(label_tag))
                 # The stored file holds the app's values, whatever the client named (or sent in place of names).
-                labels = self.app_config.plan.labels
-                label_info = {**label_info, "label_info": [{"name": n, "idx": i + 1} for i, n in enumerate(labels)]}
+                names = [{"name": n, "idx": i + 1} for i, n in enumerate(self.app_config.plan.labels)]
+                label_info = {**(label_info or {}), "label_info": names}
                 return super().save_label(image_id, path, label_tag, label_info)
 
     def update_image_info(self, image_id: str, info: dict[str, Any]) -> None:

@@ -556,3 +556,11 @@ def test_a_cut_short_sequence_of_a_case_is_refused(tmp_path: Path, make_config) 
     _cut_short(case.image_path.replace("-t2f", "-t1n"))  # not the first sequence, which Slicer shows
     with pytest.raises(InvalidUploadError, match="case1-t1n.nii.gz"):
         datastore.check_complete("case1")
+
+
+def test_a_label_saved_without_info_is_stored_with_the_apps_names(studies: Path, config: AppConfig, tmp_path) -> None:
+    # MONAI Label's own callers may pass no info at all; the stored info still names the stored values.
+    datastore = TumorDatastore(str(studies), config, auto_reload=False)
+    datastore.save_label("case0", str(tmp_path / "source-labels" / "case0.nii.gz"), DefaultLabelTag.FINAL, None)
+    info = datastore.get_label_info("case0", DefaultLabelTag.FINAL)
+    assert info["label_info"] == [{"name": "tumor", "idx": 1}]
