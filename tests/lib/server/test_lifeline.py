@@ -69,30 +69,32 @@ sys.stdin.readline()  # exits normally (as on Ctrl+C or SIGTERM) when told
 """
 
 
-def test_a_server_that_exits_normally_ends_its_children_at_once(tmp_path) -> None:
+def exiting_server() -> tuple[subprocess.Popen, psutil.Process]:
+    """A server process that started one child, and the child."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     env = {**os.environ, "PYTHONPATH": root}
     server = subprocess.Popen(
         [sys.executable, "-c", EXITING_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
     )
-    child = psutil.Process(int(server.stdout.readline()))
+    return server, psutil.Process(int(server.stdout.readline()))
+
+
+def ended(child: psutil.Process) -> bool:
+    return not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_server_that_exits_normally_ends_its_children_at_once() -> None:
+    server, child = exiting_server()
     started = time.monotonic()
     server.communicate("exit\n", timeout=30)
     assert server.returncode == 0
-    assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
-    assert time.monotonic() - started < 5  # terminated, not left to run its minute
+    assert ended(child) and time.monotonic() - started < 5  # terminated, not left to run its minute
 
 
-def test_a_server_stopped_by_sigterm_ends_its_children_at_once(tmp_path) -> None:
+def test_a_server_stopped_by_sigterm_ends_its_children_at_once() -> None:
     # uvicorn ends the server on SIGTERM by raising the signal again, which skips atexit.
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    env = {**os.environ, "PYTHONPATH": root}
-    server = subprocess.Popen(
-        [sys.executable, "-c", EXITING_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
-    )
-    child = psutil.Process(int(server.stdout.readline()))
+    server, child = exiting_server()
     started = time.monotonic()
     server.send_signal(signal.SIGTERM)
     assert server.wait(30) == -signal.SIGTERM  # ended by the signal, as without the wrapper
-    assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
-    assert time.monotonic() - started < 5
+    assert ended(child) and time.monotonic() - started < 5
