@@ -330,11 +330,7 @@ class TumorDatastore(LocalDatastore):
             InvalidUploadError: naming the damaged file.
         """
         path = self.get_image_uri(image_id)
-        try:
-            files = sequence_files(path, self.app_config.sequences) if self.app_config.sequences else [path]
-        except MissingSequenceError:
-            files = [path]  # one volume of every sequence, or a case that lacks some: reading it names the problem
-        for file in files:
+        for file in [path, *self._other_sequences(path)]:  # a missing sequence: reading the case names it
             version = _version(file)
             if version is None:
                 continue  # gone: reading it names the problem
