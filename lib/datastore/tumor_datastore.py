@@ -278,19 +278,26 @@ class TumorDatastore(LocalDatastore):
             super().update_label_info(label_id, label_tag, info)
 
     def get_dataset_archive(self, limit_cases: int | None) -> str:
-        """A ZIP file of the labelled cases (``image/``, ``label/``) and the datastore's metadata, in a temporary
-        file the caller removes; none is left behind when it cannot be written (409 when a case's file has gone
-        from the studies folder since it was listed)."""
+        """A ZIP file of the labelled cases and the datastore's metadata, in a temporary file the caller removes;
+        none is left behind when it cannot be written (409 when a case's file has gone from the studies folder
+        since it was listed).
+
+        ``image/`` holds every sequence of each case laid out as in the studies folder (``<case>/<seq>.nii.gz``
+        too), so it is itself a studies folder; ``label/`` the final labels. Files are copied as they are, also
+        one that no longer reads (an export loses nothing).
+        """
         with self._writing:  # listed together; written without holding up uploads
             cases = self.datalist()[:limit_cases] if limit_cases else self.datalist()
             metadata = self._datastore.model_dump_json(exclude={"base_path"})
+        images = os.path.abspath(self._datastore.image_path())
         with tempfile.NamedTemporaryFile(prefix="tumor-dataset-", suffix=".zip", delete=False) as f:
             path = f.name
         try:
             with zipfile.ZipFile(path, mode="w") as archive:
                 for case in cases:
-                    for key, file in case.items():
-                        archive.write(file, arcname=f"{key}/{os.path.basename(file)}")
+                    for file in [case["image"], *self._other_sequences(case["image"])]:
+                        archive.write(file, arcname=f"image/{os.path.relpath(file, images)}")
+                    archive.write(case["label"], arcname=f"label/{os.path.basename(case['label'])}")
                 archive.writestr("metadata.json", metadata)
         except FileNotFoundError:
             os.remove(path)

@@ -138,7 +138,8 @@ class TrainQueue:
 
     def stop(self) -> dict[str, Any] | None:
         """Drop the pending request and stop the running run; its stats then say STOPPED. Returns the stopped
-        task (the running one, else the pending one), or None when there was nothing to stop."""
+        task: the running one, with the dropped pending request under ``pending`` (as :meth:`status` shows it),
+        else the pending one; None when there was nothing to stop."""
         requested = time.time()
         with self._lock:
             pending, self._pending = self._pending, None
@@ -163,6 +164,7 @@ class TrainQueue:
                     for tmp in remove_stale_temporaries(path, requested, writers):
                         logger.info("Removed %s, left by the stopped training run", tmp)
         settle_stats(self.stats_path)
-        if stopped is None and pending is not None:
-            stopped = {**pending, "status": "STOPPED"}
-        return stopped
+        dropped = {**pending, "status": "STOPPED"} if pending is not None else None
+        if stopped is None:
+            return dropped
+        return {**stopped, **({"pending": dropped} if dropped else {})}

@@ -324,6 +324,35 @@ def test_dataset_archive_holds_the_labelled_cases(studies: Path, config: AppConf
     os.remove(limited)
 
 
+def test_dataset_archive_of_multi_sequence_cases_holds_every_sequence(tmp_path: Path, make_config) -> None:
+    """Each case's sequences, laid out as in the studies folder: the archive's ``image/`` is itself a studies folder.
+    It held only the first sequence, and one-folder-per-case files all under one name (``image/t2f.nii.gz``)."""
+    folder = tmp_path / "studies"
+    names = ("t2f", "t1c", "t1n", "t2w")
+    cases = {
+        "case1": write_sequences(str(folder), "case1", seed=1, sequences=names, layout="/"),
+        "case2": write_sequences(str(folder), "case2", seed=2, sequences=names, layout="/"),
+        "BraTS-GLI-00001-000": write_sequences(str(folder), "BraTS-GLI-00001-000", seed=3, sequences=names),
+    }
+    datastore = TumorDatastore(str(folder), make_config(sequences=SEQUENCES, modality="mr"), auto_reload=False)
+    for case_id, case in cases.items():
+        label = label_file(case.label, case.image_path, tmp_path / f"{case_id}-label.nii.gz")
+        datastore.save_label(case_id, label, DefaultLabelTag.FINAL, {})
+
+    path = datastore.get_dataset_archive(None)
+    with zipfile.ZipFile(path) as archive:
+        names_in = archive.namelist()
+        stored = {n: archive.read(n) for n in names_in if n.startswith("image/")}
+    os.remove(path)
+
+    expected = [f"image/case{i}/{s}.nii.gz" for i in (1, 2) for s in names]
+    expected += [f"image/BraTS-GLI-00001-000-{s}.nii.gz" for s in names]
+    assert sorted(stored) == sorted(expected)
+    assert len(names_in) == len(set(names_in)) == len(expected) + 3 + 1  # the sequences, 3 labels, the metadata
+    assert stored["image/case2/t1n.nii.gz"] == (folder / "case2" / "t1n.nii.gz").read_bytes()
+    assert stored["image/BraTS-GLI-00001-000-t2w.nii.gz"] == (folder / "BraTS-GLI-00001-000-t2w.nii.gz").read_bytes()
+
+
 def test_dataset_archive_of_a_vanished_file_is_a_409_and_leaves_no_file(
     studies: Path, config: AppConfig, tmp_path: Path, monkeypatch
 ) -> None:

@@ -114,6 +114,22 @@ def test_stop_drops_the_pending_request_and_settles_the_stats(tasks: FakeTasks, 
     assert len(tasks.started) == 1  # the dropped request never starts
 
 
+def test_stop_of_a_run_and_a_pending_request_reports_both(tasks: FakeTasks, tmp_path, monkeypatch) -> None:
+    """The annotator who pressed Train while a run was going learns that their request was dropped too."""
+    queue = TrainQueue(str(tmp_path / "train_stats.json"))
+    running = queue.submit({"max_epochs": 5})
+    pending = queue.submit({"max_epochs": 1})
+    run = subprocess.Popen([sys.executable, "-c", "pass"])
+    monkeypatch.setattr(train_queue, "processes", lambda method: {running["id"]: run})
+    monkeypatch.setattr(train_queue, "stop_background_task", lambda method: {**running, "status": "STOPPED"})
+
+    stopped = queue.stop()
+
+    assert stopped["id"] == running["id"] and stopped["status"] == "STOPPED"
+    assert stopped["pending"]["id"] == pending["id"] and stopped["pending"]["status"] == "STOPPED"
+    assert stopped["pending"]["request"] == {"max_epochs": 1} and queue.pending() is None
+
+
 def test_stop_right_after_train_stops_the_run_whose_process_is_still_starting(tmp_path, monkeypatch) -> None:
     """MONAI Label's task thread starts a run's process a moment after Train answers; Stop in between must wait
     for it and kill it, not leave it to run to its end."""
