@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Sequence
 
 from monailabel.interfaces.datastore import Datastore
 
 from lib.config import AppConfig
 from lib.datastore.validation import InvalidUploadError, check_image, check_label
+from lib.transforms.sequences import case_name
 
 logger = logging.getLogger(__name__)
 
 Case = dict[str, str]  # {"image": path, "label": path}
 
 
-def case_id(case: Case) -> str:
-    """A labelled case's name: its image file name."""
-    return os.path.basename(case["image"])
+def case_id(case: Case, sequences: Sequence[str] = ()) -> str:
+    """A labelled case's name (in the split, the logs and a checkpoint's record of its cases): its image file
+    name, with its folder's for a case stored as one folder of sequences (``patient7/t2f.nii.gz``), whose files
+    share their names with every other such case's."""
+    return case_name(case["image"], sequences)
 
 
 def usable_cases(datastore: Datastore, app_config: AppConfig) -> list[Case]:
@@ -44,8 +46,9 @@ def checked_cases(datastore: Datastore, app_config: AppConfig) -> tuple[list[Cas
             check_image(item["image"], app_config.plan.channels, app_config.max_voxels, app_config.sequences)
             check_label(item["label"], item["image"], len(app_config.plan.labels), app_config.max_voxels)
         except InvalidUploadError as e:
-            logger.warning("Skipping %s from training: %s", case_id(item), e)
-            skipped.append(f"{case_id(item)}: {e}")
+            name = case_id(item, app_config.sequences)
+            logger.warning("Skipping %s from training: %s", name, e)
+            skipped.append(f"{name}: {e}")
             continue
         usable.append({"image": item["image"], "label": item["label"]})
     return usable, skipped
@@ -55,7 +58,9 @@ def _hash(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()
 
 
-def split_cases(cases: Sequence[Case], val_split: float) -> tuple[list[Case], list[Case]]:
+def split_cases(
+    cases: Sequence[Case], val_split: float, sequences: Sequence[str] = ()
+) -> tuple[list[Case], list[Case]]:
     """``val_split`` of the cases (at least one, never all) validate: those whose names hash lowest.
 
     The hash makes the split stable as annotators add labels: a new case joins validation only by displacing
@@ -67,8 +72,9 @@ def split_cases(cases: Sequence[Case], val_split: float) -> tuple[list[Case], li
     """
     n_val = round(len(cases) * val_split)
     n_val = min(max(n_val, 1 if val_split > 0 else 0), len(cases) - 1)
-    val_ids = {case_id(d) for d in sorted(cases, key=lambda d: _hash(case_id(d)))[:n_val]}
-    train = [d for d in cases if case_id(d) not in val_ids]
-    val = [d for d in cases if case_id(d) in val_ids]
+    names = [case_id(d, sequences) for d in cases]
+    val_ids = set(sorted(names, key=_hash)[:n_val])
+    train = [d for d, name in zip(cases, names) if name not in val_ids]
+    val = [d for d, name in zip(cases, names) if name in val_ids]
     logger.info("Cases: %d for training, %d for validation (%s)", len(train), len(val), ", ".join(sorted(val_ids)))
     return train, val

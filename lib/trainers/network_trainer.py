@@ -299,7 +299,8 @@ class NetworkTrainer(BasicTrainTask):
         assert self.phase is not None
         phase = self.phase
         cases = {"train": len(context.train_datalist), "val": len(context.val_datalist)}
-        val_ids = {case_id(d) for d in context.val_datalist}
+        sequences = self.app_config.sequences
+        val_ids = {case_id(d, sequences) for d in context.val_datalist}
         # The served weights compete with this run's epochs only when validated on cases they never trained on.
         served = self._served
         fair = served is not None and served[1] is not None and not (val_ids & set(served[1]))
@@ -315,7 +316,9 @@ class NetworkTrainer(BasicTrainTask):
             cases,
             served=served if fair else None,
             # Fine-tuned weights descend from the starting ones: they have seen those cases too.
-            trained_on=sorted({case_id(d) for d in context.train_datalist} | (self._start_trained_on or set())),
+            trained_on=sorted(
+                {case_id(d, sequences) for d in context.train_datalist} | (self._start_trained_on or set())
+            ),
             validated_on=sorted(val_ids),
             starting_model=self._starting_model,
             learning_rate=self.learning_rate(context),

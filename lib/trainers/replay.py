@@ -29,8 +29,9 @@ def replay_cases(app_config: AppConfig, own: Sequence[Case]) -> list[Case]:
     if not app_config.replay_studies or not own:
         return []
     usable, skipped = labelled_cases(app_config.replay_studies, app_config)
-    names = sorted(case_id(c) for c in own)
-    candidates = [c for c in usable if case_id(c) not in names]
+    sequences = app_config.sequences
+    names = sorted(case_id(c, sequences) for c in own)
+    candidates = [c for c in usable if case_id(c, sequences) not in names]
     drawn = random.Random(",".join(names)).sample(candidates, min(len(own), len(candidates)))
     logger.info(
         "Replay: %d of %d usable case(s) of %s beside %d own training case(s)%s",
@@ -40,7 +41,7 @@ def replay_cases(app_config: AppConfig, own: Sequence[Case]) -> list[Case]:
         len(own),
         f"; {len(skipped)} unusable skipped" if skipped else "",
     )
-    return sorted(drawn, key=case_id)
+    return sorted(drawn, key=lambda c: case_id(c, sequences))
 
 
 def labelled_cases(folder: str, app_config: AppConfig) -> tuple[list[Case], list[str]]:

@@ -130,7 +130,7 @@ class TrainingRun(TrainTask):
         start = time.time()
         options = RunOptions.from_request(request, self.app_config)
         cases = usable_cases(datastore, self.app_config)
-        train, val = split_cases(cases, options.val_split)
+        train, val = split_cases(cases, options.val_split, self.app_config.sequences)
         replay = replay_cases(self.app_config, train)  # labelled elsewhere: they train beside train, never validate
         run_id = datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
         processes = self.processes(options)

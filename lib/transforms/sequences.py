@@ -30,6 +30,15 @@ def split_sequence_name(path: str, sequence: str) -> tuple[str, str] | None:
     return None
 
 
+def case_name(path: str, sequences: Sequence[str]) -> str:
+    """The name a case is known by in training: its file name, with its folder's when ``path`` is the first
+    sequence of a case stored as one folder of sequences (``patient7/t2f.nii.gz``: such cases' files share names)."""
+    split = split_sequence_name(path, sequences[0]) if sequences else None
+    if split is not None and split[1] == "/":
+        return f"{os.path.basename(split[0])}/{os.path.basename(path)}"
+    return os.path.basename(path)
+
+
 def sequence_file(prefix: str, separator: str, sequence: str) -> str | None:
     """The file of ``sequence`` of the case named ``prefix`` (:func:`split_sequence_name`), or None."""
     candidates = (f"{prefix}{separator}{sequence}{suffix}" for suffix in VOLUME_SUFFIXES)

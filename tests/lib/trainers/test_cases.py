@@ -18,12 +18,12 @@ import torch
 from lib.atomic import write_json
 from lib.config import AppConfig
 from lib.datastore import TumorDatastore
-from lib.trainers.cases import split_cases, usable_cases
+from lib.trainers.cases import case_id, split_cases, usable_cases
 from lib.trainers.network_trainer import largest_components
 from lib.trainers.run import TrainingRun
 from lib.trainers.run_stats import read_stats, settle_stats
 from lib.transforms.pipeline import LABEL, PRED
-from tests.synthetic import write_case
+from tests.synthetic import write_case, write_sequences
 
 
 def test_unusable_labels_are_skipped_with_reason(config: AppConfig, tmp_path: Path, caplog) -> None:
@@ -64,6 +64,29 @@ def test_split_keeps_training_cases(config: AppConfig, cases: int, val_split: fl
     split = split_cases(datalist, val_split)
     assert (len(split[0]), len(split[1])) == (train, val)
     assert sorted(split[0] + split[1], key=lambda d: d["image"]) == datalist  # each case once
+
+
+def test_cases_stored_as_folders_of_sequences_are_distinct_cases(make_config, tmp_path: Path) -> None:
+    """Every such case's first file is ``<case>/t2f.nii.gz``: named by its file name alone, all of them were one
+    case, all in validation (a run of 3 such cases had 0 training cases and failed), and a checkpoint recorded one."""
+    studies = tmp_path / "studies"
+    names = ("t2f", "t1c")
+    for i in range(5):
+        write_sequences(
+            str(studies), f"pat{i}", seed=i, sequences=names, layout="/", label_folder=str(studies / "labels" / "final")
+        )
+    config = make_config(sequences="t2f,t1c", modality="mr")
+    datastore = TumorDatastore(str(studies), config, auto_reload=False)
+
+    usable = usable_cases(datastore, config)
+    train, val = split_cases(usable, 0.2, config.sequences)
+
+    assert len(usable) == 5 and (len(train), len(val)) == (4, 1)
+    assert sorted(case_id(c, config.sequences) for c in usable) == [f"pat{i}/t2f.nii.gz" for i in range(5)]
+    assert (
+        case_id({"image": str(studies / "pat0-t2f.nii.gz")}, config.sequences) == "pat0-t2f.nii.gz"
+    )  # flat: as before
+    assert case_id({"image": str(studies / "STS_001.nii.gz")}) == "STS_001.nii.gz"
 
 
 def test_tracking_is_off_unless_opted_in(make_config) -> None:
