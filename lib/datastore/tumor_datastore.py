@@ -53,6 +53,12 @@ def _version(path: str) -> tuple[int, int] | None:
     return status.st_mtime_ns, status.st_size
 
 
+def named_as_sequence(name: str, sequences: Sequence[str]) -> bool:
+    """Whether a file name is a sequence's own (``t2f.nii.gz``): in the studies folder itself it would be read as
+    a sequence of a case whose folder is the studies folder, with other such files as its other sequences."""
+    return any(name == f"{sequence}{suffix}" for sequence in sequences for suffix in VOLUME_SUFFIXES)
+
+
 def case_files(folder: str, files: Iterable[str], sequences: Sequence[str]) -> list[str]:
     """The file of each case in ``folder``: a first sequence (flat ``<case>-<seq>``/``<case>_<seq>`` among
     ``files``, or ``<case>/<seq>`` in a sub-folder), or a volume that is no case's sequence (a stacked case)."""
@@ -62,7 +68,8 @@ def case_files(folder: str, files: Iterable[str], sequences: Sequence[str]) -> l
         if split_sequence_name(name, first) is not None:
             cases.append(name)
         elif not any(split_sequence_name(name, other) for other in sequences):
-            cases.append(name)
+            if not named_as_sequence(name, sequences):
+                cases.append(name)  # a stacked case
     for entry in sorted(os.listdir(folder)):
         if entry.startswith(".") or entry == LABELS_FOLDER or not os.path.isdir(os.path.join(folder, entry)):
             continue
@@ -200,6 +207,8 @@ class TumorDatastore(LocalDatastore):
             check_name(image_id, "image id")
         except InvalidNameError as e:
             raise HTTPException(422, str(e)) from None
+        if image_id in self.app_config.sequences:  # stored as <studies>/<sequence>.nii.gz, read as a case folder's
+            raise HTTPException(422, f"image id {image_id!r} is a sequence's name: upload the case under its own id")
         for sequence in self.app_config.sequences:
             split = split_sequence_name(f"{image_id}{VOLUME_SUFFIXES[0]}", sequence)
             if split is not None:  # it would be stored as, or over, that sequence's file
@@ -243,6 +252,8 @@ class TumorDatastore(LocalDatastore):
         os.makedirs(os.path.join(folder, REPLACED_FOLDER), exist_ok=True)
         kept = os.path.join(folder, REPLACED_FOLDER, f"{datetime.now().strftime('%Y%m%d_%H%M%S_%f')}_{name}")
         shutil.copy2(current, kept)
+        if os.path.islink(current):
+            os.unlink(current)  # the upload is then written in the studies folder, not over the link's target
         logger.info("%s is replaced by an upload; the earlier file is kept as %s", name, kept)
 
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
@@ -355,7 +366,11 @@ class TumorDatastore(LocalDatastore):
         images = super().get_unlabeled_images(label_tag, labels)
         if not self._damaged:
             return images
-        return [i for i in images if self._damaged.get(path := self.get_image_uri(i)) != _version(path)]
+        return [i for i in images if not self._is_damaged(self.get_image_uri(i))]
+
+    def _is_damaged(self, path: str) -> bool:
+        """Whether a file of the case whose first file is ``path`` was found damaged, and has not changed since."""
+        return any(self._damaged.get(f) == _version(f) for f in [path, *self._other_sequences(path)])
 
     def _to_id(self, file: str) -> tuple[str, str]:
         """``(id, rest)`` of a file name: a case's first sequence ``<case>-<seq>.nii.gz`` gives ``case``,
@@ -375,7 +390,18 @@ class TumorDatastore(LocalDatastore):
         listed = super()._list_files(path, patterns)
         if not self.app_config.sequences or os.path.realpath(path) != os.path.realpath(self._datastore.image_path()):
             return listed
-        cases = case_files(path, listed, self.app_config.sequences)
+        sequences = self.app_config.sequences
+        for name in listed:
+            if named_as_sequence(name, sequences) and os.path.join(path, name) not in self._reported:
+                self._reported.add(os.path.join(path, name))
+                logger.warning(
+                    "%s in the studies folder is named as a sequence: it is not listed (put a case's sequences in "
+                    "its own folder, <case>/%s, or name the file <case>-%s)",
+                    name,
+                    name,
+                    name,
+                )
+        cases = case_files(path, listed, sequences)
         for name in cases:
             self._report_incomplete(os.path.join(path, name))
         return {name: name for name in cases}
@@ -394,16 +420,35 @@ class TumorDatastore(LocalDatastore):
         """Remove an image, its labels and, for a multi-sequence case, its other sequences' files (left behind,
         they would join a new case uploaded under the same name)."""
         with self._writing:
-            if image_id not in self._datastore.objects:
+            obj = self._datastore.objects.get(image_id)
+            if obj is None:
                 raise HTTPException(404, f"image {image_id!r} is not in the datastore")
-            others = self._other_sequences(self.get_image_uri(image_id))
-            super().remove_image(image_id)
-            for file in others:
-                os.remove(file)
-            folders = {os.path.dirname(f) for f in others} - {os.path.realpath(self._datastore.image_path())}
-            for folder in folders:  # a case's own folder (<case>/<sequence>), once empty
-                if not os.listdir(folder):
-                    os.rmdir(folder)
+            for tag in list(obj.labels):
+                self._remove_entry(self._label_entry(image_id, tag))
+            images = os.path.abspath(self._datastore.image_path())
+            listed = os.path.join(images, self._filename(image_id, obj.image.ext))
+            case_folder = os.path.dirname(listed)
+            if case_folder != images and os.path.islink(case_folder):
+                os.unlink(case_folder)  # a case folder linked into an archive: the link goes, the archive stays
+            else:
+                for file in [listed, *self._other_sequences(listed)]:
+                    self._remove_entry(file)
+                if case_folder != images and not os.listdir(case_folder):
+                    os.rmdir(case_folder)  # a case's own folder (<case>/<sequence>), once empty
+            if not self._auto_reload:
+                self.refresh()
+
+    def _label_entry(self, image_id: str, tag: str) -> str:
+        """The path of an image's label as the studies folder lists it (a link is not followed)."""
+        label = self._datastore.objects[image_id].labels[tag]
+        return os.path.join(self._datastore.label_path(tag), self._filename(image_id, label.ext))
+
+    @staticmethod
+    def _remove_entry(path: str) -> None:
+        """Remove a file of the studies folder; a link is removed, never the file it points to (MONAI Label
+        removed the target: a studies folder of links into an archive lost the archive's files)."""
+        if os.path.lexists(path):
+            os.unlink(path)
 
     def _other_sequences(self, path: str) -> list[str]:
         """The files of the sequences after the first of the case whose first sequence is ``path``."""
@@ -418,4 +463,6 @@ class TumorDatastore(LocalDatastore):
         with self._writing:
             if not self.get_label_uri(label_id, label_tag):
                 raise HTTPException(404, f"image {label_id!r} has no {label_tag!r} label")
-            super().remove_label(label_id, label_tag)
+            self._remove_entry(self._label_entry(label_id, label_tag))
+            if not self._auto_reload:
+                self.refresh()

@@ -582,9 +582,91 @@ def test_a_cut_short_sequence_of_a_case_is_refused(tmp_path: Path, make_config) 
     datastore = TumorDatastore(str(folder), make_config(sequences=SEQUENCES, modality="mr"), auto_reload=False)
     datastore.check_complete("case1")
 
+    write_sequences(str(folder), "case2", seed=2, sequences=("t2f", "t1c", "t1n", "t2w"), layout="/")
+    datastore.refresh()
+    assert sorted(datastore.get_unlabeled_images()) == ["case1", "case2"]
+
     _cut_short(case.image_path.replace("-t2f", "-t1n"))  # not the first sequence, which Slicer shows
     with pytest.raises(InvalidUploadError, match="case1-t1n.nii.gz"):
         datastore.check_complete("case1")
+    # Next Sample leaves the case out, as it does one whose first file is damaged (it picked case1 again and
+    # again, and answered 409 "every unlabelled image is damaged"), until the file is replaced.
+    assert datastore.get_unlabeled_images() == ["case2"]
+    replaced = case.image_path.replace("-t2f", "-t1n")
+    Path(replaced).write_bytes((folder / "case2" / "t1n.nii.gz").read_bytes())
+    assert sorted(datastore.get_unlabeled_images()) == ["case1", "case2"]
+
+
+def test_deleting_a_case_of_links_removes_the_links_never_the_archive(tmp_path: Path, make_config) -> None:
+    """A studies folder of links into an archive (files, a case's sequences, a case folder): DELETE removed the
+    links' targets, the archive's own files, and left dangling links listed."""
+    archive, studies = tmp_path / "archive", tmp_path / "studies"
+    names = ("t2f", "t1c")
+    flat = write_sequences(str(archive / "flat"), "Q", seed=1, sequences=names, label_folder=str(archive / "masks"))
+    write_sequences(str(archive / "folders"), "V", seed=2, sequences=names, layout="/")
+    final = studies / "labels" / "final"
+    final.mkdir(parents=True)
+    for sequence in names:
+        (studies / f"Q-{sequence}.nii.gz").symlink_to(archive / "flat" / f"Q-{sequence}.nii.gz")
+    (studies / "V").symlink_to(archive / "folders" / "V", target_is_directory=True)
+    (final / "Q.nii.gz").symlink_to(flat.label_path)
+    before = snapshot(archive)
+    datastore = TumorDatastore(str(studies), make_config(sequences="t2f,t1c", modality="mr"), auto_reload=False)
+    assert sorted(datastore.list_images()) == ["Q", "V"] and datastore.get_label_uri("Q", DefaultLabelTag.FINAL)
+
+    datastore.remove_image("Q")
+    datastore.remove_image("V")
+
+    assert snapshot(archive) == before and os.path.isdir(archive / "folders" / "V")
+    assert sorted(os.listdir(studies)) == [".lock", "datastore_v2.json", "labels"] and os.listdir(final) == []
+    assert datastore.list_images() == []
+
+
+def test_a_new_label_over_a_linked_one_is_written_in_the_studies_folder(tmp_path: Path, config: AppConfig) -> None:
+    """Submitting over a label that links into an archive wrote the new label over the archive's file."""
+    archive, studies = tmp_path / "archive", tmp_path / "studies"
+    case = write_case(str(archive), "case0", seed=0, label_folder=str(archive / "masks"))
+    (studies / "labels" / "final").mkdir(parents=True)
+    (studies / "case0.nii.gz").symlink_to(case.image_path)
+    (studies / "labels" / "final" / "case0.nii.gz").symlink_to(case.label_path)
+    before = snapshot(archive)
+    datastore = TumorDatastore(str(studies), config, auto_reload=False)
+    new = label_file(np.zeros_like(case.label), case.image_path, tmp_path / "empty.nii.gz")
+
+    datastore.save_label("case0", new, DefaultLabelTag.FINAL, {})
+
+    assert snapshot(archive) == before
+    stored = studies / "labels" / "final" / "case0.nii.gz"
+    assert not stored.is_symlink() and not sitk.GetArrayFromImage(sitk.ReadImage(str(stored))).any()
+    kept = list((studies / "labels" / "final" / ".replaced").iterdir())
+    assert len(kept) == 1 and kept[0].read_bytes() == Path(case.label_path).read_bytes()
+    datastore.remove_label("case0", DefaultLabelTag.FINAL)
+    assert snapshot(archive) == before and not stored.exists()
+
+
+def test_a_file_named_as_a_sequence_is_not_read_as_a_case_of_the_studies_folder(
+    tmp_path: Path, make_config, caplog
+) -> None:
+    """``studies/t2f.nii.gz`` read as the first sequence of a case whose folder is the studies folder: its other
+    sequences were other cases' files (``t1c.nii.gz``, uploaded under id t1c), and deleting it deleted them."""
+    folder = tmp_path / "studies"
+    stacked = write_case(str(tmp_path / "uploads"), "stack", seed=1, channels=2, modality="mr")
+    write_sequences(str(folder), "case1", seed=2, sequences=("t2f", "t1c"))
+    folder.joinpath("t2f.nii.gz").write_bytes(Path(stacked.image_path).read_bytes())
+    folder.joinpath("t1c.nii.gz").write_bytes(Path(stacked.image_path).read_bytes())
+    config = make_config(sequences="t2f,t1c", modality="mr")
+
+    datastore = TumorDatastore(str(folder), config, auto_reload=False)
+
+    assert datastore.list_images() == ["case1"]
+    assert "t2f.nii.gz in the studies folder is named as a sequence: it is not listed" in caplog.text
+    for image_id in ("t2f", "t1c"):
+        with pytest.raises(HTTPException) as refused:
+            datastore.add_image(image_id, stacked.image_path, {})
+        assert refused.value.status_code == 422 and "is a sequence's name" in refused.value.detail
+    datastore.add_image("stack", stacked.image_path, {})
+    datastore.remove_image("stack")
+    assert (folder / "t1c.nii.gz").exists() and (folder / "case1-t1c.nii.gz").exists()
 
 
 def test_a_label_saved_without_info_is_stored_with_the_apps_names(studies: Path, config: AppConfig, tmp_path) -> None:
