@@ -360,6 +360,15 @@ class TumorDatastore(LocalDatastore):
                     raise
                 self._complete[file] = version
 
+    def get_image_info(self, image_id: str) -> dict[str, Any]:
+        """The image's info; its ``name`` (the file name 3D Slicer downloads the image to, Next Sample's reply) is
+        flat: a case stored as a folder of sequences is ``<case>-<seq>.nii.gz``, not ``<case>/<seq>.nii.gz``, which
+        the module cannot write into its download folder."""
+        info = super().get_image_info(image_id)
+        if isinstance(info.get("name"), str):
+            info["name"] = info["name"].replace("/", "-")
+        return info
+
     def get_unlabeled_images(self, label_tag: str | None = None, labels: list[str] | None = None) -> list[str]:
         """Unlabelled images, less those found damaged (:meth:`check_complete`) and not changed since: Next Sample
         does not offer them again."""

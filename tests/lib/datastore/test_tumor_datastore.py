@@ -245,6 +245,9 @@ def test_multi_sequence_cases_are_one_image_each(tmp_path: Path, make_config, ca
     assert datastore.get_image_uri("BraTS2021_01646") == os.path.realpath(under.image_path)
     assert datastore.get_image_uri("case3") == os.path.realpath(nested.image_path)
     assert "case incomplete lacks sequence(s) t1n, t2w" in caplog.text
+    # The name 3D Slicer downloads an image to (Next Sample's reply) is a file name, never a path.
+    assert datastore.get_image_info("case3")["name"] == "case3-t2f.nii.gz"
+    assert datastore.get_image_info("BraTS2021_01646")["name"] == "BraTS2021_01646_t2f.nii.gz"
 
     # A label lies on the first sequence's grid and is listed after a restart.
     label = label_file(dash.label, dash.image_path, tmp_path / "label.nii.gz")
