@@ -21,6 +21,7 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 
 from lib.atomic import atomic_write
 from lib.config import AppConfig
+from lib.datastore.case_folders import CaseFolderEvents
 from lib.datastore.names import InvalidNameError, check_name, check_tag
 from lib.datastore.validation import InvalidUploadError, app_label, check_file, check_image, image_geometry
 from lib.transforms.formats import VOLUME_SUFFIXES
@@ -115,6 +116,9 @@ class TumorDatastore(LocalDatastore):
         handler = getattr(self, "_handler", None)  # the folder watcher (auto_reload)
         if handler is not None:
             handler.on_moved = self._on_moved_event  # the datastore file is replaced by a rename, not modified
+            if app_config.sequences:
+                folders = CaseFolderEvents(self._datastore.image_path(), self._on_any_event, LABELS_FOLDER)
+                self._observer.schedule(folders, path=self._datastore_path, recursive=True)
 
     @property
     def folder(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -534,6 +535,38 @@ def test_info_written_by_another_process_is_seen(studies: Path, config: AppConfi
         while server.get_image_info("case0").get("epistemic_entropy") != 0.25 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert server.get_image_info("case0").get("epistemic_entropy") == 0.25
+    finally:
+        server._observer.stop()
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+def test_case_folders_added_renamed_or_removed_while_watched_are_seen(tmp_path: Path, make_config) -> None:
+    """MONAI Label's watcher matched only the studies folder's own files: a case folder copied in stayed unlisted,
+    and one renamed or moved away stayed listed (its requests failed), until some other file changed."""
+    folder, elsewhere = tmp_path / "studies", tmp_path / "elsewhere"
+    names = ("t2f", "t1c")
+    write_sequences(str(folder), "case1", seed=1, sequences=names, layout="/")
+    write_sequences(str(elsewhere), "new", seed=2, sequences=names, layout="/")
+    write_sequences(str(elsewhere), "moved", seed=3, sequences=names, layout="/")
+    server = TumorDatastore(str(folder), make_config(sequences="t2f,t1c", modality="mr"), auto_reload=True)
+    try:
+        assert server.list_images() == ["case1"]
+        shutil.copytree(elsewhere / "new", folder / "new")  # copied in: a folder, then its files
+        assert _wait_for(lambda: sorted(server.list_images()) == ["case1", "new"])
+        os.rename(elsewhere / "moved", folder / "moved")  # moved in whole
+        assert _wait_for(lambda: sorted(server.list_images()) == ["case1", "moved", "new"])
+        os.rename(folder / "case1", folder / "case9")  # renamed
+        assert _wait_for(lambda: sorted(server.list_images()) == ["case9", "moved", "new"])
+        os.rename(folder / "new", elsewhere / "gone")  # moved away whole
+        assert _wait_for(lambda: sorted(server.list_images()) == ["case9", "moved"])
+        os.rename(folder / "moved" / "t2f.nii.gz", elsewhere / "t2f.nii.gz")  # its first sequence removed
+        assert _wait_for(lambda: server.list_images() == ["case9"])
     finally:
         server._observer.stop()
 
