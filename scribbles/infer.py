@@ -23,6 +23,7 @@ from lib.datastore.validation import segment_values
 from lib.infers.errors import InteractionError
 from lib.transforms.formats import VOLUME_SUFFIXES
 from lib.transforms.geometry import Geometry
+from lib.transforms.sequences import case_version
 from lib.transforms.volume_io import read_case, read_volume, write_label
 from scribbles.clicks import ClickResult, segment_clicks
 from scribbles.graphcut import CLICK_PARAMS, SCRIBBLE_PARAMS, GraphCutParams, refine, roi_mask
@@ -62,7 +63,7 @@ class _Interactive(InferTask):
         super().__init__(type=infer_type, labels=list(labels), dimension=3, description=description, config={})
         self.params = params
         self.sequences = tuple(sequences)  # a multi-sequence case is read whole (all its sequences)
-        self._images: OrderedDict[tuple[str, int], tuple[np.ndarray, Geometry]] = OrderedDict()
+        self._images: OrderedDict[tuple, tuple[np.ndarray, Geometry]] = OrderedDict()
         self._images_lock = threading.Lock()
 
     def is_valid(self) -> bool:
@@ -71,7 +72,7 @@ class _Interactive(InferTask):
     def _image(self, request: dict[str, Any]) -> tuple[np.ndarray, Geometry]:
         """The image as float32 (C, I, J, K); the last few are kept, as an annotator sends many requests per image."""
         path = str(request["image"])
-        key = (path, os.stat(path).st_mtime_ns)
+        key = case_version(path, self.sequences)
         with self._images_lock:
             cached = self._images.get(key)
         if cached is None:

@@ -55,7 +55,7 @@ def sequence_files(path: str, sequences: Sequence[str]) -> list[str]:
     if split is None:
         raise MissingSequenceError(f"{os.path.basename(path)} is not named <case>-{sequences[0]}.<ext>")
     prefix, separator = split
-    files, missing = [path], []
+    files, missing = ([path], []) if os.path.isfile(path) else ([], [sequences[0]])
     for sequence in sequences[1:]:
         found = sequence_file(prefix, separator, sequence)
         if found:
@@ -66,3 +66,22 @@ def sequence_files(path: str, sequences: Sequence[str]) -> list[str]:
         case = os.path.basename(prefix)
         raise MissingSequenceError(f"case {case} lacks sequence(s) {', '.join(missing)} (needs {', '.join(sequences)})")
     return files
+
+
+def case_version(path: str, sequences: Sequence[str]) -> tuple[tuple[str, int, int] | tuple[str, None, None], ...]:
+    """What a case's content is now: each of its files' path, modification time and size (None when the file is
+    missing), the first sequence's and, for a multi-sequence case, every other's. A cache keyed on it is not
+    served after any sequence is replaced, added or removed."""
+    split = split_sequence_name(path, sequences[0]) if sequences else None
+    files = [path]
+    if split is not None:
+        files += [sequence_file(*split, sequence) or f"{split[0]}{split[1]}{sequence}" for sequence in sequences[1:]]
+    version: list[tuple[str, int, int] | tuple[str, None, None]] = []
+    for file in files:
+        try:
+            status = os.stat(file)
+        except OSError:
+            version.append((file, None, None))
+        else:
+            version.append((file, status.st_mtime_ns, status.st_size))
+    return tuple(version)

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from lib.transforms.volume_io import VolumeReadError
 from scribbles import ClickToolInfer, InteractionError, ScribblesInfer
-from tests.synthetic import write_case
+from tests.synthetic import write_case, write_sequences
 
 
 def test_images_are_read_once_until_the_file_changes(tmp_path) -> None:
@@ -28,6 +29,29 @@ def test_images_are_read_once_until_the_file_changes(tmp_path) -> None:
         other = write_case(str(tmp_path), f"other{i}", seed=i, label_folder=str(tmp_path / "labels"))
         task._image({"image": other.image_path})
     assert task._image({"image": case.image_path})[0] is not reloaded
+
+
+def test_a_multi_sequence_image_is_read_again_when_any_sequence_changes(tmp_path) -> None:
+    """The cache was keyed on the first sequence's file alone: with another sequence replaced or removed,
+    scribbles and clicks went on serving the case as it was (auto segmentation answered 422)."""
+    names = ("t2f", "t1c")
+    case = write_sequences(str(tmp_path), "case", seed=1, sequences=names)
+    other = write_sequences(str(tmp_path / "other"), "other", seed=2, sequences=names)
+    task = ClickToolInfer(["tumor"], sequences=names)
+    first, _ = task._image({"image": case.image_path})
+    assert task._image({"image": case.image_path})[0] is first
+
+    second = case.image_path.replace("-t2f", "-t1c")
+    os.replace(other.image_path.replace("-t2f", "-t1c"), second)  # another t1c put in its place
+    replaced, _ = task._image({"image": case.image_path})
+    assert np.array_equal(replaced[0], first[0]) and not np.array_equal(replaced[1], first[1])
+
+    os.remove(second)
+    with pytest.raises(VolumeReadError, match="case case lacks sequence"):
+        task._image({"image": case.image_path})
+    os.remove(case.image_path)
+    with pytest.raises(VolumeReadError, match=r"lacks sequence\(s\) t2f, t1c"):  # the first named too
+        task._image({"image": case.image_path})
 
 
 def test_a_scribble_volume_of_several_channels_is_refused(tmp_path) -> None:

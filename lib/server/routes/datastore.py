@@ -144,7 +144,11 @@ def datastore_routes(instance: MONAILabelApp) -> APIRouter:
                 raise HTTPException(422, f"check_sum: algorithm {shown(algorithm)} is not one of {accepted}")
             if not digest:
                 raise HTTPException(422, "check_sum holds no digest: send [ALGORITHM:]hexadecimal digest")
-            if digest.lower() != file_digest(store.get_image_uri(image), algorithm):
+            try:
+                held = file_digest(store.get_image_uri(image), algorithm)
+            except FileNotFoundError:
+                raise HTTPException(404, f"image {image!r} has gone from the studies folder") from None
+            if digest.lower() != held:
                 raise HTTPException(404, f"image {image!r} does not hold those bytes (checksum differs)")
         return Response(status_code=200)
 

@@ -30,7 +30,10 @@ def studies(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def client(studies: Path, config: AppConfig) -> TestClient:
-    store = TumorDatastore(str(studies), config)
+    return client_of(TumorDatastore(str(studies), config))
+
+
+def client_of(store: TumorDatastore) -> TestClient:
     api = FastAPI()
     api.include_router(datastore_routes(SimpleNamespace(datastore=lambda: store)))
 
@@ -52,6 +55,14 @@ def test_head_says_whether_the_image_exists_and_holds_those_bytes(client: TestCl
     assert client.head(f"/datastore/image?image=case0&check_sum=md5:{md5}").status_code == 200
     assert client.head(f"/datastore/image?image=case0&check_sum=SHA256:{'0' * 64}").status_code == 404
     assert client.head("/datastore/image?image=nope").status_code == 404
+
+
+def test_head_on_an_image_gone_from_the_folder_is_a_404(studies: Path, config: AppConfig) -> None:
+    # Removed before the folder watcher has seen it go: the digest read the missing file, a 500.
+    client = client_of(TumorDatastore(str(studies), config, auto_reload=False))
+    (studies / "case0.nii.gz").unlink()
+    reply = client.head(f"/datastore/image?image=case0&check_sum={'0' * 64}")
+    assert reply.status_code == 404
 
 
 @pytest.mark.parametrize("check_sum", ["sha1:abc", "FOO:bar", ":", "::::"])
