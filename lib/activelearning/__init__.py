@@ -3,7 +3,8 @@
 from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.tasks.activelearning.epistemic import Epistemic
 from monailabel.tasks.activelearning.first import First
-from monailabel.tasks.activelearning.random import Random
+
+from lib.activelearning.random import RandomLeastRecent
 
 
 def strategies() -> dict[str, Strategy]:
@@ -12,4 +13,4 @@ def strategies() -> dict[str, Strategy]:
     ``epistemic`` ranks unlabelled images by the score :class:`lib.scoring.EpistemicScoring` stores; before any
     model is trained every score is 0 and it serves the least recently served image.
     """
-    return {"epistemic": Epistemic(), "random": Random(), "first": First()}
+    return {"epistemic": Epistemic(), "random": RandomLeastRecent(), "first": First()}
