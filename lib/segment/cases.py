@@ -8,14 +8,16 @@ that a worker process, on this machine or on a Dask cluster, can segment on its 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from dicomweb_client.api import DICOMwebClient
 from dicomweb_client.session_utils import create_session_from_user_pass
 from pydicom import Dataset
 
+from lib.datastore.tumor_datastore import case_files
 from lib.transforms.formats import volume_suffix_of
+from lib.transforms.sequences import split_sequence_name
 
 LABEL_SUFFIX = ".nii.gz"
 PAGE = 100  # series per QIDO-RS request
@@ -53,9 +55,17 @@ def dicomweb_client(url: str) -> DICOMwebClient:
     return DICOMwebClient(url=url, session=session)
 
 
-def _folder_tasks(folder: str, output: str) -> Iterator[CaseTask]:
+def _folder_tasks(folder: str, output: str, sequences: Sequence[str] = ()) -> Iterator[CaseTask]:
     if not os.path.isdir(folder):
         raise ValueError(f"--input {folder!r} is neither a folder nor a DICOMweb URL (http://...)")
+    if sequences:  # one task per case, whose image is its first sequence, as the server lists a studies folder
+        with os.scandir(folder) as entries:
+            files = [e.name for e in entries if volume_suffix_of(e.name) is not None and e.is_file()]
+        for name in case_files(folder, files, sequences):
+            split = split_sequence_name(name, sequences[0])
+            case = split[0] if split else name[: -len(str(volume_suffix_of(name)))]
+            yield CaseTask(name, image=os.path.join(folder, name), output=os.path.join(output, case + LABEL_SUFFIX))
+        return
     with os.scandir(folder) as entries:
         for entry in entries:
             suffix = volume_suffix_of(entry.name)
@@ -64,15 +74,17 @@ def _folder_tasks(folder: str, output: str) -> Iterator[CaseTask]:
                 yield CaseTask(entry.name, image=entry.path, output=label)
 
 
-def folder_cases(folder: str, output: str) -> Iterator[CaseTask]:
-    """Every volume file directly in ``folder`` whose label is not yet in ``output`` (finished cases are skipped)."""
-    return (task for task in _folder_tasks(folder, output) if not os.path.exists(str(task.output)))
+def folder_cases(folder: str, output: str, sequences: Sequence[str] = ()) -> Iterator[CaseTask]:
+    """Every case of ``folder`` whose label is not yet in ``output`` (finished cases are skipped): each volume file
+    directly in it, or with ``sequences`` each case as the server lists a multi-sequence studies folder (flat
+    ``<case>-<seq>`` files, ``<case>/<seq>`` folders, stacked files), labelled ``<case>.nii.gz``."""
+    return (task for task in _folder_tasks(folder, output, sequences) if not os.path.exists(str(task.output)))
 
 
-def count_folder_cases(folder: str, output: str) -> tuple[int, int]:
-    """How many volume files ``folder`` holds, and how many of them have their label already (names only)."""
+def count_folder_cases(folder: str, output: str, sequences: Sequence[str] = ()) -> tuple[int, int]:
+    """How many cases ``folder`` holds, and how many of them have their label already (names only)."""
     total = finished = 0
-    for task in _folder_tasks(folder, output):
+    for task in _folder_tasks(folder, output, sequences):
         total += 1
         finished += os.path.exists(str(task.output))
     return total, finished

@@ -104,8 +104,9 @@ def run_batch(
         tasks: Iterable[CaseTask] = pacs_cases(source, infer.app_config.plan.modality, finished)
         total, initial = None, 0  # a PACS is listed page by page: its size is not known in advance
     else:
-        total, initial = count_folder_cases(source, output)
-        tasks = folder_cases(source, output)
+        sequences = infer.app_config.sequences
+        total, initial = count_folder_cases(source, output, sequences)
+        tasks = folder_cases(source, output, sequences)
     counts = {DONE: 0, EMPTY: 0, FAILED: 0}
     client = cluster = None
     if scheduler or workers:

@@ -22,6 +22,7 @@ from lib.segment.work import DONE, EMPTY, FAILED
 from lib.transforms.volume_io import read_volume
 from tests.lib.conftest import TINY
 from tests.support.server import ROOT
+from tests.synthetic import write_case, write_sequences
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -68,6 +69,34 @@ def test_every_image_gets_the_servers_label_on_its_own_grid(trained, archive: Pa
     for case, entry in entries.items():
         voxels = int(np.count_nonzero(read_volume(str(output / case))[0]))
         assert entry["voxels"] == voxels and entry["status"] == (DONE if voxels else EMPTY)
+
+
+def test_multi_sequence_cases_are_segmented_whole_under_their_case_names(
+    make_config, publish_weights, tmp_path
+) -> None:
+    """With --conf sequences each case is one task labelled <case>.nii.gz, as the server lists a studies folder; it
+    took every file for an image of its own (3 of 4 failed on their channel count) and never saw case folders."""
+    names = ("t2f", "t1c")
+    archive = tmp_path / "archive"
+    flat = write_sequences(str(archive), "H", seed=1, sequences=names)
+    nested = write_sequences(str(archive), "N", seed=2, sequences=names, layout="/")
+    write_case(str(archive), "S", seed=3, channels=2, modality="mr", label_folder=str(tmp_path / "truth"))
+    config: AppConfig = make_config(checkpoint="none", sequences="t2f,t1c", modality="mr")
+    publish_weights(config)
+    conf = {**TINY, "checkpoint": "none", "model_dir": config.model_dir, "sequences": "t2f,t1c", "modality": "mr"}
+    output = tmp_path / "labels"
+
+    counts = run_batch(str(archive), str(output), conf)
+
+    assert counts[FAILED] == 0 and counts[DONE] + counts[EMPTY] == 3
+    assert sorted(os.listdir(output)) == sorted(["H.nii.gz", "N.nii.gz", "S.nii.gz", JOURNAL])
+    infer = SegmentationInfer(config)
+    for case, image in (("H", flat.image_path), ("N", nested.image_path)):
+        expected, _ = infer({"image": image, "result_extension": ".nii.gz"})
+        written = sitk.GetArrayFromImage(sitk.ReadImage(str(output / f"{case}.nii.gz")))
+        assert np.array_equal(written, sitk.GetArrayFromImage(sitk.ReadImage(expected)))
+        os.remove(expected)
+    assert {e["case"] for e in journal(output)} == {"H-t2f.nii.gz", "N/t2f.nii.gz", "S.nii.gz"}
 
 
 def test_a_second_run_resumes_where_the_first_ended(trained, archive: Path, tmp_path: Path) -> None:
