@@ -80,6 +80,38 @@ def case_files(folder: str, files: Iterable[str], sequences: Sequence[str]) -> l
     return cases
 
 
+def unlisted_files(folder: str, files: Iterable[str], sequences: Sequence[str]) -> dict[str, str]:
+    """What in ``folder`` looks like a case but is not listed by :func:`case_files`, and why: a file named as a
+    sequence alone, sequence files of a case without its first sequence, a folder without it."""
+    first, needs = sequences[0], ", ".join(sequences)
+    why: dict[str, str] = {}
+    for name in sorted(files):
+        if named_as_sequence(name, sequences):
+            why[name] = (
+                f"{name} in the studies folder is named as a sequence: it is not listed (put a case's sequences in "
+                f"its own folder, <case>/{name}, or name the file <case>-{name})"
+            )
+            continue
+        for sequence in sequences[1:]:
+            split = split_sequence_name(name, sequence)
+            if split is not None and sequence_file(os.path.join(folder, split[0]), split[1], first) is None:
+                why.setdefault(
+                    split[0], f"case {split[0]} has no {first} file (needs {needs}): not listed until it is added"
+                )
+    for entry in sorted(os.listdir(folder)):
+        path = os.path.join(folder, entry)
+        if entry.startswith(".") or entry == LABELS_FOLDER or not os.path.isdir(path):
+            continue
+        if not any(os.path.isfile(os.path.join(path, first + s)) for s in VOLUME_SUFFIXES):
+            held = sorted(f for f in os.listdir(path) if f.lower().endswith(VOLUME_SUFFIXES))
+            if held:
+                why[f"{entry}/"] = (
+                    f"folder {entry} holds no {first} file ({', '.join(held[:4])}; a case folder holds "
+                    f"{first}.nii.gz, ... for the sequences {needs}): not listed"
+                )
+    return why
+
+
 VOLUME_EXTENSIONS = [f"*{suffix}" for suffix in VOLUME_SUFFIXES]  # image files the datastore lists
 LABELS_FOLDER = "labels"  # MONAI Label's labels folder inside the studies folder
 REPLACED_FOLDER = ".replaced"  # images replaced by an upload, kept (hidden: the datastore does not list it)
@@ -233,6 +265,12 @@ class TumorDatastore(LocalDatastore):
         _, extension = self._to_id(os.path.basename(image_filename))
         if existing is not None and existing.image.ext != extension:
             # Both files would stay in the studies folder under one id.
+            if existing.image.ext.lower() not in VOLUME_SUFFIXES:  # a case of sequence files (<id>-t2f.nii.gz)
+                raise HTTPException(
+                    409,
+                    f"image {image_id!r} is a case of separate sequence files ({image_id}{existing.image.ext}, ...): "
+                    "an upload cannot replace it; upload under another id, or delete the case first (admin)",
+                )
             raise HTTPException(
                 409, f"image {image_id!r} exists as a {existing.image.ext} file: replace it with a {existing.image.ext}"
             )
@@ -404,16 +442,10 @@ class TumorDatastore(LocalDatastore):
         if not self.app_config.sequences or os.path.realpath(path) != os.path.realpath(self._datastore.image_path()):
             return listed
         sequences = self.app_config.sequences
-        for name in listed:
-            if named_as_sequence(name, sequences) and os.path.join(path, name) not in self._reported:
+        for name, why in unlisted_files(path, listed, sequences).items():
+            if os.path.join(path, name) not in self._reported:
                 self._reported.add(os.path.join(path, name))
-                logger.warning(
-                    "%s in the studies folder is named as a sequence: it is not listed (put a case's sequences in "
-                    "its own folder, <case>/%s, or name the file <case>-%s)",
-                    name,
-                    name,
-                    name,
-                )
+                logger.warning("%s", why)
         cases = case_files(path, listed, sequences)
         for name in cases:
             self._report_incomplete(os.path.join(path, name))

@@ -272,12 +272,39 @@ def test_multi_sequence_cases_are_one_image_each(tmp_path: Path, make_config, ca
             datastore.add_image(image_id, str(stacked), {})
         assert refused.value.status_code == 422 and "sequence of case" in refused.value.detail
     assert Path(folder / "BraTS-GLI-00001-000-t2w.nii.gz").read_bytes() == before
+    # A stacked upload under a case of sequence files would sit beside them under one id (the message told the
+    # client to "replace it with a /t2f.nii.gz", which no upload can).
+    for image_id in ("case3", "BraTS2021_01646"):
+        with pytest.raises(HTTPException) as refused:
+            datastore.add_image(image_id, str(stacked), {})
+        assert refused.value.status_code == 409 and "is a case of separate sequence files" in refused.value.detail
+    assert not (folder / "case3.nii.gz").exists() and not (folder / "BraTS2021_01646.nii.gz").exists()
 
     # Deleting a case removes all its sequences: left behind, they would join a new case of the same name.
     datastore.remove_image("BraTS-GLI-00001-000")
     datastore.remove_image("case3")
     assert not list(folder.glob("BraTS-GLI-00001-000*")) and not (folder / "case3").exists()
     assert (folder / "BraTS2021_01646_t2w.nii.gz").exists()  # the other cases are untouched
+
+
+def test_cases_without_their_first_sequence_are_named_in_the_log(tmp_path: Path, make_config, caplog) -> None:
+    """Not listed (annotators label the first sequence), but no longer silently: the log says which and why."""
+    folder = tmp_path / "studies"
+    names = ("t2f", "t1c", "t1n")
+    write_sequences(str(folder), "whole", seed=1, sequences=names)
+    write_sequences(str(folder), "headless", seed=2, sequences=names[1:], layout="_")  # no headless_t2f
+    write_sequences(str(folder), "brats", seed=3, sequences=("brats-t2f", "brats-t1c"), layout="/")  # BraTS's own
+    (folder / "notes").mkdir()  # a folder of no volumes is not a case
+    config = make_config(sequences="t2f,t1c,t1n", modality="mr")
+
+    datastore = TumorDatastore(str(folder), config, auto_reload=False)
+    datastore.refresh()
+
+    assert datastore.list_images() == ["whole"]
+    assert "case headless has no t2f file (needs t2f, t1c, t1n): not listed until it is added" in caplog.text
+    assert "folder brats holds no t2f file (brats-t1c.nii.gz, brats-t2f.nii.gz;" in caplog.text
+    assert "notes" not in caplog.text
+    assert caplog.text.count("case headless has no t2f file") == 1  # once, however often the folder is listed
 
 
 def test_a_studies_folder_of_links_keeps_each_cases_name(tmp_path: Path, config: AppConfig) -> None:
