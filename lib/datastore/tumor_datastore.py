@@ -439,17 +439,39 @@ class TumorDatastore(LocalDatastore):
         """Volume files of a folder; for the images of a multi-sequence app, one file per case (see
         :meth:`case_files`)."""
         listed = super()._list_files(path, patterns)
-        if not self.app_config.sequences or os.path.realpath(path) != os.path.realpath(self._datastore.image_path()):
+        if os.path.realpath(path) != os.path.realpath(self._datastore.image_path()):
             return listed
         sequences = self.app_config.sequences
-        for name, why in unlisted_files(path, listed, sequences).items():
-            if os.path.join(path, name) not in self._reported:
-                self._reported.add(os.path.join(path, name))
-                logger.warning("%s", why)
-        cases = case_files(path, listed, sequences)
-        for name in cases:
-            self._report_incomplete(os.path.join(path, name))
-        return {name: name for name in cases}
+        if sequences:
+            for name, why in unlisted_files(path, listed, sequences).items():
+                self._warn_once(os.path.join(path, name), why)
+            listed = {name: name for name in case_files(path, listed, sequences)}
+            for name in listed:
+                self._report_incomplete(os.path.join(path, name))
+        return self._one_file_per_id(path, listed)
+
+    def _one_file_per_id(self, path: str, listed: dict[str, str]) -> dict[str, str]:
+        """The image files, one per id: of two files with one id (``P.nii.gz`` and ``P.nrrd``, or ``P.nii.gz`` and
+        a case folder ``P/``) MONAI Label served one or the other, whichever the folder listed last. The one already
+        listed stays (else the first by name), and the log names the other."""
+        kept: dict[str, str] = {}
+        for name in sorted(listed, key=lambda n: (self._to_id(n)[1] != self._known_ext(self._to_id(n)[0]), n)):
+            image_id = self._to_id(name)[0]
+            if image_id in kept:
+                why = f"{name} in the studies folder has the id {image_id!r} of {kept[image_id]}: it is not listed"
+                self._warn_once(os.path.join(path, name), f"{why} (rename one of them)")
+                continue
+            kept[image_id] = name
+        return {name: listed[name] for name in kept.values()}
+
+    def _known_ext(self, image_id: str) -> str | None:
+        obj = self._datastore.objects.get(image_id)
+        return obj.image.ext if obj is not None else None
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._reported:
+            self._reported.add(key)
+            logger.warning("%s", message)
 
     def _report_incomplete(self, path: str) -> None:
         """Log, once per file, a case that lacks sequences: it is listed, and refused (422) when used."""

@@ -21,7 +21,7 @@ from fastapi import HTTPException
 from monailabel.interfaces.datastore import DefaultLabelTag
 
 from lib.config import AppConfig
-from lib.datastore import TumorDatastore, tumor_datastore
+from lib.datastore import VOLUME_EXTENSIONS, TumorDatastore, tumor_datastore
 from lib.datastore.validation import InvalidUploadError
 from lib.transforms.volume_io import read_volume
 from tests.synthetic import SyntheticCase, write_case, write_sequences
@@ -305,6 +305,39 @@ def test_cases_without_their_first_sequence_are_named_in_the_log(tmp_path: Path,
     assert "folder brats holds no t2f file (brats-t1c.nii.gz, brats-t2f.nii.gz;" in caplog.text
     assert "notes" not in caplog.text
     assert caplog.text.count("case headless has no t2f file") == 1  # once, however often the folder is listed
+
+
+def test_two_files_of_one_id_list_one_and_name_the_other(tmp_path: Path, config: AppConfig, caplog) -> None:
+    """``P.nii.gz`` and ``P.nrrd``: MONAI Label listed whichever the folder gave last (the served file could change
+    between restarts) and said nothing."""
+    folder = tmp_path / "studies"
+    write_case(str(folder), "P", seed=1, label_folder=str(tmp_path / "labels"))
+    sitk.WriteImage(sitk.ReadImage(str(folder / "P.nii.gz")), str(folder / "P.nrrd"))
+
+    datastore = TumorDatastore(str(folder), config, auto_reload=False, extensions=VOLUME_EXTENSIONS)
+
+    assert datastore.list_images() == ["P"] and datastore.get_image_uri("P").endswith("P.nii.gz")
+    assert "P.nrrd in the studies folder has the id 'P' of P.nii.gz: it is not listed" in caplog.text
+    (folder / "Q.nrrd").write_bytes((folder / "P.nrrd").read_bytes())
+    (folder / "Q.nii.gz").write_bytes((folder / "P.nii.gz").read_bytes())
+    datastore.refresh()
+    assert datastore.get_image_uri("P").endswith("P.nii.gz")  # the one listed stays
+    assert "Q.nrrd in the studies folder has the id 'Q' of Q.nii.gz" in caplog.text
+    for name in ("P.nii.gz", "Q.nii.gz"):
+        (folder / name).unlink()
+    datastore.refresh()
+    assert sorted(datastore.list_images()) == ["P", "Q"] and datastore.get_image_uri("P").endswith("P.nrrd")
+
+
+def test_a_stacked_file_and_a_case_folder_of_one_id_list_one(tmp_path: Path, make_config, caplog) -> None:
+    folder = tmp_path / "studies"
+    write_sequences(str(folder), "P", seed=1, sequences=("t2f", "t1c"), layout="/")
+    write_case(str(folder), "P", seed=2, channels=2, modality="mr", label_folder=str(tmp_path / "labels"))
+
+    datastore = TumorDatastore(str(folder), make_config(sequences="t2f,t1c", modality="mr"), auto_reload=False)
+
+    assert datastore.list_images() == ["P"]
+    assert "has the id 'P' of" in caplog.text and "it is not listed (rename one of them)" in caplog.text
 
 
 def test_a_studies_folder_of_links_keeps_each_cases_name(tmp_path: Path, config: AppConfig) -> None:
