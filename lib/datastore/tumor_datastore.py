@@ -402,6 +402,15 @@ class TumorDatastore(LocalDatastore):
                     raise
                 self._complete[file] = version
 
+    def get_image_uri(self, image_id: str) -> str:
+        """The image's file as the studies folder lists it ("" for an unknown id). MONAI Label resolved links: a
+        case of links into an archive whose files are named otherwise (``L-t2f.nii.gz -> archive/L/flair.nii.gz``)
+        then lost its other sequences, which are found beside the listed first one."""
+        obj = self._datastore.objects.get(image_id)
+        if obj is None:
+            return ""
+        return os.path.abspath(os.path.join(self._datastore.image_path(), self._filename(image_id, obj.image.ext)))
+
     def get_image_info(self, image_id: str) -> dict[str, Any]:
         """The image's info; its ``name`` (the file name 3D Slicer downloads the image to, Next Sample's reply) is
         flat: a case stored as a folder of sequences is ``<case>-<seq>.nii.gz``, not ``<case>/<seq>.nii.gz``, which

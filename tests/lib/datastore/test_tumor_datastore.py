@@ -23,7 +23,7 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 from lib.config import AppConfig
 from lib.datastore import VOLUME_EXTENSIONS, TumorDatastore, tumor_datastore
 from lib.datastore.validation import InvalidUploadError
-from lib.transforms.volume_io import read_volume
+from lib.transforms.volume_io import read_case, read_volume
 from tests.synthetic import SyntheticCase, write_case, write_sequences
 
 CaseWriter = Callable[..., SyntheticCase]
@@ -716,6 +716,27 @@ def test_deleting_a_case_of_links_removes_the_links_never_the_archive(tmp_path: 
     assert snapshot(archive) == before and os.path.isdir(archive / "folders" / "V")
     assert sorted(os.listdir(studies)) == [".lock", "datastore_v2.json", "labels"] and os.listdir(final) == []
     assert datastore.list_images() == []
+
+
+def test_a_case_of_links_to_files_named_otherwise_is_read_whole(tmp_path: Path, make_config) -> None:
+    """``L-t2f.nii.gz -> archive/L/flair.nii.gz``: resolved, the first file had no sequences beside it, and the case
+    was read as one channel (422 for the model of 2) while training, through the listed paths, took it whole."""
+    archive, studies = tmp_path / "archive", tmp_path / "studies"
+    case = write_sequences(str(archive / "named"), "L", seed=1, sequences=("t2f", "t1c"))
+    (archive / "L").mkdir()
+    for sequence, own in (("t2f", "flair"), ("t1c", "t1ce")):
+        os.rename(archive / "named" / f"L-{sequence}.nii.gz", archive / "L" / f"{own}.nii.gz")
+        studies.mkdir(exist_ok=True)
+        (studies / f"L-{sequence}.nii.gz").symlink_to(archive / "L" / f"{own}.nii.gz")
+    datastore = TumorDatastore(str(studies), make_config(sequences="t2f,t1c", modality="mr"), auto_reload=False)
+
+    path = datastore.get_image_uri("L")
+
+    assert path == str(studies / "L-t2f.nii.gz")
+    datastore.check_complete("L")  # both sequences found and checked
+    image, _ = read_case(path, ("t2f", "t1c"))
+    assert image.shape[0] == 2 and np.allclose(image, case.image, atol=1e-3)
+    assert datastore.get_image_uri("unknown") == ""
 
 
 def test_a_new_label_over_a_linked_one_is_written_in_the_studies_folder(tmp_path: Path, config: AppConfig) -> None:
