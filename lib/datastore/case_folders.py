@@ -8,7 +8,7 @@ failed) until some other file changed.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
@@ -18,28 +18,30 @@ CHANGES = ("created", "deleted", "moved")
 
 
 class CaseFolderEvents(FileSystemEventHandler):
-    """Calls ``on_change`` for a folder created, removed or renamed in ``studies``, and for a volume file created,
-    removed or renamed in one of its folders; hidden entries (``.replaced``, temporary files) and the labels folder
-    are left to MONAI Label's watcher.
+    """Calls ``on_change`` for a case folder created, removed or renamed in ``studies`` (a link to one included,
+    which is reported as a file), and for a volume file created, removed or renamed in one of its folders; hidden
+    entries (``.replaced``, temporary files), the studies folder's own volume files and ``ignored`` (the labels
+    folder, the datastore file) are left to MONAI Label's watcher.
 
     Args:
         studies: the studies folder (its images folder).
         on_change: what to call (the datastore's refresh).
+        ignored: names in ``studies`` that are no case folder.
     """
 
-    def __init__(self, studies: str, on_change: Callable[[FileSystemEvent], None], labels_folder: str) -> None:
+    def __init__(self, studies: str, on_change: Callable[[FileSystemEvent], None], ignored: Iterable[str]) -> None:
         super().__init__()
         self.studies = os.path.abspath(studies)
         self.on_change = on_change
-        self.ignored = {".", "", labels_folder}
+        self.ignored = {".", "", *ignored}
 
     def _concerns(self, path: str | bytes, is_directory: bool) -> bool:
         path = os.path.abspath(os.fsdecode(path))
         relative = os.path.relpath(path, self.studies).split(os.sep)
         if relative[0].startswith(".") or relative[0] in self.ignored or relative[0] == "..":
             return False
-        if len(relative) == 1:
-            return is_directory  # a case folder itself (the folder's files are MONAI Label's watcher's)
+        if len(relative) == 1:  # a case folder itself, or a link to one; the folder's own files are MONAI Label's
+            return is_directory or not relative[0].lower().endswith(VOLUME_SUFFIXES)
         return len(relative) == 2 and not relative[1].startswith(".") and relative[1].lower().endswith(VOLUME_SUFFIXES)
 
     def on_any_event(self, event: FileSystemEvent) -> None:

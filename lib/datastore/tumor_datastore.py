@@ -103,7 +103,11 @@ def unlisted_files(folder: str, files: Iterable[str], sequences: Sequence[str]) 
         if entry.startswith(".") or entry == LABELS_FOLDER or not os.path.isdir(path):
             continue
         if not any(os.path.isfile(os.path.join(path, first + s)) for s in VOLUME_SUFFIXES):
-            held = sorted(f for f in os.listdir(path) if f.lower().endswith(VOLUME_SUFFIXES))
+            try:
+                held = sorted(f for f in os.listdir(path) if f.lower().endswith(VOLUME_SUFFIXES))
+            except OSError as e:  # lost+found at a disk's root, a dead network link: not a case, and no failure
+                why[f"{entry}/"] = f"folder {entry} cannot be read ({e.strerror}): not listed"
+                continue
             if held:
                 why[f"{entry}/"] = (
                     f"folder {entry} holds no {first} file ({', '.join(held[:4])}; a case folder holds "
@@ -149,7 +153,8 @@ class TumorDatastore(LocalDatastore):
         if handler is not None:
             handler.on_moved = self._on_moved_event  # the datastore file is replaced by a rename, not modified
             if app_config.sequences:
-                folders = CaseFolderEvents(self._datastore.image_path(), self._on_any_event, LABELS_FOLDER)
+                ignored = (LABELS_FOLDER, os.path.basename(self._datastore_config_path))
+                folders = CaseFolderEvents(self._datastore.image_path(), self._on_any_event, ignored)
                 self._observer.schedule(folders, path=self._datastore_path, recursive=True)
 
     @property
@@ -280,8 +285,7 @@ class TumorDatastore(LocalDatastore):
             check_image(image_filename, plan.channels, app_config.max_voxels, app_config.sequences, plan.spacing)
         except InvalidUploadError as e:
             raise HTTPException(422, f"image refused: {e}") from e
-        if existing is not None:
-            self._keep_aside(self._filename(image_id, extension))
+        self._keep_aside(self._filename(image_id, extension))  # also a file or link not listed yet
         return super().add_image(image_id, image_filename, image_info)
 
     def _keep_aside(self, name: str, folder: str | None = None) -> None:
@@ -289,6 +293,9 @@ class TumorDatastore(LocalDatastore):
         ``.replaced/`` (time-stamped; the datastore does not list it), so a replaced image or label loses nothing."""
         folder = folder or self._datastore.image_path()
         current = os.path.join(folder, name)
+        if os.path.islink(current) and not os.path.exists(current):
+            os.unlink(current)  # a link to nothing: written through, the upload would land where it points
+            return
         if not os.path.isfile(current):
             return
         os.makedirs(os.path.join(folder, REPLACED_FOLDER), exist_ok=True)
@@ -315,8 +322,12 @@ class TumorDatastore(LocalDatastore):
             image_path = self.get_image_uri(image_id)
             with checked_label(self.app_config, image_id, label_filename, image_path, label_info) as path:
                 existing = self._datastore.objects[image_id].labels.get(label_tag)
-                if existing is not None:  # two annotators on one image: the earlier label is kept, not lost
-                    self._keep_aside(self._filename(image_id, existing.ext), self._datastore.label_path(label_tag))
+                # Two annotators on one image: the earlier label is kept, not lost; so is a file or link in the
+                # new one's place that is not listed yet.
+                earlier = {self._filename(image_id, self._to_id(os.path.basename(path))[1])}
+                earlier |= {self._filename(image_id, existing.ext)} if existing is not None else set()
+                for name in sorted(earlier):
+                    self._keep_aside(name, self._datastore.label_path(label_tag))
                 # The stored file holds the app's values, whatever the client named (or sent in place of names).
                 names = [{"name": n, "idx": i + 1} for i, n in enumerate(self.app_config.plan.labels)]
                 label_info = {**(label_info or {}), "label_info": names}
@@ -464,7 +475,15 @@ class TumorDatastore(LocalDatastore):
         a case folder ``P/``) MONAI Label served one or the other, whichever the folder listed last. The one already
         listed stays (else the first by name), and the log names the other."""
         kept: dict[str, str] = {}
-        for name in sorted(listed, key=lambda n: (self._to_id(n)[1] != self._known_ext(self._to_id(n)[0]), n)):
+
+        def order(name: str) -> tuple[bool, bool, str]:  # a file that exists, then the one listed, then by name
+            return (
+                not os.path.exists(os.path.join(path, name)),
+                self._to_id(name)[1] != self._known_ext(self._to_id(name)[0]),
+                name,
+            )
+
+        for name in sorted(listed, key=order):
             image_id = self._to_id(name)[0]
             if image_id in kept:
                 why = f"{name} in the studies folder has the id {image_id!r} of {kept[image_id]}: it is not listed"
@@ -509,10 +528,9 @@ class TumorDatastore(LocalDatastore):
             else:
                 for file in [listed, *self._other_sequences(listed)]:
                     self._remove_entry(file)
-                if case_folder != images and not os.listdir(case_folder):
+                if case_folder != images and os.path.isdir(case_folder) and not os.listdir(case_folder):
                     os.rmdir(case_folder)  # a case's own folder (<case>/<sequence>), once empty
-            if not self._auto_reload:
-                self.refresh()
+            self.refresh()  # at once: the watcher may not see a removed link, nor remove the image before a request
 
     def _label_entry(self, image_id: str, tag: str) -> str:
         """The path of an image's label as the studies folder lists it (a link is not followed)."""

@@ -18,7 +18,9 @@ from lib.datastore.case_folders import CaseFolderEvents
         (FileCreatedEvent("/s/case1/t1c.nii.gz"), True),
         (FileMovedEvent("/s/case1/.t1c.nii.gz.part", "/s/case1/t1c.NII.GZ"), True),
         # MONAI Label's watcher sees the folder's own files; the rest would only refresh again and again.
+        (FileCreatedEvent("/s/case1"), True),  # a link to a case folder is reported as a file
         (FileCreatedEvent("/s/case1-t2f.nii.gz"), False),
+        (FileMovedEvent("/s/.datastore_v2.json.x1.tmp", "/s/datastore_v2.json"), False),  # the datastore's own
         (DirCreatedEvent("/s/.replaced"), False),
         (FileCreatedEvent("/s/.replaced/20261202_case.nii.gz"), False),
         (FileCreatedEvent("/s/labels/final.nii.gz"), False),
@@ -31,5 +33,5 @@ from lib.datastore.case_folders import CaseFolderEvents
 )
 def test_case_folder_changes_refresh_and_nothing_else_does(event, seen: bool) -> None:
     calls = []
-    CaseFolderEvents("/s", calls.append, "labels").dispatch(event)
+    CaseFolderEvents("/s", calls.append, ("labels", "datastore_v2.json")).dispatch(event)
     assert calls == ([event] if seen else [])

@@ -739,6 +739,89 @@ def test_a_case_of_links_to_files_named_otherwise_is_read_whole(tmp_path: Path, 
     assert datastore.get_image_uri("unknown") == ""
 
 
+def test_links_to_nothing_are_replaced_not_written_through(tmp_path: Path, config: AppConfig) -> None:
+    """A link whose target has gone is not listed, so no earlier file was kept aside and the upload was written
+    where the link pointed, outside the studies folder."""
+    archive, studies = tmp_path / "archive", tmp_path / "studies"
+    case = write_case(str(studies), "case0", seed=0, label_folder=str(tmp_path / "truth"))
+    (studies / "labels" / "final").mkdir(parents=True)
+    (studies / "labels" / "final" / "case0.nii.gz").symlink_to(archive / "gone-label.nii.gz")
+    (studies / "case1.nii.gz").symlink_to(archive / "gone-image.nii.gz")
+    datastore = TumorDatastore(str(studies), config, auto_reload=False)
+
+    datastore.save_label("case0", case.label_path, DefaultLabelTag.FINAL, {})
+    datastore.add_image("case1", case.image_path, {})
+
+    assert not archive.exists()
+    for stored in (studies / "labels" / "final" / "case0.nii.gz", studies / "case1.nii.gz"):
+        assert stored.is_file() and not stored.is_symlink()
+    assert sorted(datastore.list_images()) == ["case0", "case1"]
+
+
+def test_a_dangling_link_does_not_hide_the_file_of_its_id(tmp_path: Path, config: AppConfig) -> None:
+    studies = tmp_path / "studies"
+    write_case(str(studies), "P", seed=0, label_folder=str(tmp_path / "truth"))
+    os.rename(studies / "P.nii.gz", tmp_path / "P.nii.gz")
+    sitk.WriteImage(sitk.ReadImage(str(tmp_path / "P.nii.gz")), str(studies / "P.nrrd"))
+    (studies / "P.nii.gz").symlink_to(tmp_path / "gone.nii.gz")
+
+    datastore = TumorDatastore(str(studies), config, auto_reload=False, extensions=VOLUME_EXTENSIONS)
+
+    assert datastore.list_images() == ["P"] and datastore.get_image_uri("P").endswith("P.nrrd")
+
+
+def test_removing_a_case_whose_folder_went_or_is_a_link_updates_the_list_at_once(tmp_path: Path, make_config) -> None:
+    """A folder already gone raised FileNotFoundError (a 500); a removed link to a case folder, which the watcher
+    sees as a file, stayed listed, and a second DELETE failed on it."""
+    archive, studies = tmp_path / "archive", tmp_path / "studies"
+    names = ("t2f", "t1c")
+    write_sequences(str(studies), "gone", seed=1, sequences=names, layout="/")
+    write_sequences(str(archive), "linked", seed=2, sequences=names, layout="/")
+    (studies / "linked").symlink_to(archive / "linked", target_is_directory=True)
+    config = make_config(sequences="t2f,t1c", modality="mr")
+    datastore = TumorDatastore(str(studies), config, auto_reload=False)  # it has not seen the folder go
+    assert sorted(datastore.list_images()) == ["gone", "linked"]
+    shutil.rmtree(studies / "gone")
+    datastore.remove_image("gone")
+    datastore.remove_image("linked")
+    assert datastore.list_images() == [] and (archive / "linked" / "t1c.nii.gz").exists()
+
+    server = TumorDatastore(str(studies), config, auto_reload=True)
+    try:
+        (studies / "again").symlink_to(archive / "linked", target_is_directory=True)  # a link added by hand
+        assert _wait_for(lambda: server.list_images() == ["again"])
+        server.remove_image("again")
+        assert server.list_images() == []  # at once, whatever the watcher has seen
+        (studies / "more").symlink_to(archive / "linked", target_is_directory=True)
+        assert _wait_for(lambda: server.list_images() == ["more"])
+        (studies / "more").unlink()  # a link removed by hand
+        assert _wait_for(lambda: server.list_images() == [])
+    finally:
+        server._observer.stop()
+
+
+def test_an_unreadable_folder_in_the_studies_folder_is_skipped(
+    tmp_path: Path, make_config, caplog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # lost+found at a disk's root (root only) stopped the server's start-up with a PermissionError.
+    studies = tmp_path / "studies"
+    write_sequences(str(studies), "P", seed=1, sequences=("t2f", "t1c"), layout="/")
+    (studies / "lost+found").mkdir()
+    listdir = os.listdir
+
+    def refusing(path: str = ".") -> list[str]:
+        if os.path.basename(os.fspath(path)) == "lost+found":
+            raise PermissionError(13, "Permission denied", path)
+        return listdir(path)
+
+    monkeypatch.setattr(os, "listdir", refusing)
+
+    datastore = TumorDatastore(str(studies), make_config(sequences="t2f,t1c", modality="mr"), auto_reload=False)
+
+    assert datastore.list_images() == ["P"]
+    assert "folder lost+found cannot be read (Permission denied): not listed" in caplog.text
+
+
 def test_a_new_label_over_a_linked_one_is_written_in_the_studies_folder(tmp_path: Path, config: AppConfig) -> None:
     """Submitting over a label that links into an archive wrote the new label over the archive's file."""
     archive, studies = tmp_path / "archive", tmp_path / "studies"
