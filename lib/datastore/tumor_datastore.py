@@ -54,6 +54,19 @@ def _version(path: str) -> tuple[int, int] | None:
     return status.st_mtime_ns, status.st_size
 
 
+def split_case_file(name: str, sequences: Sequence[str]) -> tuple[str, str] | None:
+    """``(id, rest)`` of a listed image file: a case's first sequence ``<case>-<seq>.nii.gz`` gives ``case``,
+    ``<case>/<seq>.nii.gz`` too; any other volume ``<id>.<ext>`` gives its name without the extension; None for a
+    file that is no volume."""
+    split = split_sequence_name(name, sequences[0]) if sequences else None
+    if split is not None:
+        return split[0], name[len(split[0]) :]
+    for suffix in VOLUME_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)], name[-len(suffix) :]
+    return None
+
+
 def named_as_sequence(name: str, sequences: Sequence[str]) -> bool:
     """Whether a file name is a sequence's own (``t2f.nii.gz``): in the studies folder itself it would be read as
     a sequence of a case whose folder is the studies folder, with other such files as its other sequences."""
@@ -444,16 +457,8 @@ class TumorDatastore(LocalDatastore):
         return any(self._damaged.get(f) == _version(f) for f in [path, *self._other_sequences(path)])
 
     def _to_id(self, file: str) -> tuple[str, str]:
-        """``(id, rest)`` of a file name: a case's first sequence ``<case>-<seq>.nii.gz`` gives ``case``,
-        ``<case>/<seq>.nii.gz`` too; any other volume ``<id>.<ext>`` gives its name without the extension."""
-        if self.app_config.sequences:
-            split = split_sequence_name(file, self.app_config.sequences[0])
-            if split is not None:
-                return split[0], file[len(split[0]) :]
-        for suffix in VOLUME_SUFFIXES:
-            if file.lower().endswith(suffix):
-                return file[: -len(suffix)], file[-len(suffix) :]
-        return super()._to_id(file)
+        """``(id, rest)`` of a file name (:func:`split_case_file`)."""
+        return split_case_file(file, self.app_config.sequences) or super()._to_id(file)
 
     def _list_files(self, path: str, patterns: list[str]) -> dict[str, str]:
         """Volume files of a folder; for the images of a multi-sequence app, one file per case (see
@@ -475,16 +480,14 @@ class TumorDatastore(LocalDatastore):
         a case folder ``P/``) MONAI Label served one or the other, whichever the folder listed last. The one already
         listed stays (else the first by name), and the log names the other."""
         kept: dict[str, str] = {}
+        ids = {name: self._to_id(name) for name in listed}
 
         def order(name: str) -> tuple[bool, bool, str]:  # a file that exists, then the one listed, then by name
-            return (
-                not os.path.exists(os.path.join(path, name)),
-                self._to_id(name)[1] != self._known_ext(self._to_id(name)[0]),
-                name,
-            )
+            image_id, rest = ids[name]
+            return not os.path.exists(os.path.join(path, name)), rest != self._known_ext(image_id), name
 
         for name in sorted(listed, key=order):
-            image_id = self._to_id(name)[0]
+            image_id = ids[name][0]
             if image_id in kept:
                 why = f"{name} in the studies folder has the id {image_id!r} of {kept[image_id]}: it is not listed"
                 self._warn_once(os.path.join(path, name), f"{why} (rename one of them)")
@@ -508,8 +511,7 @@ class TumorDatastore(LocalDatastore):
         try:
             sequence_files(path, self.app_config.sequences)
         except MissingSequenceError as e:
-            self._reported.add(path)
-            logger.warning("Incomplete case: %s; it is refused until its files are added", e)
+            self._warn_once(path, f"Incomplete case: {e}; it is refused until its files are added")
 
     def remove_image(self, image_id: str) -> None:
         """Remove an image, its labels and, for a multi-sequence case, its other sequences' files (left behind,
@@ -521,7 +523,7 @@ class TumorDatastore(LocalDatastore):
             for tag in list(obj.labels):
                 self._remove_entry(self._label_entry(image_id, tag))
             images = os.path.abspath(self._datastore.image_path())
-            listed = os.path.join(images, self._filename(image_id, obj.image.ext))
+            listed = self.get_image_uri(image_id)
             case_folder = os.path.dirname(listed)
             if case_folder != images and os.path.islink(case_folder):
                 os.unlink(case_folder)  # a case folder linked into an archive: the link goes, the archive stays

@@ -15,9 +15,8 @@ from dicomweb_client.api import DICOMwebClient
 from dicomweb_client.session_utils import create_session_from_user_pass
 from pydicom import Dataset
 
-from lib.datastore.tumor_datastore import case_files
+from lib.datastore.tumor_datastore import case_files, split_case_file
 from lib.transforms.formats import volume_suffix_of
-from lib.transforms.sequences import split_sequence_name
 
 LABEL_SUFFIX = ".nii.gz"
 PAGE = 100  # series per QIDO-RS request
@@ -62,8 +61,7 @@ def _folder_tasks(folder: str, output: str, sequences: Sequence[str] = ()) -> It
         with os.scandir(folder) as entries:
             files = [e.name for e in entries if volume_suffix_of(e.name) is not None and e.is_file()]
         for name in case_files(folder, files, sequences):
-            split = split_sequence_name(name, sequences[0])
-            case = split[0] if split else name[: -len(str(volume_suffix_of(name)))]
+            case, _ = split_case_file(name, sequences) or (name, "")
             yield CaseTask(name, image=os.path.join(folder, name), output=os.path.join(output, case + LABEL_SUFFIX))
         return
     with os.scandir(folder) as entries:
